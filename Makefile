@@ -1,0 +1,41 @@
+# sew-fairseq: `make demo` and `make test` are all a user types on a fresh machine;
+# both run `make setup` first, which is idempotent (it redoes nothing once .venv is complete).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+# torch first, pinned: on these machines torch==2.13.0 is a CPU wheel on local disk, while an
+# unpinned requirement pulls a multi-GB CUDA build. Override with `make setup TORCH=torch==X`.
+TORCH  ?= torch==2.13.0
+FAIRSEQ := $(shell $(PYTHON) -c 'import sys; print("fairseq-fixed==0.12.3.1" if sys.version_info >= (3, 11) else "fairseq==0.12.2")')
+STAMP  := $(VENV)/.setup-done
+
+.PHONY: setup test demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.py requirements.txt requirements-test.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -U pip setuptools wheel
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -r requirements.txt -r requirements-test.txt
+	# fairseq compiles Cython/C++ extensions against the torch and numpy already here
+	# (--no-build-isolation), and its torchaudio requirement is left out (--no-deps): see requirements.txt.
+	$(PIP) show -q fairseq-fixed fairseq >/dev/null 2>&1 || $(PIP) install -q --no-build-isolation --no-deps "$(FAIRSEQ)"
+	$(PIP) install -q --no-build-isolation --no-deps -e .
+	# a torchaudio that does not match torch fails at import and breaks transformers: keep it out
+	-$(PIP) uninstall -q -y torchaudio 2>/dev/null
+	$(PY) -c "import fairseq, sew_fairseq, flashlight.lib.text.decoder; print('setup ok: fairseq', fairseq.__version__)"
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q tests
+
+demo: setup
+	bash recipes/demo.sh
+
+bench: setup
+	$(VENV)/bin/sew-bench speed --presets sew_d_mid sew_tiny --seconds 10
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

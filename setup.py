@@ -1,0 +1,39 @@
+"""sew-fairseq: SEW / SEW-D / wav2vec 2.0 models as a fairseq plugin (``common.user_dir``)."""
+import sys
+
+from setuptools import find_packages, setup
+
+# fairseq 0.12.2 does not import on Python >= 3.11; fairseq-fixed ships the same `fairseq` module fixed.
+FAIRSEQ = "fairseq-fixed==0.12.3.1" if sys.version_info >= (3, 11) else "fairseq==0.12.2"
+
+setup(
+    name="sew-fairseq",
+    version="0.1.0",
+    description="SEW and SEW-D speech models (Wu et al. 2021) as a fairseq plugin",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.8",
+    packages=find_packages(include=["sew_fairseq", "sew_fairseq.*", "manifests", "manifests.*"]),
+    install_requires=[
+        FAIRSEQ,
+        "torch>=1.13",
+        "numpy>=1.21.3",
+        "omegaconf>=2.0",
+        "hydra-core>=1.0",
+        "soundfile>=0.12",
+        "sentencepiece",
+        "flashlight-text==0.0.7",
+        "editdistance",
+        "tqdm",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "soxr", "espeakng-loader"],
+        "hf": ["transformers>=4.30"],
+    },
+    entry_points={
+        "console_scripts": [
+            "sew-bench=sew_fairseq.cli.bench:main",
+            "sew-demo-data=sew_fairseq.cli.demo_data:main",
+        ],
+    },
+)

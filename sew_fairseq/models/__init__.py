@@ -1,0 +1,2 @@
+"""Registered fairseq models, one per file."""
+from . import w2v2_mlp, sew, sew_d  # noqa: F401

@@ -1,0 +1,1 @@
+"""Building blocks of SEW / SEW-D, one paper component per file; no fairseq registration here."""

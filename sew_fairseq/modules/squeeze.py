@@ -1,0 +1,116 @@
+"""Squeeze and upsample (SEW, section 4.2): run the context network at half the frame rate.
+
+    frames [B, T, D] --zero padding--> pool(x) + GELU(WN-Conv(x, stride s)) --crop--> [B, S = T // s, D]
+        --> transformer layers (SEW or SEW-D) --> GELU(Linear(D, s*D)) --reshape--> [B, s*S, D] --pad--> [B, T, D]
+
+The strided positional conv is the model's only positional embedding. Parameter names follow the SEW
+release (``encoder.pos_conv.0.{weight_g,weight_v,bias}``, ``encoder.upsample.0.{weight,bias}``): encoders
+built on :class:`SqueezedEncoder` keep ``pos_conv``, ``pool`` and ``upsample`` as direct children.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from fairseq.modules import SamePad
+
+
+def lengths_to_padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """[B] lengths -> [B, max_len] bool mask, True at padding."""
+    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
+
+
+class StridedPositionalConv(nn.Sequential):
+    """GELU(SamePad(weight-normed grouped Conv1d(D, D, K, stride=s))) on [B, D, T] -> [B, D, ceil(T / s)].
+
+    Initialised as fairseq's positional conv: weight ~ N(0, sqrt(4 / (K * D))), bias 0, weight norm over dim 2.
+    """
+
+    def __init__(self, dim: int, kernel: int, groups: int, stride: int):
+        conv = nn.Conv1d(dim, dim, kernel_size=kernel, padding=kernel // 2, groups=groups, stride=stride)
+        nn.init.normal_(conv.weight, mean=0.0, std=math.sqrt(4.0 / (kernel * dim)))
+        nn.init.constant_(conv.bias, 0.0)
+        # the legacy weight_norm keeps the release's parameter names weight_g / weight_v (the
+        # parametrizations version would rename them), so silence its deprecation warning
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            conv = nn.utils.weight_norm(conv, name="weight", dim=2)
+        super().__init__(conv, SamePad(kernel), nn.GELU())
+
+
+class Upsample(nn.Sequential):
+    """GELU(Linear(D, s*D)) then reshape [B, S, s*D] -> [B, s*S, D]: frame s*t+i is channel block i of step t."""
+
+    def __init__(self, dim: int, factor: int):
+        linear = nn.Linear(dim, dim * factor)
+        nn.init.kaiming_normal_(linear.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(linear.bias)
+        super().__init__(linear, nn.GELU())
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, d = x.shape
+        x = super().forward(x)  # [B, S, s*D]
+        return x.reshape(b, s * self.factor, d)  # [B, s*S, D]
+
+
+class SqueezedEncoder(nn.Module):
+    """Base of the SEW and SEW-D context networks: squeeze -> :meth:`forward_layers` -> upsample.
+
+    Subclasses build their layers and implement ``forward_layers(x [B, S, D], padding_mask [B, S] or None,
+    layer) -> (x, layer_results)``.
+    """
+
+    def __init__(self, dim: int, squeeze_factor: int, conv_pos: int, conv_pos_groups: int):
+        super().__init__()
+        if squeeze_factor < 1:
+            raise ValueError(f"squeeze_factor={squeeze_factor} must be >= 1")
+        self.embedding_dim = dim
+        self.squeeze_factor = squeeze_factor
+        self.pos_conv = StridedPositionalConv(dim, conv_pos, conv_pos_groups, squeeze_factor)
+        self.pool = nn.AvgPool1d(squeeze_factor, squeeze_factor) if squeeze_factor > 1 else nn.Identity()
+        self.upsample = Upsample(dim, squeeze_factor)
+
+    def forward_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], layer: Optional[int]
+                       ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        raise NotImplementedError
+
+    def squeeze(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]
+                ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """[B, T, D] frames -> ([B, S, D], squeezed padding mask [B, S] or None), S = T // s."""
+        if padding_mask is not None:
+            x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
+        x = x.transpose(1, 2)  # [B, D, T]
+        pos = self.pos_conv(x)  # [B, D, ceil(T / s)]
+        pooled = self.pool(x)  # [B, D, T // s]
+        s_len = min(pos.size(-1), pooled.size(-1))
+        x = (pooled[..., :s_len] + pos[..., :s_len]).transpose(1, 2)  # [B, S, D]
+        if padding_mask is not None:
+            lengths = (~padding_mask).sum(-1) // self.squeeze_factor
+            padding_mask = lengths_to_padding_mask(lengths, s_len)
+        return x, padding_mask
+
+    def unsqueeze(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], length: int) -> torch.Tensor:
+        """[B, S, D] -> [B, T, D]: upsample, zero what comes from squeezed padding, zero-pad to ``length``."""
+        x = self.upsample(x)  # [B, s*S, D]
+        if padding_mask is not None:
+            # an utterance's frames past s * (its squeezed length) are zeros, as when it is run alone
+            x = x.masked_fill(padding_mask.repeat_interleave(self.squeeze_factor, dim=1).unsqueeze(-1), 0.0)
+        if x.size(1) < length:
+            x = F.pad(x, (0, 0, 0, length - x.size(1)))
+        return x
+
+    def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor] = None, layer: Optional[int] = None,
+                **unused) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """x: [B, T, D] frames, padding_mask: [B, T] (True = pad) -> ([B, T, D], per-layer results [B, S, D])."""
+        length = x.size(1)
+        x, squeezed_mask = self.squeeze(x, padding_mask)
+        x, layer_results = self.forward_layers(x, squeezed_mask, layer)
+        return self.unsqueeze(x, squeezed_mask, length), layer_results
+
+    def max_positions(self) -> int:
+        return int(1e6)
