@@ -2,7 +2,6 @@
 
 Registered also as ``squeeze_wav2vec2_deberta``, the original release's name.
 """
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple

@@ -3,10 +3,10 @@
 The model reuses fairseq's :class:`Wav2Vec2Model` for masking, negative sampling, logits and extra losses; what
 it replaces is the feature extractor (length-aware, see ``modules/feature_extractor.py``), the predictor heads
 (``modules/mlp_head.py``) and, in subclasses, the context network (``build_encoder``).
+Registered also as ``feat_mlp_wav2vec2``, the original release's name.
 
 Shapes: B batch, L samples, T frames (L / 320), D ``encoder_embed_dim``, C extractor channels, M masked frames.
 """
-from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
@@ -66,6 +66,7 @@ def _check_supported(cfg: W2V2MLPConfig) -> None:
             raise ValueError(f"model.{name}={value!r} is not supported by this plugin (only {supported!r})")
 
 
+@register_model("feat_mlp_wav2vec2", dataclass=W2V2MLPConfig)
 @register_model("w2v2_mlp", dataclass=W2V2MLPConfig)
 class W2V2MLPModel(Wav2Vec2Model):
     """wav2vec 2.0 pretraining model with MLP predictor heads; subclasses swap the context network."""

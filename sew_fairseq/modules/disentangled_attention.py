@@ -91,12 +91,16 @@ class DisentangledSelfAttention(nn.Module):
         b, s, _ = x.shape
         return x.view(b, s, self.heads, self.head_dim).transpose(1, 2)
 
-    def relative_projections(self, rel: torch.Tensor, lo: int, hi: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(Qr, Kr) for table rows lo:hi, each [H, hi - lo, d]; cached when no autograd and in eval mode."""
-        cacheable = not self.training and not torch.is_grad_enabled()
+    def relative_projections(self, rel: torch.Tensor, lo: int, hi: int, rel_key: Optional[tuple] = None
+                             ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(Qr, Kr) for table rows lo:hi, each [H, hi - lo, d].
+
+        Cached in eval mode without autograd when ``rel_key`` (the identity of the weights ``rel`` was computed
+        from, see :meth:`DisentangledEncoder.relative_table`) is given."""
+        cacheable = rel_key is not None and not self.training and not torch.is_grad_enabled()
         if cacheable:
-            key = (lo, hi) + weights_key(rel, self.query_proj.weight, self.query_proj.bias,
-                                         self.key_proj.weight, self.key_proj.bias)
+            key = (lo, hi) + rel_key + weights_key(self.query_proj.weight, self.query_proj.bias,
+                                                   self.key_proj.weight, self.key_proj.bias)
             if self._cache is not None and self._cache[0] == key:
                 return self._cache[1]
         band = self.pos_dropout(rel[lo:hi])  # [U, D]
@@ -107,8 +111,8 @@ class DisentangledSelfAttention(nn.Module):
             self._cache = (key, (qr, kr))
         return qr, kr
 
-    def forward(self, hidden: torch.Tensor, rel: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None
-                ) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, rel: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None,
+                rel_key: Optional[tuple] = None) -> torch.Tensor:
         """hidden: [B, S, D]; rel: normalised relative table [2k, D]; key_padding_mask: [B, S] True at padding.
 
         Returns the context [B, S, D] (before the output dense layer).
@@ -119,7 +123,7 @@ class DisentangledSelfAttention(nn.Module):
         v = self._split(self.value_proj(hidden))  # [B, H, S, d]
 
         index, lo, hi = _relative_index(s, self.position_buckets, self.max_relative_positions, hidden.device)
-        qr, kr = self.relative_projections(rel, lo, hi)  # [H, U, d] each
+        qr, kr = self.relative_projections(rel, lo, hi, rel_key)  # [H, U, d] each
         idx = index.expand(b, self.heads, s, s)
         c2p = torch.matmul(q, kr.transpose(-1, -2)).gather(-1, idx)  # [B, H, S, S]: Q_i . Kr[c(i, j)]
         # p2c: K_j . Qr[c(i, j)]; gather rows j with the transposed index, then transpose back
@@ -174,9 +178,10 @@ class DisentangledLayer(nn.Module):
         self.intermediate = _Intermediate(dim, ffn_dim)
         self.output = _DenseLayerNorm(ffn_dim, dim, hidden_dropout, eps)
 
-    def forward(self, x: torch.Tensor, rel: torch.Tensor, key_padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rel: torch.Tensor, key_padding_mask: Optional[torch.Tensor],
+                rel_key: Optional[tuple] = None) -> torch.Tensor:
         """x: [B, S, D] -> [B, S, D]"""
-        attended = self.attention.output(self.attention.self(x, rel, key_padding_mask), x)
+        attended = self.attention.output(self.attention.self(x, rel, key_padding_mask, rel_key), x)
         return self.output(self.intermediate(attended), attended)
 
 
@@ -199,29 +204,28 @@ class DisentangledEncoder(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
-    def relative_table(self) -> torch.Tensor:
-        """LayerNorm(rel_embeddings) [2k, D]; the same tensor is reused in eval mode without autograd, so the
-        layers' cached projections of it stay valid until a weight changes."""
-        cacheable = not self.training and not torch.is_grad_enabled()
+    def relative_table(self) -> Tuple[torch.Tensor, Optional[tuple]]:
+        """(LayerNorm(rel_embeddings) [2k, D], key). In eval mode without autograd the table is computed once
+        and ``key`` identifies the weights it came from, so the layers can cache their projections of it;
+        otherwise ``key`` is None."""
+        if self.training or torch.is_grad_enabled():
+            return self.LayerNorm(self.rel_embeddings.weight), None
         key = weights_key(self.rel_embeddings.weight, self.LayerNorm.weight, self.LayerNorm.bias)
-        if cacheable and self._rel_cache is not None and self._rel_cache[0] == key:
-            return self._rel_cache[1]
-        rel = self.LayerNorm(self.rel_embeddings.weight)
-        if cacheable:
-            self._rel_cache = (key, rel)
-        return rel
+        if self._rel_cache is None or self._rel_cache[0] != key:
+            self._rel_cache = (key, self.LayerNorm(self.rel_embeddings.weight))
+        return self._rel_cache[1], key
 
     def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor] = None, layer: Optional[int] = None
                 ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """x: [B, S, D], padding_mask [B, S] (True = pad) -> (output [B, S, D], outputs of the layers run).
 
         ``layer``: stop after this 0-based layer (fairseq's ``tgt_layer``)."""
-        rel = self.relative_table()  # [2k, D]
+        rel, rel_key = self.relative_table()  # [2k, D]
         if padding_mask is not None and not padding_mask.any():
             padding_mask = None
         results: List[torch.Tensor] = []
         for i, block in enumerate(self.layer):  # LayerDropModuleList skips layers while training
-            x = block(x, rel, padding_mask)
+            x = block(x, rel, padding_mask, rel_key)
             results.append(x)
             if layer is not None and i == layer:
                 break
