@@ -33,6 +33,7 @@ setup(
     entry_points={
         "console_scripts": [
             "sew-bench=sew_fairseq.cli.bench:main",
+            "sew-train=sew_fairseq.cli.train:main",
             "sew-demo-data=sew_fairseq.cli.demo_data:main",
         ],
     },

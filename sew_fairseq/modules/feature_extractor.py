@@ -42,17 +42,29 @@ def format_conv_layers(layers: Sequence[ConvSpec]) -> str:
     return "[" + ", ".join(f"({c}, {k}, {s})" for c, k, s in layers) + "]"
 
 
+_MAX_LAYERS = 256
+
+
 def _eval_node(node: ast.AST):
     if isinstance(node, ast.Expression):
         return _eval_node(node.body)
-    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+    if isinstance(node, ast.Constant) and isinstance(node.value, int) and not isinstance(node.value, bool):
         return node.value
     if isinstance(node, (ast.List, ast.Tuple)):
         items = [_eval_node(e) for e in node.elts]
         return items if isinstance(node, ast.List) else tuple(items)
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
         left, right = _eval_node(node.left), _eval_node(node.right)
-        return left + right if isinstance(node.op, ast.Add) else left * right
+        if isinstance(node.op, ast.Mult) and isinstance(left, int) and isinstance(right, int):
+            return left * right
+        if isinstance(node.op, ast.Mult):  # list repetition: bound it, a conv stack has tens of layers
+            items, times = (left, right) if isinstance(right, int) else (right, left)
+            if not isinstance(items, list) or not isinstance(times, int) or not 0 <= times * len(items) <= _MAX_LAYERS:
+                raise ValueError(f"repetition must be a list times an int giving at most {_MAX_LAYERS} layers")
+            return items * times
+        if type(left) is not type(right):
+            raise ValueError("'+' needs two lists or two ints")
+        return left + right
     raise ValueError(f"unsupported syntax {ast.dump(node)[:60]}")
 
 
@@ -66,7 +78,7 @@ def parse_conv_layers(spec: str) -> List[ConvSpec]:
         value = _eval_node(ast.parse(spec.strip(), mode="eval"))
     except (SyntaxError, ValueError, TypeError) as e:
         raise ValueError(f"conv_feature_layers={spec!r} is not a list of (dim, kernel, stride): {e}") from None
-    if not isinstance(value, list) or not value or not all(
+    if not isinstance(value, list) or not value or len(value) > _MAX_LAYERS or not all(
         isinstance(t, tuple) and len(t) == 3 and all(isinstance(v, int) and v > 0 for v in t) for t in value
     ):
         raise ValueError(f"conv_feature_layers={spec!r} must be a non-empty list of (dim, kernel, stride) int tuples")

@@ -82,6 +82,10 @@ class SqueezedEncoder(nn.Module):
     def squeeze(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]
                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """[B, T, D] frames -> ([B, S, D], squeezed padding mask [B, S] or None), S = T // s."""
+        if x.size(1) < self.squeeze_factor:
+            raise ValueError(f"input of {x.size(1)} frame(s) is too short to squeeze by {self.squeeze_factor}: "
+                             f"give at least {self.squeeze_factor} frames (about {self.squeeze_factor * 20 + 5} ms "
+                             f"of 16 kHz audio)")
         if padding_mask is not None:
             x = x.masked_fill(padding_mask.unsqueeze(-1), 0.0)
         x = x.transpose(1, 2)  # [B, D, T]

@@ -1,0 +1,45 @@
+"""``sew-train``: ``fairseq-hydra-train`` with this plugin loaded first.
+
+    sew-train --config-dir recipes/pretraining --config-name sew_d_tiny task.data=/path/to/manifests
+
+Same arguments as ``fairseq-hydra-train``. Differences:
+
+* ``common.user_dir`` defaults to this package (pass it to override);
+* the plugin's fairseq fixes (``sew_fairseq.compat``) are applied before fairseq starts, including the ones
+  fairseq-hydra-train cannot get from ``common.user_dir`` because it imports the user dir only after it
+  has decided how to launch: data-parallel training on CPU (``common.cpu=true
+  distributed_training.distributed_world_size=N`` spawns N gloo processes) and fp16 recipes on CPU.
+"""
+import os
+import sys
+from typing import List, Optional, Sequence
+
+USAGE = __doc__ + """
+Hydra's own help: sew-train --hydra-help ; the composed config: sew-train ... --cfg job
+"""
+
+
+def with_user_dir(argv: Sequence[str]) -> List[str]:
+    """``argv`` plus ``common.user_dir=<this package>`` unless a user dir is already given."""
+    args = list(argv)
+    if not any(a.lstrip("+").startswith("common.user_dir=") for a in args):
+        package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        args.append(f"common.user_dir={package}")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    import sew_fairseq  # noqa: F401  applies the compatibility fixes before fairseq starts
+    from fairseq_cli.hydra_train import cli_main
+
+    sys.argv = ["sew-train"] + with_user_dir(argv)
+    cli_main()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
