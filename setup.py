@@ -25,10 +25,12 @@ setup(
         "flashlight-text==0.0.7",
         "editdistance",
         "tqdm",
+        "soxr",  # demo corpus: 22.05 -> 16 kHz
+        "espeakng-loader",  # demo corpus: espeak-ng library and voices
     ],
     extras_require={
-        "test": ["pytest>=7", "soxr", "espeakng-loader"],
-        "hf": ["transformers>=4.30"],
+        "test": ["pytest>=7", "transformers>=4.40"],
+        "hf": ["transformers>=4.40"],
     },
     entry_points={
         "console_scripts": [

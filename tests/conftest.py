@@ -1,0 +1,23 @@
+"""Shared pytest fixtures: the real-speech fixture directory and a tiny synthetic demo corpus."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """``tests/fixtures`` (real recordings; see fixtures/LICENSES.md)."""
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory: pytest.TempPathFactory):
+    """A 6-utterance eSpeak NG demo corpus (5 train, 1 valid), generated once per session."""
+    from sew_fairseq.demo_data import make_demo_corpus
+
+    return make_demo_corpus(tmp_path_factory.mktemp("demo") / "corpus", num_utterances=6, seed=0,
+                            progress=False)
