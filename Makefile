@@ -29,10 +29,10 @@ $(STAMP): setup.py requirements.txt requirements-test.txt Makefile
 	touch $(STAMP)
 
 test: setup
-	$(PY) -m pytest -q tests
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests
 
 demo: setup
-	bash recipes/demo.sh
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash recipes/demo.sh
 
 bench: setup
 	$(VENV)/bin/sew-bench speed --presets sew_d_mid sew_tiny --seconds 10

@@ -36,6 +36,7 @@ setup(
         "console_scripts": [
             "sew-bench=sew_fairseq.cli.bench:main",
             "sew-train=sew_fairseq.cli.train:main",
+            "sew-log-summary=sew_fairseq.cli.log_summary:main",
             "sew-demo-data=sew_fairseq.cli.demo_data:main",
         ],
     },

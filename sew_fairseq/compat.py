@@ -58,6 +58,12 @@ Fixes (each a function of this module):
     Why: ``fairseq/models/wav2vec/wav2vec2_classification.py`` calls ``logging.basicConfig(level=DEBUG)``
     at import. Fix: if that module did so and the root logger is at DEBUG, put it back to Python's
     default WARNING (fairseq's command-line tools configure their own logging afterwards).
+``fix_atomic_checkpoint_copy``
+    Symptom: a run killed while fairseq copies its newest checkpoint to ``checkpoint_last.pt`` (or
+    ``checkpoint_best.pt``) leaves a truncated file, and the restart fails on it. Why: fairseq writes
+    the first checkpoint atomically (``.tmp`` + rename) but makes the others with a plain
+    ``PathManager.copy``. Fix: inside ``fairseq.checkpoint_utils`` only, local copies go to
+    ``<dst>.tmp`` and are renamed over ``<dst>`` (``os.replace``), so a kill leaves the old file whole.
 ``fix_cpu_data_parallel_spawn``
     Symptom: ``common.cpu=true distributed_training.distributed_world_size=2`` fails with
     ``AssertionError: world size is 2 but have 0 available devices``, and without that check fairseq
@@ -98,6 +104,7 @@ __all__ = [
     "fix_fp16_on_cpu",
     "fix_cpu_data_parallel_spawn",
     "fix_root_logger_debug",
+    "fix_atomic_checkpoint_copy",
 ]
 
 #: What each patch replaced, keyed by ``"module.attribute"``; filled the first time it patches.
@@ -648,6 +655,40 @@ def fix_cpu_data_parallel_spawn() -> str:
     return APPLIED
 
 
+class _AtomicCopyPathManager:
+    """fairseq's ``PathManager`` with an atomic ``copy`` for local files; everything else is fairseq's."""
+
+    def __init__(self, path_manager: Any):
+        self._path_manager = path_manager
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._path_manager, name)
+
+    def copy(self, src_path: str, dst_path: str, overwrite: bool = False) -> bool:
+        import os
+        import shutil
+
+        if self._path_manager.path_requires_pathmanager(dst_path):  # remote storage: fairseq's own copy
+            return self._path_manager.copy(src_path, dst_path, overwrite=overwrite)
+        if os.path.exists(dst_path) and not overwrite:
+            return False
+        tmp = f"{dst_path}.tmp"
+        shutil.copyfile(src_path, tmp)
+        os.replace(tmp, dst_path)
+        return True
+
+
+def fix_atomic_checkpoint_copy() -> str:
+    """Fix (i): copies to ``checkpoint_last.pt`` / ``checkpoint_best.pt`` are atomic."""
+    checkpoint_utils = importlib.import_module(_CHECKPOINT_UTILS)
+    if isinstance(checkpoint_utils.PathManager, _AtomicCopyPathManager):
+        return ALREADY_APPLIED
+    if "PathManager.copy(" not in inspect.getsource(checkpoint_utils.save_checkpoint):
+        return NOT_NEEDED
+    _replace(_CHECKPOINT_UTILS, "PathManager", _AtomicCopyPathManager(checkpoint_utils.PathManager))
+    return APPLIED
+
+
 def fix_root_logger_debug() -> str:
     """Fix (h): undo fairseq's ``logging.basicConfig(level=logging.DEBUG)`` at import."""
     import logging as _logging
@@ -674,6 +715,7 @@ _ROOT_LOGGER_FIXED = False
 # --------------------------------------------------------------------------------------------
 
 _FIXES: Tuple[Callable[[], str], ...] = (
+    fix_root_logger_debug,  # first: importing fairseq's models is what sets the root logger to DEBUG
     fix_mask_no_overlap,
     fix_mask_zero_static_masks,
     fix_checkpoint_weights_only,
@@ -681,7 +723,7 @@ _FIXES: Tuple[Callable[[], str], ...] = (
     fix_broadcast_object_weights_only,
     fix_fp16_on_cpu,
     fix_cpu_data_parallel_spawn,
-    fix_root_logger_debug,
+    fix_atomic_checkpoint_copy,
 )
 
 

@@ -42,7 +42,7 @@ def test_apply_patches_is_idempotent() -> None:
     assert set(status) == {
         "fix_mask_no_overlap", "fix_mask_zero_static_masks", "fix_checkpoint_weights_only",
         "fix_all_gather_list_cpu", "fix_broadcast_object_weights_only", "fix_fp16_on_cpu",
-        "fix_cpu_data_parallel_spawn", "fix_root_logger_debug",
+        "fix_cpu_data_parallel_spawn", "fix_root_logger_debug", "fix_atomic_checkpoint_copy",
     }
     # the root-logger fix has nothing to do when logging was configured before fairseq (pytest does)
     assert status.pop("fix_root_logger_debug") in (compat.ALREADY_APPLIED, compat.NOT_NEEDED)
@@ -270,3 +270,29 @@ def test_cpu_runs_drop_half_precision() -> None:
     gpu = OmegaConf.create({"common": {"cpu": False, "fp16": True}})
     compat.cpu_without_half_precision(gpu)
     assert gpu.common.fp16  # GPU runs keep fp16
+
+
+def test_checkpoint_copy_killed_midway_keeps_the_old_file(tmp_path, monkeypatch) -> None:
+    """A copy to checkpoint_last.pt that dies half-way leaves the previous checkpoint_last.pt whole."""
+    import shutil
+
+    from fairseq.file_io import PathManager
+
+    src, dst = tmp_path / "checkpoint_1_8.pt", tmp_path / "checkpoint_last.pt"
+    src.write_bytes(b"new" * 1000)
+
+    def dies_half_way(a, b, *args, **kwargs):
+        with open(b, "wb") as f:
+            f.write(open(a, "rb").read()[:100])
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(shutil, "copyfile", dies_half_way)
+    for copy in (PathManager.copy, checkpoint_utils.PathManager.copy):  # fairseq's, then the patched one
+        dst.write_bytes(b"old checkpoint")
+        with pytest.raises(KeyboardInterrupt):
+            copy(str(src), str(dst), overwrite=True)
+        survived = dst.read_bytes() == b"old checkpoint"
+        assert survived == (copy is not PathManager.copy)
+    monkeypatch.undo()
+    assert checkpoint_utils.PathManager.copy(str(src), str(dst), overwrite=True)
+    assert dst.read_bytes() == src.read_bytes() and not (tmp_path / "checkpoint_last.pt.tmp").exists()
