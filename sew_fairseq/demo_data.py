@@ -576,7 +576,8 @@ def _shards(plan: Sequence[_Utterance]) -> Iterator[List[_Utterance]]:
 
 def make_demo_corpus(dest: Union[str, os.PathLike], num_utterances: int = DEFAULT_NUM_UTTERANCES,
                      seed: int = 0, num_workers: Optional[int] = None, valid_fraction: float = 0.1,
-                     audio_format: str = "wav", progress: bool = True) -> DemoCorpus:
+                     audio_format: str = "wav", progress: bool = True,
+                     num_voices: Optional[int] = None) -> DemoCorpus:
     """Generate (or find) the synthetic demo corpus at ``dest``; see the module docstring.
 
     Args:
@@ -588,6 +589,8 @@ def make_demo_corpus(dest: Union[str, os.PathLike], num_utterances: int = DEFAUL
         valid_fraction: share of utterances in ``valid`` (at least one).
         audio_format: "wav" or "flac" (16-bit PCM either way).
         progress: show a tqdm progress bar.
+        num_voices: use only the first N voices of :func:`available_voices` (None = all); fewer voices
+            make more regular speech, on which a small model learns faster.
 
     Example::
 
@@ -607,6 +610,10 @@ def make_demo_corpus(dest: Union[str, os.PathLike], num_utterances: int = DEFAUL
     library, data_dir = _espeak_paths()
     _check_soxr()
     voices = available_voices(data_dir)
+    if num_voices is not None:
+        if num_voices < 1:
+            raise ValueError(f"num_voices must be >= 1, got {num_voices!r}")
+        voices = voices[:num_voices]
     params = _params(num_utterances, seed, valid_fraction, audio_format, voices)
 
     existing = _load_existing(dest, params)

@@ -60,7 +60,12 @@ def updates_logged(log: str) -> List[int]:
 
 
 def test_pretraining_logs_losses_and_saves_checkpoints(corpus, tmp_path):
-    log = run(train_command(corpus, tmp_path, ["optimization.max_update=6"]))
+    # the command line: plain fairseq-hydra-train with the plugin as user dir, the unchanged
+    # recipe (fp16: true, as released) on a CPU
+    cmd = train_command(corpus, tmp_path, ["optimization.max_update=6", f"common.user_dir={REPO / 'sew_fairseq'}"])
+    cmd[:3] = [str(Path(sys.executable).parent / "fairseq-hydra-train")]
+    log = run(cmd)
+    assert "turning off fp16" in log
     first = re.search(r"\[train_inner\]\[INFO\] - (.*)", log).group(1)
     for key in ("loss=", "loss_0=", "loss_1=", "loss_2=", "code_perplexity=", "prob_perplexity=", "accuracy="):
         assert key in first, first

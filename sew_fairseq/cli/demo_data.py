@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of utterances in valid (default: %(default)s)")
     p.add_argument("--format", dest="audio_format", choices=("wav", "flac"), default="wav",
                    help="audio file format, 16-bit PCM either way (default: %(default)s)")
+    p.add_argument("--voices", type=int, default=None, dest="num_voices",
+                   help="use only the first N eSpeak NG voices (default: all); fewer voices, more regular speech")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -52,6 +54,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         corpus = make_demo_corpus(args.dest, num_utterances=args.num_utterances, seed=args.seed,
+                                  num_voices=args.num_voices,
                                   num_workers=args.workers, valid_fraction=args.valid_fraction,
                                   audio_format=args.audio_format, progress=not args.quiet)
     except (DemoDataError, ValueError) as e:
