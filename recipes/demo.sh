@@ -3,11 +3,11 @@
 #
 # Inputs : nothing; the corpus is synthetic speech generated here (sew-demo-data, espeak-ng voices).
 # Outputs: $work/corpus/        fairseq manifests, letter labels, 16 kHz audio (about 16 min)
-#          $work/pretrain/      checkpoints (ckpt/checkpoint_last.pt, checkpoint_best.pt) and train.log
+#          $work/pretrain_TARGETS/  checkpoints (ckpt/checkpoint_last.pt, checkpoint_best.pt) and train.log
 #
 # Stages (run a range with --stage N --stop-stage M):
 #   0  generate the demo corpus                  (seconds; skipped when complete with the same options)
-#   1  pretrain the reduced SEW-D of recipes/demo/pretrain.yaml
+#   1  pretrain the reduced SEW-D of recipes/demo/pretrain.yaml, continuous targets by default
 #                                                (about 3 min on 2 CPU cores; a rerun resumes or is a no-op)
 #   2  print the logged losses as a table
 set -euo pipefail
@@ -18,8 +18,11 @@ work=demo_work
 utterances=400
 max_update=400
 device=auto   # auto | cpu | cuda
+targets=continuous   # continuous | quantized (the paper's; stays near chance for hundreds of updates here)
+voices=1      # eSpeak NG voices in the corpus: one voice is the most regular speech
 
-usage() { sed -n '2,14p' "$0"; echo; echo "Options: --stage N --stop-stage M --work DIR --utterances N --max-update N --device auto|cpu|cuda"; }
+usage() { sed -n '2,11p' "$0"; echo; echo "Options: --stage N --stop-stage M --work DIR --utterances N --voices N --max-update N"
+  echo "         --device auto|cpu|cuda --targets continuous|quantized"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -28,6 +31,8 @@ while [ $# -gt 0 ]; do
     --utterances) utterances=$2; shift 2 ;;
     --max-update) max_update=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
+    --targets) targets=$2; shift 2 ;;
+    --voices) voices=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -35,29 +40,36 @@ done
 
 log() { echo "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
 here=$(cd "$(dirname "$0")" && pwd)
+mkdir -p "$work"
+work=$(cd "$work" && pwd)   # absolute: fairseq-hydra-train runs inside hydra.run.dir
 
 if [ "$device" = auto ]; then
   device=$(python -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
 fi
-device_args=()
-[ "$device" = cpu ] && device_args=(common.cpu=true)
+extra_args=()
+[ "$device" = cpu ] && extra_args+=(common.cpu=true)
+case "$targets" in
+  continuous) ;;
+  quantized) extra_args+=(model.quantize_targets=true 'criterion.loss_weights=[0.1,10]') ;;
+  *) echo "--targets must be continuous or quantized, not $targets" >&2; exit 2 ;;
+esac
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  log "stage 0: demo corpus in $work/corpus ($utterances utterances)"
-  sew-demo-data --dest "$work/corpus" --num-utterances "$utterances"
+  log "stage 0: demo corpus in $work/corpus ($utterances utterances, $voices voice(s))"
+  sew-demo-data --dest "$work/corpus" --num-utterances "$utterances" --voices "$voices"
 fi
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  log "stage 1: pretrain a reduced SEW-D for $max_update updates on $device (log: $work/pretrain/train.log)"
-  mkdir -p "$work/pretrain"
+  log "stage 1: pretrain a reduced SEW-D ($targets targets) for $max_update updates on $device (log: $work/pretrain_$targets/train.log)"
+  mkdir -p "$work/pretrain_$targets"
   sew-train --config-dir "$here/demo" --config-name pretrain \
-    task.data="$(cd "$work/corpus" && pwd)" checkpoint.save_dir="$work/pretrain/ckpt" hydra.run.dir="$work/pretrain" \
-    optimization.max_update="$max_update" lr_scheduler.total_num_update="$max_update" "${device_args[@]}" \
-    2>&1 | tee -a "$work/pretrain/train.log" | grep --line-buffered -E '\[(train_inner|valid)\]|Error|error' || true
-  [ -f "$work/pretrain/ckpt/checkpoint_last.pt" ] || { log "pretraining failed: see $work/pretrain/train.log"; exit 1; }
+    task.data="$work/corpus" checkpoint.save_dir="$work/pretrain_$targets/ckpt" hydra.run.dir="$work/pretrain_$targets" \
+    optimization.max_update="$max_update" lr_scheduler.total_num_update="$max_update" "${extra_args[@]}" \
+    2>&1 | tee -a "$work/pretrain_$targets/train.log" | grep --line-buffered -E '\[(train_inner|valid)\]|Error|error' || true
+  [ -f "$work/pretrain_$targets/ckpt/checkpoint_last.pt" ] || { log "pretraining failed: see $work/pretrain_$targets/train.log"; exit 1; }
 fi
 
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "stage 2: losses logged during pretraining (chance level of the contrastive loss: log2(1 + 50 negatives) = 5.67 bits)"
-  sew-log-summary "$work/pretrain/train.log"
+  log "stage 2: losses logged during pretraining (contrastive loss at chance: log2(1 + 50 negatives) = 5.67 bits, accuracy about 0.02)"
+  sew-log-summary "$work/pretrain_$targets/train.log"
 fi

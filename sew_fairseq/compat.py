@@ -64,6 +64,11 @@ Fixes (each a function of this module):
     the first checkpoint atomically (``.tmp`` + rename) but makes the others with a plain
     ``PathManager.copy``. Fix: inside ``fairseq.checkpoint_utils`` only, local copies go to
     ``<dst>.tmp`` and are renamed over ``<dst>`` (``os.replace``), so a kill leaves the old file whole.
+``fix_batch_by_size_keeps_last_batch``
+    Symptom: validation silently skips utterances, and a split with fewer utterances than
+    ``dataset.required_batch_size_multiple`` (8 by default) fails with "The dataset is empty".
+    Why: fairseq-fixed's ``data_utils.batch_by_size`` drops the last batch when its size is not a
+    multiple of ``required_batch_size_multiple`` (fairseq 0.12.2 kept it). Fix: the last batch is kept.
 ``fix_cpu_data_parallel_spawn``
     Symptom: ``common.cpu=true distributed_training.distributed_world_size=2`` fails with
     ``AssertionError: world size is 2 but have 0 available devices``, and without that check fairseq
@@ -105,6 +110,7 @@ __all__ = [
     "fix_cpu_data_parallel_spawn",
     "fix_root_logger_debug",
     "fix_atomic_checkpoint_copy",
+    "fix_batch_by_size_keeps_last_batch",
 ]
 
 #: What each patch replaced, keyed by ``"module.attribute"``; filled the first time it patches.
@@ -689,6 +695,33 @@ def fix_atomic_checkpoint_copy() -> str:
     return APPLIED
 
 
+def batch_by_size(indices: Any, num_tokens_fn: Any, num_tokens_vec: Any = None, max_tokens: Any = None,
+                  max_sentences: Any = None, required_batch_size_multiple: int = 1,
+                  fixed_shapes: Any = None) -> List[np.ndarray]:
+    """fairseq's ``data_utils.batch_by_size`` without dropping the last, smaller batch."""
+    if not isinstance(indices, np.ndarray):
+        indices = np.fromiter(indices, dtype=np.int64, count=-1)
+    batches = ORIGINALS[f"{_DATA_UTILS}.batch_by_size"](
+        indices, num_tokens_fn, num_tokens_vec=num_tokens_vec, max_tokens=max_tokens, max_sentences=max_sentences,
+        required_batch_size_multiple=required_batch_size_multiple, fixed_shapes=fixed_shapes)
+    # batches are consecutive slices of ``indices``; what the original dropped is the tail
+    covered = sum(len(b) for b in batches)
+    if fixed_shapes is None and covered < len(indices):
+        batches.append(indices[covered:])
+    return batches
+
+
+def fix_batch_by_size_keeps_last_batch() -> str:
+    """Fix (j): ``batch_by_size`` keeps the last batch whatever its size."""
+    data_utils = importlib.import_module(_DATA_UTILS)
+    if data_utils.batch_by_size is batch_by_size:
+        return ALREADY_APPLIED
+    if "b = b[:-1]" not in inspect.getsource(data_utils.batch_by_size):
+        return NOT_NEEDED
+    _replace(_DATA_UTILS, "batch_by_size", batch_by_size)
+    return APPLIED
+
+
 def fix_root_logger_debug() -> str:
     """Fix (h): undo fairseq's ``logging.basicConfig(level=logging.DEBUG)`` at import."""
     import logging as _logging
@@ -724,6 +757,7 @@ _FIXES: Tuple[Callable[[], str], ...] = (
     fix_fp16_on_cpu,
     fix_cpu_data_parallel_spawn,
     fix_atomic_checkpoint_copy,
+    fix_batch_by_size_keeps_last_batch,
 )
 
 

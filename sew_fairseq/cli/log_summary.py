@@ -3,8 +3,9 @@
     sew-log-summary demo_work/pretrain/train.log
 
 Reads the ``train_inner`` and ``valid`` JSON records that fairseq writes and prints update, loss, the
-contrastive loss (``loss_0``), the weighted diversity loss (``loss_1``) and feature penalty (``loss_2``),
-accuracy of picking the true quantized target among the negatives, and the codebook perplexity.
+contrastive loss (``loss_0``), the weighted diversity loss and feature penalty (``loss_1``, ``loss_2``; a model
+without quantizer has no diversity loss and logs the feature penalty as ``loss_1``), the accuracy of picking
+the true target among the negatives, and the codebook perplexity.
 """
 import argparse
 import json
@@ -13,8 +14,8 @@ import sys
 from typing import Dict, Iterable, List, Optional, Sequence
 
 _RECORD = re.compile(r"\[(train_inner|valid)\]\[INFO\] - (\{.*\})\s*$")
-COLUMNS = [("update", "num_updates"), ("loss", "loss"), ("contrastive", "loss_0"), ("diversity", "loss_1"),
-           ("feat_pen", "loss_2"), ("accuracy", "accuracy"), ("code_ppl", "code_perplexity")]
+COLUMNS = [("update", "num_updates"), ("loss", "loss"), ("contrastive", "loss_0"), ("diversity", "diversity"),
+           ("feat_pen", "feature_pen"), ("accuracy", "accuracy"), ("code_ppl", "code_perplexity")]
 
 
 def parse_log(lines: Iterable[str]) -> List[Dict[str, str]]:
@@ -29,6 +30,11 @@ def parse_log(lines: Iterable[str]) -> List[Dict[str, str]]:
         if kind == "valid":
             values = {k[len("valid_"):] if k.startswith("valid_") else k: v for k, v in values.items()}
         values["kind"] = kind
+        # fairseq numbers the extra losses in order: diversity (only with a quantizer), feature penalty
+        extra = ["diversity", "feature_pen"] if "prob_perplexity" in values else ["feature_pen"]
+        for name, key in zip(extra, ("loss_1", "loss_2")):
+            if key in values:
+                values[name] = values[key]
         records.append({k: str(v) for k, v in values.items()})
     return records
 
