@@ -37,6 +37,7 @@ setup(
             "sew-bench=sew_fairseq.cli.bench:main",
             "sew-train=sew_fairseq.cli.train:main",
             "sew-log-summary=sew_fairseq.cli.log_summary:main",
+            "sew-infer=sew_fairseq.cli.infer:main",
             "sew-demo-data=sew_fairseq.cli.demo_data:main",
         ],
     },

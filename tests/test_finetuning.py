@@ -1,5 +1,7 @@
 """CTC fine-tuning (``sew_ctc``) of a pretrained checkpoint with fairseq's audio_finetuning task and ctc criterion."""
+import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,27 +45,91 @@ def test_finetuning_recipes_follow_the_release():
         assert stable.model.freeze_finetune_updates == 0 and stable.model.activation_dropout == 0.0
 
 
-def test_finetune_pretrained_sew_d_with_ctc(letters_corpus, tmp_path):
-    pretrain = tmp_path / "pretrain"
+@pytest.fixture(scope="module")
+def finetuned(letters_corpus, tmp_path_factory):
+    """(fine-tuned checkpoint, fairseq-hydra-train log): a tiny SEW-D pretrained 2 updates, fine-tuned 4."""
+    tmp = tmp_path_factory.mktemp("runs")
+    pretrain = tmp / "pretrain"
     run(train_command(letters_corpus, pretrain, ["optimization.max_update=2"]))
-    w2v = pretrain / "ckpt" / "checkpoint_last.pt"
-    out = tmp_path / "finetune"
+    out = tmp / "finetune"
     log = run([str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir", str(RECIPES),
                "--config-name", "10h", f"common.user_dir={REPO / 'sew_fairseq'}", f"task.data={letters_corpus}",
-               f"model.w2v_path={w2v}", "common.cpu=true", "common.log_format=simple", "common.log_interval=1",
-               "dataset.train_subset=train", "dataset.valid_subset=valid", "dataset.num_workers=0",
-               "dataset.max_tokens=64000", "dataset.validate_after_updates=0", "dataset.validate_interval=1",
-               "optimization.max_update=4", "optimization.update_freq=[1]", "distributed_training.distributed_world_size=1",
+               f"model.w2v_path={pretrain / 'ckpt' / 'checkpoint_last.pt'}", "common.cpu=true",
+               "common.log_format=simple", "common.log_interval=1", "dataset.train_subset=train",
+               "dataset.valid_subset=valid", "dataset.num_workers=0", "dataset.max_tokens=64000",
+               "dataset.validate_after_updates=0", "dataset.validate_interval=1", "optimization.max_update=4",
+               "optimization.update_freq=[1]", "distributed_training.distributed_world_size=1",
                "model.freeze_finetune_updates=2", "model.mask_channel_length=8", "++model.mask_length=4",
                f"checkpoint.save_dir={out}/ckpt", f"hydra.run.dir={out}/hydra", "checkpoint.save_interval_updates=4"])
+    return out / "ckpt" / "checkpoint_last.pt", log
+
+
+def test_finetune_pretrained_sew_d_with_ctc(finetuned):
+    checkpoint, log = finetuned
     valid = re.search(r"\[valid\]\[INFO\] - .*", log).group(0)
     assert re.search(r"\| wer [\d.]+", valid) and re.search(r"\| uer [\d.]+", valid), valid
 
     from fairseq import checkpoint_utils
 
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(out / "ckpt" / "checkpoint_last.pt")])
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)])
     model = models[0].eval()
     assert cfg.model._name == "sew_ctc"
     with torch.no_grad():
         emissions = model(source=torch.randn(1, 16000), padding_mask=None)["encoder_out"]  # [T, B, V]
     assert emissions.shape == (49, 1, len(task.target_dictionary))
+
+
+def sew_infer(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "sew-infer"), *args, "--quiet"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+
+
+def test_sew_infer_viterbi_writes_sclite_trn(finetuned, letters_corpus, tmp_path):
+    checkpoint, _ = finetuned
+    proc = sew_infer(str(checkpoint), "--data", str(letters_corpus), "--split", "valid", "--results-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"valid: \d+ utterances, [\d.]+ s  WER [\d.]+  CER [\d.]+  RTF [\d.]+", proc.stdout)
+    refs = (letters_corpus / "valid.wrd").read_text().splitlines()
+    ids = [line.split("\t")[0].rsplit(".", 1)[0] for line in (letters_corpus / "valid.tsv").read_text().splitlines()[1:]]
+    ref_trn = (tmp_path / "ref.trn").read_text().splitlines()
+    # sclite trn: "TEXT (utterance-id)", one line per utterance, in manifest order
+    assert ref_trn == [f"{ref} ({i})" for ref, i in zip(refs, ids)]
+    hyp_trn = (tmp_path / "hyp.trn").read_text().splitlines()
+    # an untrained model spells anything, including fairseq's letter-level <unk>
+    assert len(hyp_trn) == len(refs) and all(re.fullmatch(r"[A-Z'<>nuk ]*\((demo_\d+)\)", h) for h in hyp_trn)
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["utterances"] == len(refs) and summary["rtf"] > 0 and 0 <= summary["cer"]
+
+
+def test_sew_infer_kenlm_and_tune(finetuned, letters_corpus, tmp_path):
+    from sew_fairseq.decoding import build_lexicon, words_from_wrd_files, write_arpa, write_lexicon
+
+    checkpoint, _ = finetuned
+    words = words_from_wrd_files([letters_corpus / "train.wrd", letters_corpus / "valid.wrd"])
+    write_lexicon(tmp_path / "lexicon.txt", build_lexicon(words))
+    write_arpa(tmp_path / "lm.arpa", (letters_corpus / "train.wrd").read_text().splitlines(), order=3)
+    common = [str(checkpoint), "--data", str(letters_corpus), "--split", "valid", "--decoder", "kenlm",
+              "--lexicon", str(tmp_path / "lexicon.txt"), "--lm", str(tmp_path / "lm.arpa"), "--beam", "8"]
+    proc = sew_infer(*common, "--results-dir", str(tmp_path / "kenlm"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hyps = [re.fullmatch(r"(.*?)\s*\(\S+\)", h).group(1).split()
+            for h in (tmp_path / "kenlm" / "hyp.trn").read_text().splitlines()]
+    assert all(w in words for h in hyps for w in h)  # a lexicon decoder only outputs lexicon words
+    proc = sew_infer(*common, "--tune", "--tune-lm-weights", "0", "2", "--tune-word-scores", "-1", "1",
+                     "--results-dir", str(tmp_path / "tune"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "tune" / "tune.json").read_text())
+    assert len(result["trials"]) == 4 and result["best"]["wer"] == min(t["wer"] for t in result["trials"])
+
+
+def test_sew_infer_bad_input(finetuned, letters_corpus, tmp_path):
+    checkpoint, _ = finetuned
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("valid.tsv", "dict.ltr.txt"):
+        (data / name).write_text((letters_corpus / name).read_text())
+    (data / "valid.wrd").write_text("ONLY ONE LINE\n")
+    proc = sew_infer(str(checkpoint), "--data", str(data), "--split", "valid")
+    assert proc.returncode == 1 and "valid.wrd" in proc.stderr and "label_count_mismatch" in proc.stderr
+    proc = sew_infer(str(checkpoint), "--data", str(data), "--split", "valid", "--decoder", "kenlm")
+    assert proc.returncode == 2 and "needs --lm" in proc.stderr

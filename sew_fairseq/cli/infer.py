@@ -1,0 +1,181 @@
+"""``sew-infer``: decode a manifest split with a fine-tuned CTC checkpoint and score it.
+
+    sew-infer ckpt/checkpoint_best.pt --data manifests --split dev-other                      # greedy
+    sew-infer ckpt/checkpoint_best.pt --data manifests --split dev-other --decoder kenlm \\
+        --lexicon lexicon.txt --lm 4-gram.arpa --beam 500 --lm-weight 2 --word-score -1
+    sew-infer ckpt/checkpoint_best.pt --data manifests --split dev-other --decoder kenlm \\
+        --lexicon lexicon.txt --lm 4-gram.arpa --tune --tune-budget 40                       # search weights
+
+Prints WER, CER and the real-time factor (model forward + decoding time / audio duration) and writes, in
+``--results-dir`` (default: ``<checkpoint dir>/decode-<split>-<decoder>``): ``hyp.trn`` and ``ref.trn`` in NIST
+sclite format (``text (utterance-id)``), ``utterances.tsv`` (id, reference, hypothesis, errors) and
+``results.json``. ``--tune`` computes the emissions once, decodes the split for each (lm weight, word score)
+of a grid (a random subset of it when the grid exceeds ``--tune-budget``) and prints and saves
+(``tune.json``) the best setting.
+"""
+import argparse
+import itertools
+import json
+import logging
+import os
+import random
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+logger = logging.getLogger("sew_fairseq.cli.infer")
+
+DEFAULT_LM_WEIGHTS = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0]
+DEFAULT_WORD_SCORES = [-2.0, -1.0, 0.0, 1.0, 2.0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sew-infer", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="fine-tuned CTC checkpoint (sew_ctc / wav2vec_ctc)")
+    p.add_argument("--data", required=True, help="manifest directory: <split>.tsv, <split>.wrd, dict.ltr.txt")
+    p.add_argument("--split", required=True, help="split to decode (<data>/<split>.tsv)")
+    p.add_argument("--decoder", choices=["viterbi", "kenlm", "kenlm-lexfree"], default="viterbi",
+                   help="viterbi = greedy; kenlm = lexicon + word LM beam search; kenlm-lexfree = letter LM (default viterbi)")
+    p.add_argument("--lexicon", help="lexicon file (WORD<TAB>W O R D |), for --decoder kenlm")
+    p.add_argument("--lm", help="ARPA or KenLM binary LM: words for kenlm, letters for kenlm-lexfree")
+    p.add_argument("--beam", type=int, default=50, help="beam size (default 50)")
+    p.add_argument("--beam-size-token", type=int, default=None, help="tokens considered per frame (default: all)")
+    p.add_argument("--beam-threshold", type=float, default=25.0, help="beam score threshold (default 25)")
+    p.add_argument("--lm-weight", type=float, default=2.0, help="LM weight (default 2)")
+    p.add_argument("--word-score", type=float, default=-1.0, help="word insertion score (default -1)")
+    p.add_argument("--unk-score", type=float, default=float("-inf"), help="unknown-word score (default -inf)")
+    p.add_argument("--sil-score", type=float, default=0.0, help="word-boundary (silence) score (default 0)")
+    p.add_argument("--nbest", type=int, default=1, help="hypotheses per utterance written to utterances.tsv (default 1)")
+    p.add_argument("--max-samples", type=int, default=1_600_000, help="padded samples per batch (default 1.6M)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    p.add_argument("--results-dir", help="output directory (default <checkpoint dir>/decode-<split>-<decoder>)")
+    p.add_argument("--tune", action="store_true", help="search --lm-weight and --word-score on this split")
+    p.add_argument("--tune-lm-weights", type=float, nargs="+", default=DEFAULT_LM_WEIGHTS, help="grid of LM weights")
+    p.add_argument("--tune-word-scores", type=float, nargs="+", default=DEFAULT_WORD_SCORES, help="grid of word scores")
+    p.add_argument("--tune-budget", type=int, default=40, help="decodes at most; a random subset of a larger grid")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random tuning subset")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def _decoder(args, dictionary, lm_weight: float, word_score: float):
+    from ..decoding import build_decoder
+
+    if args.decoder == "viterbi":
+        return build_decoder("viterbi", dictionary, nbest=args.nbest)
+    opts = dict(beam=args.beam, beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
+                lm_weight=lm_weight, sil_score=args.sil_score, nbest=args.nbest)
+    if args.decoder == "kenlm":
+        return build_decoder("kenlm", dictionary, lexicon=args.lexicon, lm=args.lm, word_score=word_score,
+                             unk_score=args.unk_score, **opts)
+    return build_decoder("kenlm-lexfree", dictionary, lm=args.lm, **opts)
+
+
+def decode_all(decoder, emissions) -> List[List]:
+    """n-best lists of every emission, one utterance at a time (no padding in the beam search)."""
+    return [decoder.decode(e.log_probs.unsqueeze(0))[0] for e in emissions]
+
+
+def score(emissions, nbests) -> Dict[str, float]:
+    from ..decoding import cer, wer
+
+    refs = [e.utterance.words for e in emissions]
+    if any(r is None for r in refs):
+        return {}
+    hyps = [" ".join(n[0].words) if n else "" for n in nbests]
+    w, c = wer(refs, hyps), cer(refs, hyps)
+    return {"wer": 100 * w.rate, "cer": 100 * c.rate, "word_errors": w.errors, "words": w.ref_len}
+
+
+def write_results(out_dir: str, emissions, nbests, summary: Dict) -> None:
+    from ..decoding import UtteranceResult, write_trn, write_utterance_tsv
+
+    os.makedirs(out_dir, exist_ok=True)
+    hyps = [" ".join(n[0].words) if n else "" for n in nbests]
+    ids = [e.utterance.id for e in emissions]
+    write_trn(os.path.join(out_dir, "hyp.trn"), list(zip(ids, hyps)))
+    if all(e.utterance.words is not None for e in emissions):
+        write_trn(os.path.join(out_dir, "ref.trn"), [(i, e.utterance.words) for i, e in zip(ids, emissions)])
+    write_utterance_tsv(os.path.join(out_dir, "utterances.tsv"),
+                        [UtteranceResult(i, e.utterance.words or "", h) for i, e, h in zip(ids, emissions, hyps)])
+    with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+
+
+def tune(args, dictionary, emissions) -> Dict:
+    """Decode with each (lm weight, word score) of the grid (or a random subset); the best by WER."""
+    grid = list(itertools.product(args.tune_lm_weights, args.tune_word_scores))
+    if args.decoder == "kenlm-lexfree":  # no word score in the lexicon-free decoder
+        grid = [(w, 0.0) for w in args.tune_lm_weights]
+    if len(grid) > args.tune_budget:
+        grid = random.Random(args.seed).sample(grid, args.tune_budget)
+    rows = []
+    for lm_weight, word_score in grid:
+        result = score(emissions, decode_all(_decoder(args, dictionary, lm_weight, word_score), emissions))
+        rows.append({"lm_weight": lm_weight, "word_score": word_score, **result})
+        print(f"lm_weight {lm_weight:5.2f}  word_score {word_score:5.2f}  WER {result['wer']:6.2f}  "
+              f"CER {result['cer']:6.2f}", flush=True)
+    best = min(rows, key=lambda r: (r["wer"], r["cer"]))
+    return {"best": best, "trials": rows}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
+    if args.decoder != "viterbi" and not args.lm:
+        print(f"sew-infer: error: --decoder {args.decoder} needs --lm", file=sys.stderr)
+        return 2
+    if args.decoder == "kenlm" and not args.lexicon:
+        print("sew-infer: error: --decoder kenlm needs --lexicon (see sew_fairseq.decoding.lexicon)", file=sys.stderr)
+        return 2
+    if args.tune and args.decoder == "viterbi":
+        print("sew-infer: error: --tune searches LM weights; use it with --decoder kenlm or kenlm-lexfree", file=sys.stderr)
+        return 2
+    from ..inference import compute_emissions, load_ctc_model, read_split
+
+    try:
+        utterances = read_split(args.data, args.split)
+        model, dictionary, cfg = load_ctc_model(args.checkpoint, args.data, args.device)
+        normalize = bool(getattr(cfg.task, "normalize", False))
+        emissions, forward_s = compute_emissions(model, utterances, args.max_samples, args.device,
+                                                 normalize=normalize, progress=not args.quiet)
+        if args.tune:
+            result = tune(args, dictionary, emissions)
+            out_dir = args.results_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
+                                                       f"tune-{args.split}-{args.decoder}")
+            os.makedirs(out_dir, exist_ok=True)
+            with open(os.path.join(out_dir, "tune.json"), "w", encoding="utf-8") as f:
+                json.dump(result, f, indent=2)
+            b = result["best"]
+            print(f"best: --lm-weight {b['lm_weight']} --word-score {b['word_score']}  WER {b['wer']:.2f}  "
+                  f"CER {b['cer']:.2f}  ({len(result['trials'])} decodes; {out_dir}/tune.json)")
+            return 0
+        decoder = _decoder(args, dictionary, args.lm_weight, args.word_score)
+        start = time.perf_counter()
+        nbests = decode_all(decoder, emissions)
+        decode_s = time.perf_counter() - start
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"sew-infer: error: {e}", file=sys.stderr)
+        return 1
+    audio_s = sum(u.num_samples for u in utterances) / 16000
+    summary = {"checkpoint": os.path.abspath(args.checkpoint), "split": args.split, "decoder": args.decoder,
+               "utterances": len(utterances), "audio_seconds": audio_s, "forward_seconds": forward_s,
+               "decode_seconds": decode_s, "rtf": (forward_s + decode_s) / audio_s,
+               **score(emissions, nbests)}
+    if args.decoder != "viterbi":
+        summary.update(lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
+                       word_score=args.word_score)
+    out_dir = args.results_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
+                                               f"decode-{args.split}-{args.decoder}")
+    write_results(out_dir, emissions, nbests, summary)
+    scores = f"WER {summary['wer']:.2f}  CER {summary['cer']:.2f}  " if "wer" in summary else ""
+    print(f"{args.split}: {len(utterances)} utterances, {audio_s:.1f} s  {scores}RTF {summary['rtf']:.4f} "
+          f"(forward {forward_s:.2f} s, decode {decode_s:.2f} s) -> {out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Word and character error rates (Levenshtein distance via ``editdistance``).
+
+Corpus-level rates are total errors over total reference length (not a mean of per-utterance
+rates). Words are whitespace-separated tokens; characters are those of the words joined by single
+spaces, spaces included (``ignore_spaces=True`` drops them). Text is compared as given: normalise
+case and punctuation before calling.
+"""
+from __future__ import annotations
+
+from typing import List, NamedTuple, Sequence
+
+import editdistance
+
+
+class ErrorRate(NamedTuple):
+    """``errors`` edits (substitutions + deletions + insertions) over ``ref_len`` reference units."""
+
+    errors: int
+    ref_len: int
+    rate: float  # errors / ref_len; 0.0 for an empty reference with no errors, inf with errors
+
+
+def _rate(errors: int, ref_len: int) -> ErrorRate:
+    if ref_len == 0:
+        return ErrorRate(errors, 0, 0.0 if errors == 0 else float("inf"))
+    return ErrorRate(errors, ref_len, errors / ref_len)
+
+
+def _chars(text: str, ignore_spaces: bool) -> List[str]:
+    return list("".join(text.split()) if ignore_spaces else " ".join(text.split()))
+
+
+def word_errors(ref: str, hyp: str) -> ErrorRate:
+    """One utterance's word edit distance and reference word count."""
+    r, h = ref.split(), hyp.split()
+    return _rate(int(editdistance.eval(r, h)), len(r))
+
+
+def char_errors(ref: str, hyp: str, ignore_spaces: bool = False) -> ErrorRate:
+    """One utterance's character edit distance and reference character count."""
+    r, h = _chars(ref, ignore_spaces), _chars(hyp, ignore_spaces)
+    return _rate(int(editdistance.eval(r, h)), len(r))
+
+
+def _check(refs: Sequence[str], hyps: Sequence[str]) -> None:
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses; they must pair up one to one")
+
+
+def wer(refs: Sequence[str], hyps: Sequence[str]) -> ErrorRate:
+    """Corpus word error rate: sum of word edits / sum of reference words."""
+    _check(refs, hyps)
+    per = [word_errors(r, h) for r, h in zip(refs, hyps)]
+    return _rate(sum(p.errors for p in per), sum(p.ref_len for p in per))
+
+
+def cer(refs: Sequence[str], hyps: Sequence[str], ignore_spaces: bool = False) -> ErrorRate:
+    """Corpus character error rate: sum of character edits / sum of reference characters."""
+    _check(refs, hyps)
+    per = [char_errors(r, h, ignore_spaces) for r, h in zip(refs, hyps)]
+    return _rate(sum(p.errors for p in per), sum(p.ref_len for p in per))
