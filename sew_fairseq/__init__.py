@@ -9,5 +9,6 @@ compat.apply_patches()
 
 from . import models  # noqa: E402,F401  (registers sew, sew_d, w2v2_mlp and the original names)
 from . import tasks  # noqa: E402,F401
+from . import criterions  # noqa: E402,F401  (fairseq does not auto-import a user dir's criterions)
 
 __version__ = "0.1.0"

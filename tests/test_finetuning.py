@@ -133,3 +133,41 @@ def test_sew_infer_bad_input(finetuned, letters_corpus, tmp_path):
     assert proc.returncode == 1 and "valid.wrd" in proc.stderr and "label_count_mismatch" in proc.stderr
     proc = sew_infer(str(checkpoint), "--data", str(data), "--split", "valid", "--decoder", "kenlm")
     assert proc.returncode == 2 and "needs --lm" in proc.stderr
+
+
+def test_ctc_lm_wer_criterion_reports_the_kenlm_decode(finetuned, letters_corpus, tmp_path):
+    import editdistance
+    from fairseq import checkpoint_utils
+    from fairseq.criterions import build_criterion
+    from omegaconf import OmegaConf
+
+    from sew_fairseq.criterions.ctc_lm_wer import CtcLMWerConfig
+    from sew_fairseq.decoding import build_decoder, build_lexicon, words_from_wrd_files, write_arpa, write_lexicon
+
+    words = words_from_wrd_files([letters_corpus / "train.wrd", letters_corpus / "valid.wrd"])
+    write_lexicon(tmp_path / "lexicon.txt", build_lexicon(words))
+    write_arpa(tmp_path / "lm.arpa", (letters_corpus / "train.wrd").read_text().splitlines(), order=3)
+    checkpoint, _ = finetuned
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)],
+                                                                    arg_overrides={"data": str(letters_corpus)})
+    model = models[0].eval()
+    task.load_dataset("valid")
+    dataset = task.dataset("valid")
+    sample = dataset.collater([dataset[i] for i in range(len(dataset))])
+    cfg = OmegaConf.structured(CtcLMWerConfig(sentence_avg=True, wer_kenlm_model=str(tmp_path / "lm.arpa"),
+                                              wer_lexicon=str(tmp_path / "lexicon.txt"), wer_beam=8))
+    cfg._name = "ctc_lm_wer"
+    criterion = build_criterion(cfg, task).eval()
+    with torch.no_grad():
+        _, _, log = criterion(model, sample)
+        out = model(**sample["net_input"])
+        lprobs = model.get_normalized_probs(out, log_probs=True).transpose(0, 1)  # [B, T, V]
+    # the criterion's word errors are those of the same KenLM decode done directly
+    decoder = build_decoder("kenlm", task.target_dictionary, lexicon=tmp_path / "lexicon.txt", lm=tmp_path / "lm.arpa",
+                            beam=8, beam_size_token=min(50, len(task.target_dictionary)), beam_threshold=25.0,
+                            lm_weight=2.0, word_score=-1.0, sil_score=0.0, unk_score=float("-inf"))
+    refs = [(letters_corpus / "valid.wrd").read_text().splitlines()[i].split() for i in sample["id"].tolist()]
+    lengths = (~out["padding_mask"]).sum(-1) if out.get("padding_mask") is not None else [lprobs.size(1)] * len(refs)
+    errors = sum(editdistance.eval(decoder.decode(lp[:n].unsqueeze(0))[0][0].words, ref)
+                 for lp, n, ref in zip(lprobs, lengths, refs))
+    assert log["w_errors"] == errors and log["w_total"] == sum(len(r) for r in refs)

@@ -1,0 +1,2 @@
+"""Registered fairseq criterions (imported by the package ``__init__``: fairseq auto-imports only models/tasks)."""
+from . import ctc_lm_wer  # noqa: F401
