@@ -38,6 +38,7 @@ setup(
             "sew-train=sew_fairseq.cli.train:main",
             "sew-log-summary=sew_fairseq.cli.log_summary:main",
             "sew-infer=sew_fairseq.cli.infer:main",
+            "sew-lm=sew_fairseq.cli.lm:main",
             "sew-demo-data=sew_fairseq.cli.demo_data:main",
         ],
     },
