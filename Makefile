@@ -19,6 +19,7 @@ $(STAMP): setup.py requirements.txt requirements-test.txt Makefile
 	$(PIP) install -q -U pip setuptools wheel
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q -r requirements.txt -r requirements-test.txt
+	$(PIP) install -q --no-deps pyctcdecode==0.5.0
 	# fairseq compiles Cython/C++ extensions against the torch and numpy already here
 	# (--no-build-isolation), and its torchaudio requirement is left out (--no-deps): see requirements.txt.
 	$(PIP) show -q fairseq-fixed fairseq >/dev/null 2>&1 || $(PIP) install -q --no-build-isolation --no-deps "$(FAIRSEQ)"

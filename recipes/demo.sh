@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
-# Demo recipe (what `make demo` runs): embedded corpus -> pretrain a reduced SEW-D -> show the losses.
+# Demo recipe (what `make demo` runs): embedded corpus -> pretrain a reduced SEW-D -> fine-tune it with CTC
+# -> decode the held-out split greedily and with a KenLM beam search.
 #
 # Inputs : nothing; the corpus is synthetic speech generated here (sew-demo-data, espeak-ng voices).
 # Outputs: $work/corpus/        fairseq manifests, letter labels, 16 kHz audio (about 16 min)
 #          $work/pretrain_TARGETS/  checkpoints (ckpt/checkpoint_last.pt, checkpoint_best.pt) and train.log
+#          $work/lm/            lexicon.txt and a 3-gram lm.arpa from the training transcripts
+#          $work/finetune_TARGETS/  CTC checkpoints and train.log; decode-valid-{viterbi,kenlm}/ (trn, tsv, json)
 #
 # Stages (run a range with --stage N --stop-stage M):
 #   0  generate the demo corpus                  (seconds; skipped when complete with the same options)
 #   1  pretrain the reduced SEW-D of recipes/demo/pretrain.yaml, continuous targets by default
 #                                                (about 3 min on 2 CPU cores; a rerun resumes or is a no-op)
-#   2  print the logged losses as a table
+#   2  print the logged pretraining losses as a table
+#   3  lexicon and word LM from the training transcripts (sew-lm)
+#   4  CTC fine-tuning of the pretrained model (recipes/demo/finetune.yaml, LM WER at validation; ~3 min)
+#   5  decode the valid split with viterbi and with KenLM (sew-infer) and print a WER/CER table
 set -euo pipefail
 
 stage=0
-stop_stage=2
+stop_stage=5
 work=demo_work
 utterances=400
 max_update=400
+ft_max_update=600
 device=auto   # auto | cpu | cuda
 targets=continuous   # continuous | quantized (the paper's; stays near chance for hundreds of updates here)
 voices=1      # eSpeak NG voices in the corpus: one voice is the most regular speech
 
-usage() { sed -n '2,11p' "$0"; echo; echo "Options: --stage N --stop-stage M --work DIR --utterances N --voices N --max-update N"
+usage() { sed -n '2,17p' "$0"; echo; echo "Options: --stage N --stop-stage M --work DIR --utterances N --voices N --max-update N --ft-max-update N"
   echo "         --device auto|cpu|cuda --targets continuous|quantized"; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -30,6 +37,7 @@ while [ $# -gt 0 ]; do
     --work) work=$2; shift 2 ;;
     --utterances) utterances=$2; shift 2 ;;
     --max-update) max_update=$2; shift 2 ;;
+    --ft-max-update) ft_max_update=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
     --targets) targets=$2; shift 2 ;;
     --voices) voices=$2; shift 2 ;;
@@ -46,8 +54,9 @@ work=$(cd "$work" && pwd)   # absolute: fairseq-hydra-train runs inside hydra.ru
 if [ "$device" = auto ]; then
   device=$(python -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
 fi
-extra_args=()
-[ "$device" = cpu ] && extra_args+=(common.cpu=true)
+device_args=()
+[ "$device" = cpu ] && device_args=(common.cpu=true)
+extra_args=("${device_args[@]}")
 case "$targets" in
   continuous) ;;
   quantized) extra_args+=(model.quantize_targets=true 'criterion.loss_weights=[0.1,10]') ;;
@@ -72,4 +81,42 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: losses logged during pretraining (contrastive loss at chance: log2(1 + 50 negatives) = 5.67 bits, accuracy about 0.02)"
   sew-log-summary "$work/pretrain_$targets/train.log"
+fi
+
+lm_dir="$work/lm"
+ft_dir="$work/finetune_$targets"
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: lexicon and 3-gram word LM from $work/corpus/train.wrd in $lm_dir"
+  mkdir -p "$lm_dir"
+  sew-lm lexicon --wrd "$work/corpus/train.wrd" -o "$lm_dir/lexicon.txt"
+  sew-lm arpa --text "$work/corpus/train.wrd" --order 3 -o "$lm_dir/lm.arpa"
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: CTC fine-tuning for $ft_max_update updates (log: $ft_dir/train.log)"
+  mkdir -p "$ft_dir"
+  sew-train --config-dir "$here/demo" --config-name finetune \
+    task.data="$work/corpus" model.w2v_path="$work/pretrain_$targets/ckpt/checkpoint_best.pt" \
+    +criterion.wer_kenlm_model="$lm_dir/lm.arpa" +criterion.wer_lexicon="$lm_dir/lexicon.txt" \
+    checkpoint.save_dir="$ft_dir/ckpt" hydra.run.dir="$ft_dir" optimization.max_update="$ft_max_update" \
+    "${device_args[@]}" 2>&1 | tee -a "$ft_dir/train.log" | grep --line-buffered -E '\[valid\]|Error|error' || true
+  [ -f "$ft_dir/ckpt/checkpoint_best.pt" ] || { log "fine-tuning failed: see $ft_dir/train.log"; exit 1; }
+fi
+
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: decode $work/corpus/valid (held out) with the fine-tuned model"
+  for decoder in viterbi kenlm; do
+    lm_args=()
+    [ "$decoder" = kenlm ] && lm_args=(--lexicon "$lm_dir/lexicon.txt" --lm "$lm_dir/lm.arpa" --beam 50)
+    sew-infer "$ft_dir/ckpt/checkpoint_best.pt" --data "$work/corpus" --split valid --decoder "$decoder" \
+      "${lm_args[@]}" --results-dir "$ft_dir/decode-valid-$decoder" --quiet
+  done
+  python - "$ft_dir" <<'PY'
+import json, sys
+rows = [json.load(open(f"{sys.argv[1]}/decode-valid-{d}/results.json")) for d in ("viterbi", "kenlm")]
+print(f"{'decoder':10}{'WER %':>8}{'CER %':>8}{'RTF':>9}")
+for r in rows:
+    print(f"{r['decoder']:10}{r['wer']:8.2f}{r['cer']:8.2f}{r['rtf']:9.4f}")
+PY
 fi
