@@ -353,6 +353,7 @@ def _versions() -> Dict[str, str]:
 def run_decode_bench(utterances: int = 200, beam: int = 50, lm_weight: float = 2.0, word_score: float = -1.0,
                      noise: float = 0.2, jitter: float = 1.0, peak: float = PEAK, seed: int = 0, threads: int = 1,
                      repeats: int = 3, beam_thresholds: Sequence[float] = (25.0, 10.0),
+                     beam_size_token: Optional[int] = None,
                      unk_offset: float = -10.0, text: Optional[Sequence[str]] = None, lm: Optional[str] = None,
                      lexicon: Optional[str] = None, lm_order: int = 3, lm_sentences: int = 2000,
                      workdir: Optional[str] = None, quiet_lm_loading: bool = True) -> DecodeBenchResult:
@@ -429,8 +430,10 @@ def run_decode_bench(utterances: int = 200, beam: int = 50, lm_weight: float = 2
             for threshold in beam_thresholds:
                 t0 = time.perf_counter()
                 dec = KenLMLexiconDecoder(dictionary, lex, lm, beam=beam, lm_weight=lm_weight,
-                                          word_score=word_score, beam_threshold=threshold)
-                ours.append((f"ours, beam_threshold {threshold:g}", dec, time.perf_counter() - t0))
+                                          word_score=word_score, beam_threshold=threshold,
+                                          beam_size_token=beam_size_token)
+                tokens = f", {beam_size_token} tokens/frame" if beam_size_token else ""
+                ours.append((f"ours, beam_threshold {threshold:g}{tokens}", dec, time.perf_counter() - t0))
             alpha = lm_weight / math.log(10.0)
             pyctc_logger = logging.getLogger("pyctcdecode")
             level = pyctc_logger.level

@@ -56,9 +56,10 @@ def test_noisy_run_decodes_everything(noisy):
     json.dumps(d)
 
 
-def test_clean_emissions_decode_exactly():
+@pytest.mark.parametrize("beam_size_token", [None, 3])
+def test_clean_emissions_decode_exactly(beam_size_token):
     """Clean emissions: both decoders must read every reference (checks the label mapping end to end)."""
-    r = run_decode_bench(utterances=20, repeats=1, noise=0.0, jitter=0.0, seed=2)
+    r = run_decode_bench(utterances=20, repeats=1, noise=0.0, jitter=0.0, seed=2, beam_size_token=beam_size_token)
     for row in _rows(r):
         assert row.wer == 0.0 and row.word_errors == 0, (row.name, row.hypotheses)
         assert row.hypotheses == r.references, row.name

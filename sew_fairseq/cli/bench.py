@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--beam-threshold", type=float, nargs="+", default=[25.0, 10.0], metavar="T",
                      help="ours' beam_threshold, one result row each (default 25 10: 25 is its default, 10 matches "
                           "pyctcdecode's beam_prune_logp -10)")
+    dec.add_argument("--beam-size-token", type=int, default=None,
+                     help="ours: tokens considered per frame (default: all); the analogue of pyctcdecode's "
+                          "per-frame token pruning (token_min_logp -5)")
     dec.add_argument("--unk-offset", type=float, default=-10.0,
                      help="pyctcdecode's unk_score_offset for words/prefixes outside the unigrams "
                           "(default -10, its own)")
@@ -170,6 +173,7 @@ def run_decode(args: argparse.Namespace) -> int:
             utterances=args.utterances, beam=args.beam, lm_weight=args.lm_weight, word_score=args.word_score,
             noise=args.noise, jitter=args.jitter, peak=args.peak, seed=args.seed, threads=args.threads,
             repeats=args.repeats, beam_thresholds=args.beam_threshold, unk_offset=args.unk_offset, text=text,
+            beam_size_token=args.beam_size_token,
             lm=args.lm, lexicon=args.lexicon, lm_order=args.lm_order)
     except (ImportError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
