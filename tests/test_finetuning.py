@@ -29,7 +29,8 @@ def test_finetuning_recipes_follow_the_release():
     for split in SPLITS:
         for name in (split, f"{split}_stable"):
             cfg = OmegaConf.load(RECIPES / f"{name}.yaml")
-            assert cfg.model._name == "sew_ctc" and cfg.task._name == "audio_finetuning" and cfg.task.labels == "ltr"
+            assert cfg.model._name == "sew_ctc" and cfg.task._name == "audio_finetuning_checked"
+            assert cfg.task.labels == "ltr"
             assert cfg.lr_scheduler._name == "tri_stage" and list(cfg.lr_scheduler.phase_ratio) == [0.1, 0.4, 0.5]
             assert cfg.lr_scheduler.final_lr_scale == 0.05 and cfg.model.feature_grad_mult == 0.0
             assert cfg.checkpoint.best_checkpoint_metric == "wer"
@@ -171,3 +172,40 @@ def test_ctc_lm_wer_criterion_reports_the_kenlm_decode(finetuned, letters_corpus
     errors = sum(editdistance.eval(decoder.decode(lp[:n].unsqueeze(0))[0][0].words, ref)
                  for lp, n, ref in zip(lprobs, lengths, refs))
     assert log["w_errors"] == errors and log["w_total"] == sum(len(r) for r in refs)
+
+
+def _checked_task(data: Path):
+    from fairseq.tasks import setup_task
+    from omegaconf import OmegaConf
+
+    import sew_fairseq  # noqa: F401
+    from sew_fairseq.tasks.audio_finetuning_checked import AudioFinetuningCheckedConfig
+
+    cfg = OmegaConf.structured(AudioFinetuningCheckedConfig(data=str(data), labels="ltr", tpu=False))
+    cfg._name = "audio_finetuning_checked"
+    return setup_task(cfg)
+
+
+@pytest.mark.parametrize("damage,reason,line", [
+    (lambda lines: lines[:-1], "label_count_mismatch", None),
+    (lambda lines: [lines[0].replace("E", "7", 1)] + lines[1:], "unknown_symbol", 1),
+    (lambda lines: lines[:1] + [""] + lines[2:], "empty_label", 2),
+])
+def test_finetuning_task_checks_labels(letters_corpus, tmp_path, damage, reason, line):
+    from sew_fairseq.manifest_check import ManifestError
+
+    for name in ("valid.tsv", "dict.ltr.txt"):
+        (tmp_path / name).write_text((letters_corpus / name).read_text())
+    labels = (letters_corpus / "valid.ltr").read_text().splitlines()
+    (tmp_path / "valid.ltr").write_text("\n".join(damage(labels)) + "\n")
+    task = _checked_task(tmp_path)
+    with pytest.raises(ManifestError) as error:
+        task.load_dataset("valid")
+    assert error.value.reason == reason and error.value.line_no == line
+    assert "valid.ltr" in str(error.value) and "Fix:" in str(error.value)
+
+
+def test_finetuning_task_loads_a_good_split(letters_corpus):
+    task = _checked_task(letters_corpus)
+    task.load_dataset("valid")
+    assert len(task.dataset("valid")) == len((letters_corpus / "valid.ltr").read_text().splitlines())
