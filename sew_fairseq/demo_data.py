@@ -125,11 +125,6 @@ def make_sentence(rng: random.Random) -> str:
     return " ".join(rng.choice(_SLOTS[s]) if s in _SLOTS else s for s in template)
 
 
-def words_to_letters(words: str) -> str:
-    """fairseq letter labels: ``"HELLO WORLD"`` -> ``"H E L L O | W O R L D |"``."""
-    return " ".join(" ".join(w) + " |" for w in words.split())
-
-
 # ---------------------------------------------------------------------------------------------
 # Result
 # ---------------------------------------------------------------------------------------------
@@ -675,7 +670,9 @@ def _write_corpus_files(tmp: Path, dest: Path, plan: Sequence[_Utterance], count
     for split in SPLITS:
         items = [u for u in plan if u.split == split]
         words = [u.text.upper() for u in items]
-        ltr = [words_to_letters(w) for w in words]
+        from sew_fairseq.decoding.lexicon import to_letters  # here: workers load this file without the package
+
+        ltr = [to_letters(w) for w in words]
         for line in ltr:
             letters.update(line.split())
         _write_text(tmp / f"{split}.tsv",

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from .manifest_check import ManifestError
+from .manifest_check import ManifestError, parse_manifest_line
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +46,10 @@ def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
-        parts = line.split("\t")
-        if len(parts) != 2 or not parts[1].strip().isdigit():
-            raise ManifestError(str(tsv), number, "malformed_line", f"expected 'relpath<TAB>num_samples', got {line!r}")
-        entries.append((number, parts[0], int(parts[1])))
+        entry, problem = parse_manifest_line(line)
+        if problem is not None:
+            raise ManifestError(str(tsv), number, *problem)
+        entries.append((number, *entry))
     references: List[Optional[str]] = [None] * len(entries)
     label_file = tsv.with_suffix(f".{labels}")
     if label_file.exists():
@@ -63,8 +63,6 @@ def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
         logger.warning("no %s: decoding without references (no WER)", label_file)
     utterances = []
     for (number, rel, samples), words in zip(entries, references):
-        if samples == 0:
-            raise ManifestError(str(tsv), number, "empty", f"{rel} has 0 samples", hint="remove zero-length utterances")
         utterances.append(Utterance(os.path.splitext(rel)[0], os.path.join(root, rel), samples, words))
     return utterances
 

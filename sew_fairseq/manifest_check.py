@@ -241,7 +241,7 @@ def _probe_many(paths: Sequence[str]) -> List[Tuple[Optional[str], str, int, int
     return [_probe(p) for p in paths]
 
 
-def _parse_line(line: str) -> Tuple[Optional[Tuple[str, int]], Optional[Tuple[str, str]]]:
+def parse_manifest_line(line: str) -> Tuple[Optional[Tuple[str, int]], Optional[Tuple[str, str]]]:
     """Parse ``relpath<TAB>num_samples`` as fairseq does (strip, split on TAB, int()).
 
     Returns ((relpath, count), None) or (None, (reason, detail)).
@@ -324,7 +324,7 @@ def check_manifest(tsv_path: PathLike, sample_rate: int = 16000, mode: str = "er
     parsed: List[Tuple[int, str, int]] = []
     problems: Dict[int, ManifestProblem] = {}
     for line_no, line in enumerate(lines[1:], start=2):
-        entry, problem = _parse_line(line)
+        entry, problem = parse_manifest_line(line)
         if entry is not None:
             parsed.append((line_no, entry[0], entry[1]))
         elif problem is not None:

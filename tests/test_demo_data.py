@@ -11,12 +11,12 @@ import pytest
 import soundfile as sf
 
 from sew_fairseq.cli.demo_data import main as demo_data_main
+from sew_fairseq.decoding.lexicon import to_letters
 from sew_fairseq.demo_data import (
     DemoCorpus,
     DemoDataError,
     make_demo_corpus,
     make_sentence,
-    words_to_letters,
 )
 
 
@@ -29,9 +29,9 @@ def file_mtimes(root: Path) -> Dict[str, int]:
     return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
 
 
-def test_words_to_letters() -> None:
-    assert words_to_letters("HELLO WORLD") == "H E L L O | W O R L D |"
-    assert words_to_letters("A") == "A |"
+def test_letter_labels() -> None:
+    assert to_letters("HELLO WORLD") == "H E L L O | W O R L D |"
+    assert to_letters("A") == "A |"
 
 
 def test_sentences_reuse_a_small_vocabulary() -> None:
@@ -67,7 +67,7 @@ def test_labels_are_consistent(demo_corpus: DemoCorpus) -> None:
         assert len(wrd) == len(ltr) == len(entries)
         for w, l in zip(wrd, ltr):
             assert w == w.upper() and w.strip()
-            assert l == words_to_letters(w)
+            assert l == to_letters(w)
             letters.update(l.split())
     dict_lines = [line.split(" ") for line in
                   demo_corpus.dict_ltr.read_text(encoding="utf-8").splitlines()]
