@@ -80,6 +80,27 @@ def test_finetune_pretrained_sew_d_with_ctc(finetuned):
     assert emissions.shape == (49, 1, len(task.target_dictionary))
 
 
+@pytest.mark.parametrize("recipe", ["sew_tiny", "w2v2_tiny"])
+def test_finetune_other_backbones(recipe, letters_corpus, tmp_path):
+    """sew_ctc wraps every pretraining family of the plugin (sew_d is covered by the fixture above)."""
+    pretrain = tmp_path / "pretrain"
+    cmd = train_command(letters_corpus, pretrain, ["optimization.max_update=1"])
+    cmd[cmd.index("sew_d_tiny")] = recipe
+    run(cmd)
+    out = tmp_path / "finetune"
+    run([str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir", str(RECIPES),
+         "--config-name", "100h", f"common.user_dir={REPO / 'sew_fairseq'}", f"task.data={letters_corpus}",
+         f"model.w2v_path={pretrain / 'ckpt' / 'checkpoint_last.pt'}", "common.cpu=true",
+         "dataset.train_subset=train", "dataset.valid_subset=valid", "dataset.num_workers=0",
+         "dataset.max_tokens=64000", "optimization.max_update=4", "optimization.update_freq=[1]",
+         "distributed_training.distributed_world_size=1", "model.mask_channel_length=8", "++model.mask_length=4",
+         f"checkpoint.save_dir={out}/ckpt", f"hydra.run.dir={out}/hydra"])
+    from fairseq import checkpoint_utils
+
+    models, cfg, _ = checkpoint_utils.load_model_ensemble_and_task([str(out / "ckpt" / "checkpoint_last.pt")])
+    assert cfg.model.w2v_args.model._name == {"sew_tiny": "sew", "w2v2_tiny": "w2v2_mlp"}[recipe]
+
+
 def sew_infer(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(Path(sys.executable).parent / "sew-infer"), *args, "--quiet"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
@@ -116,6 +137,17 @@ def test_sew_infer_kenlm_and_tune(finetuned, letters_corpus, tmp_path):
     hyps = [re.fullmatch(r"(.*?)\s*\(\S+\)", h).group(1).split()
             for h in (tmp_path / "kenlm" / "hyp.trn").read_text().splitlines()]
     assert all(w in words for h in hyps for w in h)  # a lexicon decoder only outputs lexicon words
+    assert json.loads((tmp_path / "kenlm" / "results.json").read_text())["oov_words"] == 0
+    # a lexicon without the valid split's words: the references' OOV words are counted and reported
+    write_lexicon(tmp_path / "train_lexicon.txt", build_lexicon(words_from_wrd_files([letters_corpus / "train.wrd"])))
+    valid_words = set(words_from_wrd_files([letters_corpus / "valid.wrd"]))
+    missing = valid_words - set(words_from_wrd_files([letters_corpus / "train.wrd"]))
+    oov = [w for line in (letters_corpus / "valid.wrd").read_text().splitlines() for w in line.split() if w in missing]
+    proc = sew_infer(*[a if a != str(tmp_path / "lexicon.txt") else str(tmp_path / "train_lexicon.txt") for a in common],
+                     "--results-dir", str(tmp_path / "oov"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "oov" / "results.json").read_text())["oov_words"] == len(oov)
+    assert oov and "are not in" in proc.stderr  # this corpus's valid split has words train lacks (PAINT, CAR)
     proc = sew_infer(*common, "--tune", "--tune-lm-weights", "0", "2", "--tune-word-scores", "-1", "1",
                      "--results-dir", str(tmp_path / "tune"))
     assert proc.returncode == 0, proc.stderr[-3000:]

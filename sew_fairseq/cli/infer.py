@@ -90,6 +90,17 @@ def score(emissions, nbests) -> Dict[str, float]:
     return {"wer": 100 * w.rate, "cer": 100 * c.rate, "word_errors": w.errors, "words": w.ref_len}
 
 
+def reference_oov(lexicon_path: str, emissions) -> Dict[str, object]:
+    """Reference words a lexicon decoder cannot output: count, rate and a few examples."""
+    from ..decoding import read_lexicon
+
+    lexicon = read_lexicon(lexicon_path)
+    words = [w for e in emissions if e.utterance.words for w in e.utterance.words.split()]
+    oov = [w for w in words if w not in lexicon]
+    return {"oov_words": len(oov), "reference_words": len(words),
+            "oov_rate": 100 * len(oov) / max(1, len(words)), "oov_examples": sorted(set(oov))[:10]}
+
+
 def write_results(out_dir: str, emissions, nbests, summary: Dict) -> None:
     from ..decoding import UtteranceResult, write_trn, write_utterance_tsv
 
@@ -168,6 +179,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.decoder != "viterbi":
         summary.update(lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                        word_score=args.word_score)
+    if args.decoder == "kenlm" and "wer" in summary:
+        summary.update(reference_oov(args.lexicon, emissions))
+        if summary["oov_words"]:
+            print(f"sew-infer: warning: {summary['oov_words']} of {summary['reference_words']} reference words "
+                  f"({summary['oov_rate']:.2f} %) are not in {args.lexicon} and cannot be recognised, e.g. "
+                  f"{' '.join(summary['oov_examples'])}", file=sys.stderr)
     out_dir = args.results_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
                                                f"decode-{args.split}-{args.decoder}")
     write_results(out_dir, emissions, nbests, summary)
