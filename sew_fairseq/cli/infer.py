@@ -116,6 +116,12 @@ def write_results(out_dir: str, emissions, nbests, summary: Dict) -> None:
         json.dump(summary, f, indent=2)
 
 
+def results_dir(args, kind: str) -> str:
+    """``--results-dir``, or ``<checkpoint dir>/<kind>-<split>-<decoder>``."""
+    return args.results_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
+                                            f"{kind}-{args.split}-{args.decoder}")
+
+
 def tune(args, dictionary, emissions) -> Dict:
     """Decode with each (lm weight, word score) of the grid (or a random subset); the best by WER."""
     grid = list(itertools.product(args.tune_lm_weights, args.tune_word_scores))
@@ -155,8 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                  normalize=normalize, progress=not args.quiet)
         if args.tune:
             result = tune(args, dictionary, emissions)
-            out_dir = args.results_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
-                                                       f"tune-{args.split}-{args.decoder}")
+            out_dir = results_dir(args, "tune")
             os.makedirs(out_dir, exist_ok=True)
             with open(os.path.join(out_dir, "tune.json"), "w", encoding="utf-8") as f:
                 json.dump(result, f, indent=2)
@@ -185,8 +190,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"sew-infer: warning: {summary['oov_words']} of {summary['reference_words']} reference words "
                   f"({summary['oov_rate']:.2f} %) are not in {args.lexicon} and cannot be recognised, e.g. "
                   f"{' '.join(summary['oov_examples'])}", file=sys.stderr)
-    out_dir = args.results_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
-                                               f"decode-{args.split}-{args.decoder}")
+    out_dir = results_dir(args, "decode")
     write_results(out_dir, emissions, nbests, summary)
     scores = f"WER {summary['wer']:.2f}  CER {summary['cer']:.2f}  " if "wer" in summary else ""
     print(f"{args.split}: {len(utterances)} utterances, {audio_s:.1f} s  {scores}RTF {summary['rtf']:.4f} "

@@ -39,6 +39,15 @@ class _WordsDecoder:
         return [[{"words": h.words} for h in nbest] for nbest in self.decoder.decode(log_probs.float().cpu())]
 
 
+def _set_lm(cfg, value) -> None:
+    """``cfg.wer_kenlm_model = value`` on a dataclass or a (struct) DictConfig."""
+    if isinstance(cfg, DictConfig):
+        with open_dict(cfg):
+            cfg.wer_kenlm_model = value
+    else:
+        cfg.wer_kenlm_model = value
+
+
 @register_criterion("ctc_lm_wer", dataclass=CtcLMWerConfig)
 class CtcLMWerCriterion(CtcCriterion):
     def __init__(self, cfg: CtcLMWerConfig, task, rdrop_alpha: float = 0.0):
@@ -48,17 +57,11 @@ class CtcLMWerCriterion(CtcCriterion):
         if lm and not lexicon:
             raise ValueError("criterion.wer_kenlm_model needs criterion.wer_lexicon (WORD<TAB>W O R D | lines)")
         # keep fairseq's constructor away from its examples/ decoder; ours is set below
-        if isinstance(cfg, DictConfig):
-            with open_dict(cfg):
-                cfg.wer_kenlm_model = None
-        else:
-            cfg.wer_kenlm_model = None
-        super().__init__(cfg, task, rdrop_alpha)
-        if isinstance(cfg, DictConfig):
-            with open_dict(cfg):
-                cfg.wer_kenlm_model = lm
-        else:
-            cfg.wer_kenlm_model = lm
+        _set_lm(cfg, None)
+        try:
+            super().__init__(cfg, task, rdrop_alpha)
+        finally:
+            _set_lm(cfg, lm)
         if lm:
             dictionary = task.target_dictionary
             self.w2l_decoder = _WordsDecoder(build_decoder(
