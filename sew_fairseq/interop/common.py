@@ -141,9 +141,12 @@ def pretraining_config(model_cfg: Mapping[str, Any], path: str):
     for key in ("data", "normalize"):  # II("task.*") interpolations resolved at save time; keep what we have
         if key in values and values[key] is None:
             values.pop(key)
+    from ..models.w2v2_mlp import resolve_conv_layers
+
     cfg = OmegaConf.merge(OmegaConf.structured(dc()), values)
     with open_dict(cfg):
         cfg._name = family
+    resolve_conv_layers(cfg)  # wfe_type C/O -> the explicit conv_feature_layers it builds (wfe_type custom)
     return cfg
 
 
