@@ -161,3 +161,109 @@ def write_malicious_checkpoint(path: Path, marker: Path) -> Path:
     payload = {"model": {"w": torch.zeros(1)}, "cfg": {"model": {"_name": "sew"}}, "x": _RunsCode(f"touch {marker}")}
     torch.save(payload, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
     return path
+
+
+# ---------------------------------------------------------------- the original release's checkpoint layout
+
+#: the model config fields of the release's SqueezeWav2Vec2(Deberta)Config (sew_asapp/models/*.py): fairseq
+#: wav2vec 2.0 fields, squeeze, MLP heads, DeBERTa's, and release-only ones (spectrogram front ends, ...)
+RELEASE_FIELDS = [
+    "extractor_mode", "encoder_layers", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads",
+    "activation_fn", "dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop", "dropout_input",
+    "dropout_features", "final_dim", "layer_norm_first", "conv_feature_layers", "conv_bias", "logit_temp",
+    "quantize_targets", "quantize_input", "same_quantizer", "target_glu", "feature_grad_mult", "latent_vars",
+    "latent_groups", "latent_dim", "mask_length", "mask_prob", "mask_selection", "mask_other", "no_mask_overlap",
+    "mask_min_space", "mask_channel_length", "mask_channel_prob", "mask_channel_selection", "mask_channel_other",
+    "no_mask_channel_overlap", "mask_channel_min_space", "num_negatives", "negatives_from_everywhere",
+    "cross_sample_negatives", "codebook_negatives", "conv_pos", "conv_pos_groups", "latent_temp", "use_mlp",
+    "mlp_version", "mlp_num_layers", "mlp_hidden_size", "mlp_act_type", "proj_mlp_norm_type", "squeeze_factor",
+    "squeeze_method",
+]
+RELEASE_DEBERTA_FIELDS = ["norm_rel_ebd", "max_position_embeddings", "max_relative_positions", "position_biased_input",
+                          "pos_att_type", "position_buckets", "initializer_range", "relative_attention", "share_att_key"]
+RELEASE_ONLY = dict(share_final_proj=False, final_proj_momentum=-1.0, spec_feature_only=False, fbank_dim=0, mfcc_dim=0,
+                    conv_hidden_sizes="[32, 32]", conv_kernel_sizes="[3, 3]", conv_strides="[2, 2]",
+                    conv_exp_ratios="[1., 4.]", conv_use_pad=False, encoder_input_embed_dim=-1, conv_flatten_dim=-1,
+                    subsample_type="conv2dv4", conv_norm_type="none", conv_act_type="relu", conv_kaiming_init=False,
+                    feature_extractor_type="default", chunk_mode="chunk")
+
+
+def release_conv_layers(c: int) -> str:
+    """WFE-C as the release's pt-sew*.sh spells it (wfe_l = 1)."""
+    parts = [f"[({c}, 10, 5), ({2 * c}, 3, 2)] + [({2 * c}, 1, 1)] * 1"]
+    for mult, kernel in ((2, 3), (4, 3), (4, 3), (8, 2), (8, 2)):
+        parts.append(f"[({mult * c}, {kernel}, 2)] + [({mult * c}, 1, 1)] * 1")
+    return " + ".join(parts)
+
+
+def release_model_cfg(name: str) -> Dict[str, Any]:
+    """``cfg.model`` of a release pretraining run for reduced preset ``name`` (field names of the release)."""
+    from omegaconf import OmegaConf
+
+    from sew_fairseq.models.w2v2_mlp import resolve_conv_layers
+
+    family, over = REDUCED[name]
+    _, cfg = our_model(name)
+    resolve_conv_layers(cfg)
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    fields = RELEASE_FIELDS + (RELEASE_DEBERTA_FIELDS if family == "sew_d" else [])
+    out = {k: plain[k] for k in fields}
+    out["_name"] = "squeeze_wav2vec2" if family == "sew" else "squeeze_wav2vec2_deberta"
+    if over.get("wfe_type") != "O":
+        out["conv_feature_layers"] = release_conv_layers(over["wfe_channels"])
+    out.update(RELEASE_ONLY)
+    if family == "sew_d":
+        out["cross_layer_param_share"] = False
+    return out
+
+
+def write_release_pretrained(path: Path, name: str, seed: int = 0, dictconfig: bool = False) -> nn.Module:
+    """A release pretraining checkpoint (random weights); returns our model holding the same weights."""
+    from omegaconf import OmegaConf
+
+    model, _ = our_model(name, seed)
+    cfg = {"common": {"fp16": True, "log_interval": 200, "user_dir": "/home/sew/sew_asapp"},
+           "model": release_model_cfg(name),
+           "task": {"_name": "audio_pretraining_features", "data": "/home/sew/manifest/librispeech/train-960",
+                    "normalize": False, "sample_rate": 16000, "max_sample_size": 250000, "min_sample_size": 32000,
+                    "fbank_dim": 0, "mfcc_dim": 0, "load_with_librosa": False, "audio_feat_frame_length": 25.0,
+                    "audio_feat_frame_shift": 10.0, "labels": None, "enable_padding": False},
+           "criterion": {"_name": "wav2vec", "infonce": True, "log_keys": ["prob_perplexity", "code_perplexity", "temp"],
+                         "loss_weights": [0.1, 10]},
+           "optimization": {"max_update": 100000, "lr": [0.0005]}}
+    state = {"args": None, "cfg": OmegaConf.create(cfg) if dictconfig else cfg, "model": model.state_dict(),
+             "criterion": None, "optimizer_history": [{"criterion_name": "Wav2vecCriterion", "optimizer_name": "FairseqAdam",
+                                                       "lr_scheduler_state": {"best": 3.1}, "num_updates": 100000}],
+             "task_state": {}, "extra_state": {"epoch": 90}, "last_optimizer_state": None}
+    torch.save(state, path)
+    return model
+
+
+def write_release_finetuned(path: Path, name: str, seed: int = 0, with_dictionary: bool = True) -> Tuple[nn.Module, Any]:
+    """A release 100h fine-tuned checkpoint (``wav2vec_ctc_v2``, w2v_args empty as released); returns (our
+    encoder without heads, projection weights)."""
+    model, cfg = our_model(name, seed, heads=False)
+    d = dictionary()
+    g = torch.Generator().manual_seed(seed + 7)
+    dim = cfg.encoder_embed_dim
+    proj = {"weight": torch.randn(len(d), dim, generator=g) / math.sqrt(dim), "bias": 0.2 * torch.randn(len(d), generator=g)}
+    weights = {"w2v_encoder.w2v_model." + k: v for k, v in model.state_dict().items()}
+    weights.update({"w2v_encoder.proj." + k: v for k, v in proj.items()})
+    model_cfg = {"_name": "wav2vec_ctc_v2", "w2v_path": "/home/sew/save-pre/sew-d-tiny-100k.pt", "w2v_args": None,
+                 "no_pretrained_weights": False, "dropout_input": 0.0, "final_dropout": 0.0, "dropout": 0.0,
+                 "activation_dropout": 0.1, "attention_dropout": 0.0, "apply_mask": True, "mask_length": 10,
+                 "mask_prob": 0.65, "mask_selection": "static", "mask_other": 0.0, "no_mask_overlap": False,
+                 "mask_channel_length": 64, "mask_channel_prob": 0.5, "mask_channel_selection": "static",
+                 "mask_channel_other": 0.0, "no_mask_channel_overlap": False, "freeze_finetune_updates": 0,
+                 "feature_grad_mult": 0.0, "layerdrop": 0.1, "normalize": False, "data": "/home/sew/manifest/librispeech",
+                 "output_upsample": 0, "chunk_mode": "flat", "drop_upsample_layers": 0}
+    cfg_all = {"model": model_cfg,
+               "task": {"_name": "audio_pretraining", "data": "/home/sew/manifest/librispeech", "normalize": False,
+                        "labels": "ltr", "sample_rate": 16000},
+               "criterion": {"_name": "ctc", "zero_infinity": True}}
+    state = {"args": None, "cfg": cfg_all, "model": weights, "criterion": None, "extra_state": {"epoch": 40},
+             "optimizer_history": [{"criterion_name": "CtcCriterion", "optimizer_name": "FairseqAdam",
+                                    "lr_scheduler_state": {"best": 9.1}, "num_updates": 80000}],
+             "task_state": {"target_dictionary": d} if with_dictionary else {}, "last_optimizer_state": None}
+    torch.save(state, path)
+    return model, proj

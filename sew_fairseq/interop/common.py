@@ -154,7 +154,10 @@ def build_pretraining_model(cfg) -> torch.nn.Module:
     """Our pretraining model (random weights) for a structured ``sew`` / ``sew_d`` config."""
     from fairseq.models import ARCH_MODEL_REGISTRY
 
-    return ARCH_MODEL_REGISTRY[cfg._name].build_model(cfg.copy())
+    try:
+        return ARCH_MODEL_REGISTRY[cfg._name].build_model(cfg.copy())
+    except ValueError as e:  # an option value the plugin does not implement (the models name it)
+        raise ConversionError(str(e)) from None
 
 
 class PluginCheckpoint(NamedTuple):
