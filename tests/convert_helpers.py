@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -159,7 +158,7 @@ class _RunsCode:
 def write_malicious_checkpoint(path: Path, marker: Path) -> Path:
     """A .pt whose unpickling would run ``touch marker`` (os.system); the safe loader must refuse it."""
     payload = {"model": {"w": torch.zeros(1)}, "cfg": {"model": {"_name": "sew"}}, "x": _RunsCode(f"touch {marker}")}
-    torch.save(payload, path, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    torch.save(payload, path)  # torch's default pickle protocol (2), as every .pt
     return path
 
 

@@ -194,6 +194,12 @@ def read_plugin_checkpoint(path: str) -> PluginCheckpoint:
             raise ConversionError(f"{path}: unexpected weights in a CTC checkpoint: {other[:MAX_LISTED]}")
         if not proj:
             raise ConversionError(f"{path}: CTC checkpoint without the output projection {PROJ_PREFIX}*")
+        dim = model_cfg.encoder_embed_dim
+        weight, bias = proj.get("weight"), proj.get("bias")
+        if weight is None or bias is None or weight.dim() != 2 or weight.shape[1] != dim or bias.shape != weight.shape[:1]:
+            shapes = {k: list(v.shape) for k, v in proj.items()}
+            raise ConversionError(f"{path}: output projection {PROJ_PREFIX}* is {shapes}; expected weight [V, {dim}] "
+                                  f"and bias [V]")
         dictionary = (state.get("task_state") or {}).get("target_dictionary")
         if dictionary is None:
             raise ConversionError(f"{path}: CTC checkpoint without its letter dictionary (task_state.target_dictionary)")

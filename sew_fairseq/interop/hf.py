@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import torch
 
 from .common import (HEAD_PREFIXES, PROJ_PREFIX, W2V_PREFIX, ConversionError, PluginCheckpoint, atomic_directory,
-                     atomic_save, build_pretraining_model, check_state, checkpoint_dict, finetuning_cfg,
+                     atomic_save, build_encoder, build_pretraining_model, check_state, checkpoint_dict, finetuning_cfg,
                      pretraining_cfg, read_plugin_checkpoint)
 
 logger = logging.getLogger(__name__)
@@ -271,6 +271,7 @@ def processor_files(out_dir: str, dictionary: Any, normalize: bool, ctc: bool) -
 def to_hf(checkpoint: str, out_dir: str) -> str:
     """Plugin checkpoint (pretrained ``sew``/``sew_d`` or ``sew_ctc``) -> transformers directory; returns its path."""
     ckpt = read_plugin_checkpoint(checkpoint)
+    build_encoder(ckpt, checkpoint)  # names and shapes checked in the checkpoint's own (our) names first
     extra = None
     if ckpt.proj is not None:
         m = ckpt.cfg.model
