@@ -195,8 +195,12 @@ def our_config(config, source: str):
 
 # ---------------------------------------------------------------- plugin -> HF (in memory and on disk)
 
-def hf_model_for(ckpt: PluginCheckpoint, ctc_extra: Optional[Mapping[str, Any]] = None, layer_mode: bool = False):
+def hf_model_for(ckpt: PluginCheckpoint, ctc_extra: Optional[Mapping[str, Any]] = None,
+                 attn_implementation: Optional[str] = "eager"):
     """The transformers model holding the checkpoint's weights (eval mode), built in memory.
+
+    ``attn_implementation``: "eager" (the reference maths; what the saved config.json says), or None for
+    transformers' default kernel.
 
     Raises ConversionError listing every name / shape that does not match before loading anything."""
     transformers = _transformers()
@@ -205,7 +209,8 @@ def hf_model_for(ckpt: PluginCheckpoint, ctc_extra: Optional[Mapping[str, Any]] 
         ctc = {"vocab_size": int(ckpt.proj["weight"].shape[0]), "pad_token_id": 0, "bos_token_id": 1,
                "eos_token_id": 2, "ctc_zero_infinity": True, "ctc_loss_reduction": "sum", **(ctc_extra or {})}
     config = hf_config(ckpt.family, ckpt.model_cfg, ctc)
-    config._attn_implementation = "eager"
+    if attn_implementation is not None:
+        config._attn_implementation = attn_implementation
     if ctc:
         cls = transformers.SEWForCTC if ckpt.family == "sew" else transformers.SEWDForCTC
     else:
@@ -239,6 +244,18 @@ def hf_model_for(ckpt: PluginCheckpoint, ctc_extra: Optional[Mapping[str, Any]] 
                 f"transformers' {cls.__name__} of its config")
     hf.load_state_dict(state, strict=True)
     return hf.eval(), config
+
+
+def hf_twin(model: torch.nn.Module, model_cfg, attn_implementation: Optional[str] = "eager"):
+    """The transformers model holding the weights of our pretraining ``model`` (built from ``model_cfg``), in memory.
+
+    ``attn_implementation``: transformers' attention kernel (None = its default, e.g. "sdpa" for SEW)."""
+    from .common import model_family, pretraining_config
+
+    cfg = pretraining_config(model_cfg, "model config")
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(HEAD_PREFIXES)}
+    ckpt = PluginCheckpoint(model_family(cfg._name, "model config"), cfg, state, None, None, cfg, False)
+    return hf_model_for(ckpt, attn_implementation=attn_implementation)[0]
 
 
 def processor_files(out_dir: str, dictionary: Any, normalize: bool, ctc: bool) -> None:
