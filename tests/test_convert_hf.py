@@ -16,7 +16,7 @@ from convert_helpers import (LETTERS, REDUCED, TOL, audio, our_model, write_hf_d
 from sew_fairseq.checkpoint import safe_load  # noqa: E402
 from sew_fairseq.interop.hf import from_hf, to_hf  # noqa: E402
 
-SECONDS = (1.0, 1.37, 2.21)  # odd and even frame counts
+SECONDS = (1.0, 1.37)  # 49 and 68 frames: odd and even
 
 
 def load_fairseq(path):

@@ -13,7 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 # exported with 2.0 s (99 frames); checked on odd and even frame counts, shorter and longer, batch 1 and 3
-CHECK_SECONDS = (0.53, 1.37, 3.01, 4.6)
+CHECK_SECONDS = (0.53, 1.0, 3.01)  # 26, 49 and 150 frames
 
 
 @pytest.mark.parametrize("name", ["sew_d_c", "sew_c", "sew_d_o_sq4_k127"])
