@@ -11,7 +11,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-from convert_helpers import (LETTERS, REDUCED, TOL, audio, our_model, write_hf_dir,  # noqa: E402
+from convert_helpers import (LETTERS, REDUCED, TOL, audio, write_hf_dir,  # noqa: E402
                              write_plugin_checkpoint)
 from sew_fairseq.checkpoint import safe_load  # noqa: E402
 from sew_fairseq.interop.hf import from_hf, to_hf  # noqa: E402
