@@ -29,12 +29,14 @@ setup(
         "espeakng-loader",  # demo corpus: espeak-ng library and voices
     ],
     extras_require={
-        "test": ["pytest>=7", "transformers>=4.40"],
+        "test": ["pytest>=7", "transformers>=4.40", "onnx>=1.16", "onnxruntime>=1.18"],
         "hf": ["transformers>=4.40"],
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
     },
     entry_points={
         "console_scripts": [
             "sew-bench=sew_fairseq.cli.bench:main",
+            "sew-convert=sew_fairseq.cli.convert:main",
             "sew-train=sew_fairseq.cli.train:main",
             "sew-log-summary=sew_fairseq.cli.log_summary:main",
             "sew-infer=sew_fairseq.cli.infer:main",

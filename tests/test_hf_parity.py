@@ -2,14 +2,13 @@
 
 Small random HF models (every weight randomised, LayerNorm / GroupNorm affine and the relative table
 included, so a misplaced norm or a wrong name cannot pass) are converted with the declarative
-``HF_TO_OURS`` table below, loaded into our models with ``strict=True`` and compared on single
+``HF_TO_OURS`` table of ``sew_fairseq.interop.hf`` (what sew-convert uses), loaded into our models with ``strict=True`` and compared on single
 utterances of several lengths (odd and even frame counts).
 """
 from __future__ import annotations
 
 import math
-import re
-from typing import Dict, List, Tuple
+from typing import Dict
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ import torch.nn as nn
 
 transformers = pytest.importorskip("transformers")
 
+from sew_fairseq.interop.hf import hf_to_ours_state, to_ours  # noqa: E402
 from sew_fairseq.modules.disentangled_attention import log_bucket_position  # noqa: E402
 from sew_fairseq.modules.feature_extractor import conv_output_lengths, wfe_c_layers  # noqa: E402
 from sew_fairseq.presets import build_preset  # noqa: E402
@@ -26,43 +26,9 @@ DIM, HEADS, FFN, LAYERS = 128, 2, 256, 2  # head size 64, as in every released m
 WFE_C = 8  # WFE-C base width: 8 -> final 64 channels, so post_extract_proj (64 -> 128) is exercised
 CONV_POS, CONV_POS_GROUPS = 31, 16
 
-# HF name -> our (original release) name, applied in order, first match wins; unmatched names are kept.
-# The first block's norm depends on the extractor mode: group mode = GroupNorm in block 0 only
-# (``conv_layers.0.2``); layer mode = LayerNorm in every block, inside fairseq's
-# Sequential(TransposeLast, LayerNorm, TransposeLast) (``conv_layers.N.2.1``).
-EXTRACTOR_NORM = {
-    False: (r"^feature_extractor\.conv_layers\.0\.layer_norm\.", "feature_extractor.conv_layers.0.2."),
-    True: (r"^feature_extractor\.conv_layers\.(\d+)\.layer_norm\.", r"feature_extractor.conv_layers.\1.2.1."),
-}
-HF_TO_OURS: List[Tuple[str, str]] = [
-    (r"^feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
-    (r"^feature_projection\.", "post_extract_proj."),
-    (r"^masked_spec_embed$", "mask_emb"),
-    (r"^encoder\.pos_conv_embed\.conv\.(?:parametrizations\.weight\.original0|weight_g)$", "encoder.pos_conv.0.weight_g"),
-    (r"^encoder\.pos_conv_embed\.conv\.(?:parametrizations\.weight\.original1|weight_v)$", "encoder.pos_conv.0.weight_v"),
-    (r"^encoder\.pos_conv_embed\.conv\.bias$", "encoder.pos_conv.0.bias"),
-    (r"^encoder\.upsample\.projection\.", "encoder.upsample.0."),
-    # SEW layers: fairseq TransformerSentenceEncoderLayer names
-    (r"^encoder\.layers\.(\d+)\.attention\.(q|k|v|out)_proj\.", r"encoder.layers.\1.self_attn.\2_proj."),
-    (r"^encoder\.layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.self_attn_layer_norm."),
-    (r"^encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.fc1."),
-    (r"^encoder\.layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.fc2."),
-    # kept as is: layer_norm.*, encoder.layer_norm.*, encoder.layers.N.final_layer_norm.*, encoder.encoder.* (SEW-D)
-]
-
-
-def to_ours(name: str, layer_mode: bool) -> str:
-    for pattern, repl in [EXTRACTOR_NORM[layer_mode]] + HF_TO_OURS:
-        new, n = re.subn(pattern, repl, name)
-        if n:
-            return new
-    return name
-
-
 def convert(hf_state: Dict[str, torch.Tensor], layer_mode: bool) -> Dict[str, torch.Tensor]:
-    out = {to_ours(k, layer_mode): v for k, v in hf_state.items()}
-    assert len(out) == len(hf_state), "two HF names map to the same name"
-    return out
+    """HF names -> ours with the converter's table (sew_fairseq.interop.hf.HF_TO_OURS, the single source)."""
+    return hf_to_ours_state(hf_state, layer_mode)
 
 
 def randomise_(model: nn.Module, seed: int) -> None:

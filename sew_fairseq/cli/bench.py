@@ -1,12 +1,17 @@
 """``sew-bench``: benchmarks that print ratios (no pass/fail thresholds).
 
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2
+    sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2 --against hf
     sew-bench decode --utterances 200 --beam 50 --lm-weight 2 --word-score -1 --json decode.json
 
 ``speed`` times the inference forward (``extract_features``, eval mode, fp32, no autograd) of each preset on
 N seconds of audio, and fairseq's own ``wav2vec2`` base model in the same process, and prints time per
 forward, real-time factor (time / audio duration) and the speed-up over fairseq's wav2vec 2.0 base.
 Weights are random: speed does not depend on their values.
+
+``speed --against hf`` times the same weights in Hugging Face transformers' SEW / SEW-D port instead (converted
+in memory with :func:`sew_fairseq.interop.hf.hf_twin`), checks that both give the same output (1e-4) and prints
+the ratio HF time / our time.
 
 ``decode`` times the KenLM beam search per second of audio: our flashlight-text lexicon decoder against
 pyctcdecode (+ the ``kenlm`` module) on the same synthetic CTC emissions (50 frames/s), at the same beam
@@ -79,6 +84,56 @@ def run_speed(presets: Sequence[str], seconds: float, repeats: int, threads: int
     return rows
 
 
+def run_speed_against_hf(presets: Sequence[str], seconds: float, repeats: int, threads: int, batch: int = 1,
+                         sample_rate: int = 16000, seed: int = 0, attn_implementation: Optional[str] = None
+                         ) -> List[dict]:
+    """Time each preset and the same weights in transformers' SEW / SEW-D (converted in memory), alternating
+    the two per repeat so that load changes hit both; returns rows with both medians, the ratio HF / ours and
+    the largest output difference."""
+    from ..interop.hf import hf_twin
+    from ..presets import PRESETS, preset_config
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    source = torch.randn(batch, int(seconds * sample_rate))
+    rows = []
+    for name in presets:
+        if PRESETS[name].model not in ("sew", "sew_d"):
+            raise ValueError(f"--against hf: {name} is not a SEW / SEW-D preset (transformers has no port of it)")
+        ours = _preset(name).eval()
+        hf = hf_twin(ours, preset_config(name), attn_implementation=attn_implementation)
+        with torch.inference_mode():
+            a = ours.extract_features(source, None)["x"]
+            b = hf(source).last_hidden_state
+            diff = (a - b).abs().max().item()
+            ours_t, hf_t = [], []
+            for fn in (lambda: ours.extract_features(source, None), lambda: hf(source)):
+                fn()  # warm-up
+            for _ in range(repeats):
+                ours_t += time_forward(lambda: ours.extract_features(source, None), 1, warmup=0)
+                hf_t += time_forward(lambda: hf(source), 1, warmup=0)
+        params = sum(p.numel() for p in ours.parameters()) / 1e6
+        rows.append({"model": name, "params_m": params, "ours_s": statistics.median(ours_t),
+                     "hf_s": statistics.median(hf_t), "ours_min_s": min(ours_t), "hf_min_s": min(hf_t),
+                     "ratio": statistics.median(hf_t) / statistics.median(ours_t), "max_diff": diff,
+                     "attn": getattr(hf.config, "_attn_implementation", "?")})
+        del ours, hf
+    return rows
+
+
+def format_rows_against_hf(rows: List[dict], seconds: float, threads: int, repeats: int) -> str:
+    import transformers
+
+    head = (f"# {seconds:g} s of audio, batch 1, fp32, {threads} threads, median of {repeats} (alternating); "
+            f"torch {torch.__version__}, transformers {transformers.__version__}, "
+            f"{platform.processor() or platform.machine()}\n")
+    lines = [f"{'model':<18}{'params':>9}{'ours ms':>10}{'HF ms':>10}{'HF/ours':>9}{'max |diff|':>12}  HF attention"]
+    for r in rows:
+        lines.append(f"{r['model']:<18}{r['params_m']:>8.1f}M{1000 * r['ours_s']:>10.1f}{1000 * r['hf_s']:>10.1f}"
+                     f"{r['ratio']:>8.2f}x{r['max_diff']:>12.1e}  {r['attn']}")
+    return head + "\n".join(lines)
+
+
 def format_rows(rows: List[dict], seconds: float, threads: int, repeats: int) -> str:
     head = (f"# {seconds:g} s of audio, batch 1, fp32, {threads} threads, median of {repeats}; torch {torch.__version__}, "
             f"{platform.processor() or platform.machine()}\n")
@@ -103,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     speed.add_argument("--repeats", type=int, default=10, help="timed forwards per model (default 10)")
     speed.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     speed.add_argument("--batch", type=int, default=1, help="utterances per forward (default 1)")
+    speed.add_argument("--against", choices=["fairseq", "hf"], default="fairseq",
+                       help="fairseq: speed-up over fairseq's wav2vec 2.0 base (default); hf: the same weights in "
+                            "transformers' SEW / SEW-D port, converted in memory, outputs checked to 1e-4, ratio "
+                            "HF time / our time")
+    speed.add_argument("--hf-attention", default=None,
+                       help="with --against hf: transformers' attention kernel (default: its own default; "
+                            "'eager' = the reference maths)")
 
     dec = sub.add_parser(
         "decode", help="KenLM beam-search speed and WER: ours (flashlight-text) against pyctcdecode",
@@ -194,6 +256,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.seconds <= 0 or args.repeats < 1 or args.threads < 1 or args.batch < 1:
             print("error: --seconds, --repeats, --threads and --batch must be positive", file=sys.stderr)
             return 2
+        if args.against == "hf":
+            try:
+                rows = run_speed_against_hf(args.presets, args.seconds, args.repeats, args.threads, args.batch,
+                                            attn_implementation=args.hf_attention)
+            except (ImportError, ValueError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            print(format_rows_against_hf(rows, args.seconds, args.threads, args.repeats))
+            worst = max(r["max_diff"] for r in rows)
+            if worst > 1e-4:
+                print(f"error: outputs differ by {worst:.2e} > 1e-4", file=sys.stderr)
+                return 1
+            return 0
         rows = run_speed(args.presets, args.seconds, args.repeats, args.threads, args.batch)
         print(format_rows(rows, args.seconds, args.threads, args.repeats))
     elif args.command == "decode":

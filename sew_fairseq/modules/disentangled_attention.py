@@ -67,6 +67,16 @@ def _relative_index(length: int, bucket_size: int, max_position: int, device: to
     return (index - lo).contiguous(), lo, hi
 
 
+def relative_index_traced(hidden: torch.Tensor, bucket_size: int, max_position: int) -> torch.Tensor:
+    """c(i, j) = clamp(bucket(i - j) + k, 0, 2k - 1) as [S, S] for hidden [B, S, D], from tensor ops only.
+
+    The eager path caches the index per length and gathers from a band of the table (Python ints); a traced
+    graph (ONNX export) must compute it from the traced length instead, over the whole table."""
+    pos = torch.arange(hidden.size(1), device=hidden.device)  # [S]
+    rel = log_bucket_position(pos[:, None] - pos[None, :], bucket_size, max_position)
+    return (rel + bucket_size).clamp(0, 2 * bucket_size - 1)
+
+
 class DisentangledSelfAttention(nn.Module):
     """Multi-head c2p + p2c disentangled attention over [B, S, D] (DeBERTa-v2, ``share_att_key=True``)."""
 
@@ -122,8 +132,12 @@ class DisentangledSelfAttention(nn.Module):
         k = self._split(self.key_proj(hidden))  # [B, H, S, d]
         v = self._split(self.value_proj(hidden))  # [B, H, S, d]
 
-        index, lo, hi = _relative_index(s, self.position_buckets, self.max_relative_positions, hidden.device)
-        qr, kr = self.relative_projections(rel, lo, hi, rel_key)  # [H, U, d] each
+        if torch.jit.is_tracing():  # ONNX export: the index from traced sizes, so the graph keeps a dynamic S
+            index = relative_index_traced(hidden, self.position_buckets, self.max_relative_positions)  # [S, S]
+            qr, kr = self.relative_projections(rel, 0, rel.size(0))  # [H, 2k, d] each: the whole table
+        else:
+            index, lo, hi = _relative_index(s, self.position_buckets, self.max_relative_positions, hidden.device)
+            qr, kr = self.relative_projections(rel, lo, hi, rel_key)  # [H, U, d] each
         idx = index.expand(b, self.heads, s, s)
         c2p = torch.matmul(q, kr.transpose(-1, -2)).gather(-1, idx)  # [B, H, S, S]: Q_i . Kr[c(i, j)]
         # p2c: K_j . Qr[c(i, j)]; gather rows j with the transposed index, then transpose back

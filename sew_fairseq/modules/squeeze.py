@@ -104,7 +104,7 @@ class SqueezedEncoder(nn.Module):
         if padding_mask is not None:
             # an utterance's frames past s * (its squeezed length) are zeros, as when it is run alone
             x = x.masked_fill(padding_mask.repeat_interleave(self.squeeze_factor, dim=1).unsqueeze(-1), 0.0)
-        if x.size(1) < length:
+        if torch.jit.is_tracing() or x.size(1) < length:  # traced: pad by a traced amount (0 for even T)
             x = F.pad(x, (0, 0, 0, length - x.size(1)))
         return x
 

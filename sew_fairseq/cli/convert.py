@@ -1,0 +1,96 @@
+"""``sew-convert``: checkpoints between this plugin, the original SEW release, Hugging Face transformers and ONNX.
+
+    sew-convert from-original sew-d-mid-400k.pt sew_d_mid.pt                       # pretrained release checkpoint
+    sew-convert from-original sew-d-mid-400k-ft-100h.pt sew_d_mid_100h.pt \\
+        --w2v-config sew-d-mid-400k.pt --dict manifests/dict.ltr.txt               # fine-tuned release checkpoint
+    sew-convert from-hf ./sew-d-tiny-100k-ft-ls100h sew_d_tiny_100h.pt             # save_pretrained directory
+    sew-convert to-hf ckpt/checkpoint_best.pt ./my-sew-d-ctc                       # then AutoModelForCTC / AutoProcessor
+    sew-convert to-onnx ckpt/checkpoint_best.pt sew_d.onnx                         # CTC model, dynamic batch and time
+
+Every sub-command checks names and shapes before it writes, exits non-zero with the list of what does not
+match, and writes its output atomically (nothing is left behind on failure). Checkpoints are read with the
+allow-list loader (sew_fairseq.checkpoint.safe_load): a pickle that would run code is refused.
+"""
+import argparse
+import logging
+import sys
+from typing import Optional, Sequence
+
+logger = logging.getLogger("sew_fairseq.cli.convert")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sew-convert", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    o = sub.add_parser("from-original", help="original SEW release checkpoint -> plugin checkpoint",
+                       description="Convert a checkpoint of the original release (asappresearch/sew): pretrained "
+                                   "(squeeze_wav2vec2 / squeeze_wav2vec2_deberta) or fine-tuned (wav2vec_ctc_v2). "
+                                   "Fine-tuned release checkpoints lack their pretrained config: give --w2v-config "
+                                   "or --preset. Example: sew-convert from-original sew-d-mid-400k.pt out.pt")
+    o.add_argument("checkpoint", help="release checkpoint (.pt)")
+    o.add_argument("out", help="plugin checkpoint to write (.pt)")
+    o.add_argument("--w2v-config", help="pretrained config of a fine-tuned checkpoint: the pretrained .pt, or a "
+                                        "yaml/json of its cfg (or cfg.model)")
+    o.add_argument("--preset", help="pretrained config of a fine-tuned checkpoint as a preset name (e.g. sew_d_mid)")
+    o.add_argument("--dict", dest="dictionary", help="dict.ltr.txt of a fine-tuned checkpoint whose task_state "
+                                                     "lacks the dictionary (overrides the checkpoint's)")
+
+    f = sub.add_parser("from-hf", help="transformers SEW/SEW-D directory -> plugin checkpoint",
+                       description="Convert a directory written by transformers' SEWModel, SEWDModel, SEWForCTC or "
+                                   "SEWDForCTC (save_pretrained) into a checkpoint that fairseq's "
+                                   "load_model_ensemble_and_task and sew-infer load. "
+                                   "Example: sew-convert from-hf ./sew-d-tiny-100k-ft-ls100h out.pt")
+    f.add_argument("hf_dir", help="directory with config.json and model.safetensors / pytorch_model.bin")
+    f.add_argument("out", help="plugin checkpoint to write (.pt)")
+    f.add_argument("--dict", dest="dictionary", help="dict.ltr.txt for a CTC model without vocab.json")
+
+    t = sub.add_parser("to-hf", help="plugin checkpoint -> transformers directory (with processor files)",
+                       description="Convert a plugin checkpoint (sew / sew_d pretrained, or sew_ctc fine-tuned) into "
+                                   "a directory that transformers.AutoModel / AutoModelForCTC and AutoProcessor load. "
+                                   "Example: sew-convert to-hf ckpt/checkpoint_best.pt ./my-sew-d")
+    t.add_argument("checkpoint", help="plugin checkpoint (.pt)")
+    t.add_argument("out_dir", help="directory to write (replaced if it exists)")
+
+    x = sub.add_parser("to-onnx", help="plugin CTC checkpoint -> ONNX (dynamic batch and time)",
+                       description="Export a fine-tuned CTC checkpoint to ONNX: input 'source' [batch, samples] "
+                                   "float32 16 kHz, output 'logits' [batch, frames, letters] (blank = 0). "
+                                   "Example: sew-convert to-onnx ckpt/checkpoint_best.pt model.onnx")
+    x.add_argument("checkpoint", help="fine-tuned CTC checkpoint (.pt)")
+    x.add_argument("out", help="ONNX file to write")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
+    from ..checkpoint import CheckpointLoadError
+    from ..interop.common import ConversionError
+
+    try:
+        if args.command == "from-original":
+            from ..interop.original import from_original
+
+            out = from_original(args.checkpoint, args.out, args.w2v_config, args.preset, args.dictionary)
+        elif args.command == "from-hf":
+            from ..interop.hf import from_hf
+
+            out = from_hf(args.hf_dir, args.out, args.dictionary)
+        elif args.command == "to-hf":
+            from ..interop.hf import to_hf
+
+            out = to_hf(args.checkpoint, args.out_dir)
+        else:
+            from ..interop.onnx import to_onnx
+
+            out = to_onnx(args.checkpoint, args.out)
+    except (ConversionError, CheckpointLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""``sew-bench speed --against hf`` runs, checks equal outputs and prints the ratio (a benchmark: no timing asserted)."""
+import re
+
+import pytest
+
+pytest.importorskip("transformers")
+
+from sew_fairseq.cli.bench import main  # noqa: E402
+
+
+def test_speed_against_hf_prints_ratio_and_equal_outputs(capsys):
+    assert main(["speed", "--presets", "sew_d_tiny", "--seconds", "0.5", "--repeats", "1", "--against", "hf"]) == 0
+    out = capsys.readouterr().out
+    row = re.search(r"^sew_d_tiny\s+24\.1M\s+[\d.]+\s+[\d.]+\s+([\d.]+)x\s+([\d.e+-]+)", out, re.MULTILINE)
+    assert row, out
+    assert float(row.group(1)) > 0 and float(row.group(2)) <= 1e-4
+
+
+def test_against_hf_refuses_presets_without_a_port(capsys):
+    assert main(["speed", "--presets", "w2v2_tiny", "--seconds", "0.5", "--repeats", "1", "--against", "hf"]) == 2
+    assert "w2v2_tiny" in capsys.readouterr().err

@@ -1,0 +1,60 @@
+"""sew-convert to-onnx: ONNX Runtime equals PyTorch within 1e-4 on lengths and batch sizes not seen at export."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from convert_helpers import TOL, audio, write_plugin_checkpoint
+from sew_fairseq.interop import ConversionError
+from sew_fairseq.interop.onnx import ctc_inference_model, to_onnx
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+# exported with 2.0 s (99 frames); checked on odd and even frame counts, shorter and longer, batch 1 and 3
+CHECK_SECONDS = (0.53, 1.0, 3.01)  # 26, 49 and 150 frames
+
+
+@pytest.mark.parametrize("name", ["sew_d_c", "sew_c", "sew_d_o_sq4_k127"])
+def test_onnx_runtime_matches_pytorch_on_unseen_lengths(name, tmp_path):
+    ckpt = write_plugin_checkpoint(tmp_path / "ours.pt", name, ctc=True)
+    to_onnx(str(ckpt), str(tmp_path / "model.onnx"))
+    model, letters = ctc_inference_model(str(ckpt))
+    proto = onnx.load(str(tmp_path / "model.onnx"))
+    assert {p.key: p.value for p in proto.metadata_props}["letters"].split(" ") == letters
+    dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "samples"]
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    frames = set()
+    for i, seconds in enumerate(CHECK_SECONDS):
+        for batch in (1, 3):
+            wav = torch.stack([audio(seconds, 10 * i + b) for b in range(batch)])
+            with torch.no_grad():
+                expected = model(wav).numpy()
+            got = session.run(["logits"], {"source": wav.numpy()})[0]
+            assert got.shape == expected.shape, (seconds, batch, got.shape, expected.shape)
+            assert np.abs(got - expected).max() <= TOL, (seconds, batch)
+            assert np.abs(expected).max() > 0.1
+            frames.add(expected.shape[1])
+    assert {f % 2 for f in frames} == {0, 1} and 99 not in frames
+
+
+def test_pytorch_reference_is_the_fairseq_model(tmp_path):
+    """The exported module computes what fairseq's sew_ctc model computes."""
+    from fairseq import checkpoint_utils
+
+    ckpt = write_plugin_checkpoint(tmp_path / "ours.pt", "sew_d_c", ctc=True)
+    model, _ = ctc_inference_model(str(ckpt))
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(ckpt)])
+    wav = audio(1.37, 0)[None]
+    with torch.no_grad():
+        emissions = models[0].eval()(source=wav, padding_mask=None)["encoder_out"].transpose(0, 1)
+        assert torch.allclose(model(wav), emissions, atol=1e-6)
+
+
+def test_pretrained_checkpoint_is_refused(tmp_path):
+    ckpt = write_plugin_checkpoint(tmp_path / "ours.pt", "sew_d_c", ctc=False)
+    with pytest.raises(ConversionError, match="CTC"):
+        to_onnx(str(ckpt), str(tmp_path / "model.onnx"))
+    assert not (tmp_path / "model.onnx").exists()
