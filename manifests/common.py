@@ -41,7 +41,7 @@ Writing (atomic and idempotent)
     id): keep dev/test out of ``lm_splits``. ``atomic_write_text(path, lines)`` for other files.
 
 Workers
-    ``parallel_map(fn, items, workers, desc, progress)``: ``fn`` over ``items`` with a process pool
+    ``parallel_map(fn, items, workers, desc, progress, unit="file")``: ``fn`` over ``items`` with a process pool
     (``workers <= 1``: in this process), tqdm progress bar, results in input order. ``fn`` must be a
     module-level function; an exception in ``fn`` propagates (nothing is written). ``default_workers()``
     = min(cpu_count, 8).
@@ -372,18 +372,18 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True):
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "file"):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="file", disable=not enabled, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False, dynamic_ncols=True)
 
 
 def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int = 1, desc: str = "",
-                 progress: bool = True, chunksize: Optional[int] = None) -> List[R]:
+                 progress: bool = True, chunksize: Optional[int] = None, unit: str = "file") -> List[R]:
     """``[fn(x) for x in items]`` on a process pool of ``workers``, with a progress bar, in input order."""
     items = list(items)
     out: List[R] = []
-    with progress_bar(len(items), desc, progress) as bar:
+    with progress_bar(len(items), desc, progress, unit) as bar:
         if workers <= 1 or len(items) < 2:
             for x in items:
                 out.append(fn(x))
