@@ -28,7 +28,7 @@ Problems
     instead of writing the split: nothing is dropped silently in either mode.
 
 Writing (atomic and idempotent)
-    ``write_split(dest, split, utterances, report=None, audio_root=None)`` writes
+    ``write_split(dest, split, utterances, report=None, audio_root=None)`` streams ``utterances`` into
     ``<split>.tsv`` (first line the audio root: ``audio_root`` or the common directory of the audio
     files; then ``relpath<TAB>num_samples``), ``<split>.wrd`` (``words``), ``<split>.ltr``
     (``to_letters(words)``) and ``<split>.report.json``, in the given order. All files are written to
@@ -287,45 +287,58 @@ def _audio_root(utterances: Sequence[Utterance]) -> str:
     return os.path.commonpath([os.path.dirname(u.audio) for u in utterances])
 
 
-def write_split(dest: PathLike, split: str, utterances: Sequence[Utterance], report: Optional[Report] = None,
+def write_split(dest: PathLike, split: str, utterances: Iterable[Utterance], report: Optional[Report] = None,
                 audio_root: Optional[PathLike] = None) -> Report:
     """Write ``<split>.tsv/.wrd/.ltr/.report.json`` atomically (see the module docstring).
 
-    Raises ManifestError (after writing the report) when ``report.strict`` and it counted problems, or when
-    an utterance is outside ``audio_root``, has no words or a non-positive sample count.
+    ``utterances`` is streamed to temporary files when ``audio_root`` is given (else it is listed first to
+    find the common directory); an exception while iterating it leaves the old files as they were and no
+    temporary file. Raises ManifestError (after writing the report) when ``report.strict`` and it counted
+    problems, or when an utterance is outside ``audio_root``, has no words or a non-positive sample count.
     """
     dest = os.fspath(dest)
     os.makedirs(dest, exist_ok=True)
     report = report if report is not None else Report(split)
-    report.kept = len(utterances)
     base = os.path.join(dest, split)
     if report.strict and not report.ok:
         atomic_write_text(base + ".report.json", [json.dumps(report.to_dict(), indent=1)])
         raise report.error()
-    root = os.path.abspath(os.fspath(audio_root)) if audio_root is not None else _audio_root(utterances)
-    tsv, wrd, ltr = [root], [], []
-    for u in utterances:
-        rel = os.path.relpath(u.audio, root)
-        if rel.startswith(".."):
-            raise ManifestError(f"{split}: {u.audio} is not under the audio root {root}")
-        if not u.words.strip() or u.num_samples <= 0:
-            raise ManifestError(f"{split}: utterance {u.id} ({u.audio}) has no words or no samples")
-        tsv.append(f"{rel}\t{u.num_samples}")
-        wrd.append(u.words)
-        ltr.append(to_letters(u.words))
-    targets = [(base + ".wrd", wrd), (base + ".ltr", ltr),
-               (base + ".report.json", [json.dumps(report.to_dict(), indent=1)]), (base + ".tsv", tsv)]
+    if audio_root is None:
+        utterances = list(utterances)
+        root = _audio_root(utterances)
+    else:
+        root = os.path.abspath(os.fspath(audio_root))
+    paths = [base + ".tsv", base + ".wrd", base + ".ltr", base + ".report.json"]
     tmps: List[str] = []
     try:
-        for path, lines in targets:
-            tmps.append(_write_tmp(path, lines))
+        for path in paths:
+            tmps.append(_tmp_path(path))
+        kept = 0
+        with open(tmps[0], "w", encoding="utf-8", newline="\n") as tsv, \
+                open(tmps[1], "w", encoding="utf-8", newline="\n") as wrd, \
+                open(tmps[2], "w", encoding="utf-8", newline="\n") as ltr:
+            tsv.write(root + "\n")
+            for u in utterances:
+                rel = os.path.relpath(u.audio, root)
+                if rel.startswith(".."):
+                    raise ManifestError(f"{split}: {u.audio} is not under the audio root {root}")
+                if not u.words.strip() or u.num_samples <= 0:
+                    raise ManifestError(f"{split}: utterance {u.id} ({u.audio}) has no words or no samples")
+                tsv.write(f"{rel}\t{u.num_samples}\n")
+                wrd.write(u.words + "\n")
+                ltr.write(to_letters(u.words) + "\n")
+                kept += 1
+        report.kept = kept
+        with open(tmps[3], "w", encoding="utf-8", newline="\n") as f:
+            f.write(json.dumps(report.to_dict(), indent=1) + "\n")
     except BaseException:
         for t in tmps:
-            os.unlink(t)
+            if os.path.exists(t):
+                os.unlink(t)
         raise
-    if os.path.exists(base + ".tsv"):
-        os.unlink(base + ".tsv")  # from here until the last rename, the split reads as absent
-    for (path, _), tmp in zip(targets, tmps):
+    if os.path.exists(paths[0]):
+        os.unlink(paths[0])  # from here until the last rename, the split reads as absent
+    for path, tmp in list(zip(paths, tmps))[1:] + [(paths[0], tmps[0])]:  # the .tsv last
         os.replace(tmp, path)
     return report
 

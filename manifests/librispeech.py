@@ -19,7 +19,7 @@ folder as audio root (as fairseq's ``wav2vec_manifest.py`` + ``libri_labels.py``
 These names are the ``dataset.train_subset`` / ``valid_subset`` of ``recipes/finetuning/*.yaml``.
 
 Audio is not converted (LibriSpeech is 16 kHz mono FLAC): only headers are read (FLAC STREAMINFO, 42
-bytes per file), one worker task per chapter folder. Transcripts are kept verbatim (upper case letters
+bytes per file), one worker task per chapter folder. Transcripts are kept as they are (upper-cased; letters
 and apostrophes); a line with any other symbol is dropped and counted (``dropped_by_normalisation``).
 Counted, never silent (``<split>.report.json``; ``--strict`` fails instead): transcript lines whose
 flac is absent (``transcript_without_audio``), flacs no line names (``audio_without_transcript``),
@@ -88,40 +88,46 @@ def read_chapter(chapter: str) -> Tuple[List[Utterance], List[Problem]]:
     problems: List[Problem] = []
     texts: Dict[str, str] = {}
     trans_path = os.path.join(chapter, trans_name)
+    lines: List[str] = []
+    missing_why = "" if has_trans else f"{trans_name} not found"
     if has_trans:
-        with open(trans_path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):  # a last line without "\n" reads the same
-                where = f"{trans_path}:{lineno}"
-                fields = line.split(None, 1)
-                if not fields:
-                    continue  # blank line
-                uid = fields[0]
-                words = squeeze_spaces(fields[1]) if len(fields) > 1 else ""
-                if not uid.startswith(f"{spk}-{chap}-"):
-                    problems.append(("bad_line", where, f"id {uid!r} does not start with {spk}-{chap}-"))
-                    continue
-                if uid in texts:
-                    problems.append(("duplicate_id", where, uid))
-                    continue
-                if not words:
-                    problems.append(("empty_transcript", where, uid))
-                    texts[uid] = ""
-                    continue
-                bad = outside_alphabet(words, LETTERS)
-                if bad:
-                    problems.append(("dropped_by_normalisation", where, f"{uid}: symbols {''.join(bad)!r}"))
-                    texts[uid] = ""
-                    continue
-                if uid not in flacs:
-                    problems.append(("transcript_without_audio", where, f"{uid}.flac not found"))
-                    continue
-                texts[uid] = words
+        try:
+            with open(trans_path, encoding="utf-8") as f:
+                lines = [x.rstrip("\r") for x in f.read().split("\n")]  # a last line without "\n" reads the same
+        except UnicodeDecodeError as e:
+            problems.append(("unreadable", trans_path, f"not UTF-8 ({e.reason} at byte {e.start})"))
+            missing_why = f"{trans_name} is not UTF-8"  # its flacs count as audio_without_transcript
+    for lineno, line in enumerate(lines, 1):
+        where = f"{trans_path}:{lineno}"
+        fields = line.split(None, 1)
+        if not fields:
+            continue  # blank line
+        uid = fields[0]
+        words = squeeze_spaces(fields[1]).upper() if len(fields) > 1 else ""
+        if not uid.startswith(f"{spk}-{chap}-"):
+            problems.append(("bad_line", where, f"id {uid!r} does not start with {spk}-{chap}-"))
+            continue
+        if uid in texts:
+            problems.append(("duplicate_id", where, uid))
+            continue
+        if not words:
+            problems.append(("empty_transcript", where, uid))
+            texts[uid] = ""
+            continue
+        bad = outside_alphabet(words, LETTERS)
+        if bad:
+            problems.append(("dropped_by_normalisation", where, f"{uid}: symbols {''.join(bad)!r}"))
+            texts[uid] = ""
+            continue
+        if uid not in flacs:
+            problems.append(("transcript_without_audio", where, f"{uid}.flac not found"))
+            continue
+        texts[uid] = words
     utts: List[Utterance] = []
     for uid in sorted(flacs):
         path = os.path.abspath(flacs[uid])
         if uid not in texts:
-            detail = "no line in " + trans_name if has_trans else f"{trans_name} not found"
-            problems.append(("audio_without_transcript", path, detail))
+            problems.append(("audio_without_transcript", path, missing_why or f"no line in {trans_name}"))
             continue
         if not texts[uid]:
             continue  # counted above
