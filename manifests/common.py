@@ -426,20 +426,23 @@ class Probe(NamedTuple):
 def flac_streaminfo(path: str):
     """``(sample_rate, channels, total_samples)`` from a FLAC file's STREAMINFO, or None if not plain FLAC.
 
-    Reads 42 bytes. None when the file does not start with ``fLaC`` + STREAMINFO (e.g. an ID3 tag first)
-    or when the total is unknown (0): then ask soundfile.
+    Reads 42 bytes. None when the file does not start with ``fLaC`` + a plausible STREAMINFO (e.g. an ID3
+    tag first, or garbage) or when the total is unknown (0): then ask soundfile.
     """
     with open(path, "rb") as f:
         head = f.read(42)
-    if len(head) < 42 or head[:4] != b"fLaC" or (head[4] & 0x7F) != 0:
+    # "fLaC", then a metadata block header: type 0 (STREAMINFO), length 34
+    if len(head) < 42 or head[:4] != b"fLaC" or (head[4] & 0x7F) != 0 or head[5:8] != b"\x00\x00\x22":
         return None
+    min_block, max_block = struct.unpack(">HH", head[8:12])
     # STREAMINFO: bytes 18..25 of the block = rate(20) channels-1(3) bps-1(5) total(36)
     (packed,) = struct.unpack(">Q", head[18:26])
     rate = packed >> 44
     channels = ((packed >> 41) & 0x7) + 1
     total = packed & 0xFFFFFFFFF
-    if total == 0 or rate == 0:
-        return None
+    bps = ((packed >> 36) & 0x1F) + 1
+    if total == 0 or not 1 <= rate <= 655350 or bps < 4 or min_block < 16 or max_block < min_block:
+        return None  # unknown length or an implausible header: let libsndfile judge
     return rate, channels, total
 
 
