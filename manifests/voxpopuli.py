@@ -21,7 +21,7 @@ e.g. ``2014`` -> ``two thousand and fourteen``, but keeps some punctuation):
 1. curly/typographic apostrophes and quotes -> ASCII (``ʼ ’ ‘`` -> ``'``), accents removed (``é`` -> ``E``);
 2. upper case;
 3. digits are spelled out: ``1,000`` -> ``1000``; ``2.5`` -> ``TWO POINT FIVE``; ordinals ``13th`` ->
-   ``THIRTEENTH``; a 4-digit number 1100-1999 is read as a year (``1984`` -> ``NINETEEN EIGHTY FOUR``),
+   ``THIRTEENTH``; decades ``80s`` -> ``EIGHTIES``, ``1990s`` -> ``NINETEEN NINETIES``; a 4-digit number 1100-1999 is read as a year (``1984`` -> ``NINETEEN EIGHTY FOUR``),
    other numbers as cardinals without "and" (``2014`` -> ``TWO THOUSAND FOURTEEN``, ``20`` -> ``TWENTY``);
    ``%`` -> ``PERCENT``, ``&`` -> ``AND``, ``+`` -> ``PLUS``;
 4. hyphens and dashes separate words; other punctuation (``. , ; : ? ! " ( ) [ ] …``) is removed;
@@ -66,6 +66,12 @@ def _ordinal(cardinal: str) -> str:
     return " ".join(words[:-1] + [last])
 
 
+def _plural(cardinal: str) -> str:
+    words = cardinal.split()
+    last = words[-1][:-1] + "IES" if words[-1].endswith("Y") else words[-1] + "S"
+    return " ".join(words[:-1] + [last])
+
+
 def _number(digits: str) -> str:
     n = int(digits)
     return spell_number(digits, year=len(digits) == 4 and 1100 <= n <= 1999 and digits[0] != "0")
@@ -87,6 +93,7 @@ def normalize_transcript(text: str) -> Tuple[str, List[str]]:
     t = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", t)  # thousands separators
     t = re.sub(r"(\d+)\.(\d+)", lambda m: f" {_number(m.group(1))} POINT {' '.join(spell_number(d) for d in m.group(2))} ", t)
     t = re.sub(r"(\d+)(ST|ND|RD|TH)\b", lambda m: f" {_ordinal(_number(m.group(1)))} ", t)
+    t = re.sub(r"(\d+)'?S\b", lambda m: f" {_plural(_number(m.group(1)))} ", t)
     t = re.sub(r"\d+", lambda m: f" {_number(m.group(0))} ", t)
     for sym, word in _SYMBOLS.items():
         t = t.replace(sym, word)
