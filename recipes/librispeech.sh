@@ -10,7 +10,7 @@
 #          $work/finetune_$preset_$ft/      ckpt/, train.log, decode-<split>-{viterbi,kenlm}/ (trn, tsv, json)
 #
 # Stages (run a range with --stage N --stop-stage M):
-#   0  manifests of every split found (sew-manifest librispeech; seconds for 1000 h: headers only)
+#   0  manifests of every split found (sew-manifest librispeech; reads flac headers only, no conversion)
 #   1  lexicon and n-gram word LM (sew-lm; or give --lm-arpa, e.g. openslr's 4-gram.arpa)
 #   2  pretraining: recipes/pretraining/$preset.yaml on train-960, valid dev-other (sew-train)
 #   3  fine-tuning: recipes/finetuning/$ft.yaml (10m|1h|10h|100h|960h) from the pretrained checkpoint
