@@ -147,3 +147,22 @@ def test_cli(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0
+
+
+def test_recipe_manifest_and_lm_stages(tmp_path):
+    """recipes/tedlium.sh stages 0 (sew-manifest tedlium) and 1 (lexicon, LM) on the fixture, as CI runs them."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")
+    work = tmp_path / "work"
+    proc = subprocess.run(["bash", os.path.join(repo, "recipes", "tedlium.sh"), "--stage", "0", "--stop-stage", "1",
+                           "--corpus-dir", FIXTURE, "--work-dir", str(work), "--workers", "2", "--lm-order", "3"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert open(work / "data" / "dev.wrd").read().splitlines() == [e[4] for e in EXPECTED if e[0] == "dev"]
+    assert (work / "lm" / "lexicon.txt").read_text() == (work / "data" / "lexicon.txt").read_text()
+    arpa = (work / "lm" / "lm.arpa").read_text()
+    assert "\\3-grams:" in arpa and "\nAMERICANS\t" not in arpa  # words, not a letter LM
+    assert "lexicon words are in the LM" in proc.stdout
