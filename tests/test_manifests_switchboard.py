@@ -22,7 +22,6 @@ ROOT = os.path.join(FIX, "LDC97S62")
 SWB1 = os.path.join(ROOT, "swb1")
 HUB5_TR = os.path.join(FIX, "LDC2002T43")
 GLM = os.path.join(FIX, "sctk", "en20030506.glm")
-MONO_SPH = os.path.join(os.path.dirname(__file__), "fixtures", "switchboard", "pocketsphinx_chan3.sph")
 
 # kept segments: (split, conversation, side, start, end, words)
 EXPECTED = {
@@ -186,7 +185,8 @@ def _bad_corpus(tmp_path):
     for conv in ("2030", "2040", "2050"):
         (tr / conv).mkdir()
         (tr / conv / f"sw{conv}A-ms98-a-trans.text").write_text(f"sw{conv}A-ms98-a-0001 0.0 1.0 hello\n")
-    shutil.copy(MONO_SPH, swb1 / "sw02030.sph")                     # real 1-channel SPHERE
+    x, sr = sf.read(swb1 / "sw02001.sph", dtype="float32")         # its side A alone: a 1-channel SPHERE
+    sf.write(swb1 / "sw02030.sph", x[:, 0], sr, format="NIST", subtype="ULAW")
     header = open(swb1 / "sw02001.sph", "rb").read(1024).replace(b"-s4 ulaw", b"-s26 ulaw,embedded-shorten-v2.00")
     (swb1 / "sw02040.sph").write_bytes(header[:1024] + b"\0" * 64)  # shorten-compressed (LDC's discs)
     (swb1 / "sw02050.sph").write_bytes(b"")
