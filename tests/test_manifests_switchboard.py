@@ -103,6 +103,10 @@ def test_train_and_dev_on_real_speech(tmp_path):
     assert json.load(open(dest / "dev.report.json"))["normalisation"]["partial_words"] == 1
     assert "CAPTAIN\tC A P T A I N |" in open(dest / "lexicon.txt").read()
     assert "HE COULD" not in open(dest / "lm.txt").read()  # dev stays out of the LM text
+    # idempotent: a second run (2 workers) gives the same files
+    before = {f: open(dest / f, "rb").read() for f in os.listdir(dest) if f.endswith((".tsv", ".wrd", ".ltr", ".txt"))}
+    prepare_switchboard(ROOT, dest, dev_conversations=1, workers=2, progress=False)
+    assert before == {f: open(dest / f, "rb").read() for f in before}
 
 
 def test_channels_are_split_and_resampled(tmp_path):
