@@ -28,8 +28,9 @@ Normalisation (:func:`normalize_words`; Kaldi's ``swbd1_data_prep.sh`` + ``swbd1
 model), counted in the report's ``normalisation`` block: ``[silence]``, ``<b_aside>``, ``<e_aside>``, ``[noise]``,
 ``[vocalized-noise]``, ``[laughter]`` are removed; ``[laughter-yes]`` -> ``YES``; mispronunciations
 ``[it'n/isn't]`` keep what was said (``IT'N``); ``{yuppiedom}`` -> ``YUPPIEDOM``; ``them_1`` -> ``THEM``;
-spelled acronyms ``t_v`` -> ``T V``; ``&`` -> ``AND`` (``at&t`` -> ``AT AND T``); hyphenated words are split
-(``x-ray`` -> ``X RAY``, as sclite's ``-dh`` scores them); partial words (``th[e]-``, ``-[an]y``, ``abso-``) are
+spelled acronyms ``t_v`` -> ``T V``; ``&`` -> ``AND`` (``at&t`` -> ``AT AND T``); backchannels are joined
+(``uh-huh`` -> ``UHHUH``, as the eval2000 STM writes them), other hyphenated words split (``x-ray`` -> ``X RAY``,
+as sclite's ``-dh`` scores them); partial words (``th[e]-``, ``-[an]y``, ``abso-``) are
 removed (``--keep-partial-words`` keeps ``TH-``, adding ``-`` to the letters); hesitations ``uh``, ``um`` stay
 (``--drop-hesitations`` removes them; ``sew_fairseq.decoding.sclite`` removes them from hypotheses before
 scoring, as Kaldi does). Upper case. A segment left without words is dropped (counted, not a problem).
@@ -60,6 +61,8 @@ SAMPLE_RATE = 16000
 HUB5_STM = "hub5e00.english.000405.stm"
 HUB5_GLM = "en20000405_hub5.glm"
 HESITATIONS = frozenset({"uh", "um"})
+# hyphenated backchannels are one word, written as the eval2000 STM and the GLM write them (UHHUH)
+BACKCHANNELS = frozenset({"uh-huh", "um-hum", "um-hmm", "uh-hum", "huh-uh", "uh-uh", "mm-hmm", "mm-hm", "hm-mm"})
 _DROP = frozenset({"[silence]", "<b_aside>", "<e_aside>", "[noise]", "[vocalized-noise]", "[laughter]"})
 _MS98_LINE = re.compile(r"^sw(\d{4})([AB])-ms98-a-(\d+)$")
 _MS98_FILE = re.compile(r"^sw(\d{4})([AB])-ms98-a-trans\.text$")
@@ -109,7 +112,10 @@ def normalize_token(token: str, stats: Counter, keep_partial: bool = False, drop
     if "_" in t:
         stats["spelled_acronyms"] += 1
         t = t.replace("_", " ")
-    if "-" in t:
+    if t in BACKCHANNELS:
+        stats["backchannels_joined"] += 1
+        t = t.replace("-", "")
+    elif "-" in t:
         stats["hyphenated_split"] += 1
         t = t.replace("-", " ")
     for w in t.split():

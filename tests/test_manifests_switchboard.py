@@ -55,6 +55,7 @@ def _norm(text, **kw):
     ("the t_v is on", "THE T V IS ON", "spelled_acronyms"),
     ("at&t calls", "AT AND T CALLS", "ampersands"),
     ("an x-ray", "AN X RAY", "hyphenated_split"),
+    ("uh-huh right", "UHHUH RIGHT", "backchannels_joined"),
 ])
 def test_normalisation_rules_one_by_one(text, words, rule):
     got, stats = _norm(text)
