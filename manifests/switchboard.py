@@ -79,6 +79,9 @@ def normalize_token(token: str, stats: Counter, keep_partial: bool = False, drop
     if t in _DROP:
         stats["removed_" + t.strip("[]<>")] += 1
         return []
+    if re.fullmatch(r"\[[a-z]+\]", t):  # other event tags: Fisher's [mn], [sigh], [cough], [lipsmack]...
+        stats["removed_other_tags"] += 1
+        return []
     m = re.fullmatch(r"(-?)\[laughter-(.+)\](-?)", t)  # [laughter-yes] -> yes (laughing while saying it)
     if m:
         stats["laughter_words"] += 1

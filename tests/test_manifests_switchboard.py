@@ -56,6 +56,7 @@ def _norm(text, **kw):
     ("at&t calls", "AT AND T CALLS", "ampersands"),
     ("an x-ray", "AN X RAY", "hyphenated_split"),
     ("uh-huh right", "UHHUH RIGHT", "backchannels_joined"),
+    ("[mn] okay [sigh]", "OKAY", "removed_other_tags"),
 ])
 def test_normalisation_rules_one_by_one(text, words, rule):
     got, stats = _norm(text)
