@@ -228,10 +228,9 @@ def prepare_librispeech(root: str, dest: str, finetuning_root: Optional[str] = N
         lm_splits = ["train-960"]
     else:
         lm_splits = [s for s in written if s.startswith("train")] or list(written)
-    paths = write_corpus_files(dest, written, lm_splits)
+    write_corpus_files(dest, written, lm_splits)
     logger.info("wrote %d split(s) to %s (%s); lexicon and LM text from %s",
                 len(written), dest, ", ".join(written), ", ".join(lm_splits))
-    del paths
     return reports
 
 
