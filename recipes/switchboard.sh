@@ -43,12 +43,15 @@ ngpu=auto                # auto = all visible GPUs (0 -> CPU)
 workers=8                # manifest workers
 decode_splits="dev eval2000"
 beam=500
+pretrain_args=           # extra hydra overrides for stage 2, e.g. 'optimization.max_update=1000'
+finetune_args=           # extra hydra overrides for stage 3
 
 usage() { sed -n '2,/^set -e/{/^#/p}' "$0"; echo
   echo "Options: --stage N --stop-stage M --swbd-dir DIR --transcripts DIR --hub5-audio DIR --hub5-transcripts DIR"
   echo "         --fisher-dirs 'DIR DIR' --sph2pipe PATH --dev-conversations N --work-dir DIR --preset NAME"
   echo "         --finetune-config 10m|1h|10h|100h|960h --pretrained CKPT --lm-order N --lm-arpa FILE --ngpu N|auto"
-  echo "         --workers N --decode-splits 'a b' --beam N   (--hub5-audio '' skips eval2000)"; }
+  echo "         --workers N --decode-splits 'a b' --beam N --pretrain-args 'k=v ...' --finetune-args 'k=v ...'"
+  echo "         (--hub5-audio '' skips eval2000)"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --stage) stage=$2; shift 2 ;;
@@ -70,6 +73,8 @@ while [ $# -gt 0 ]; do
     --workers) workers=$2; shift 2 ;;
     --decode-splits) decode_splits=$2; shift 2 ;;
     --beam) beam=$2; shift 2 ;;
+    --pretrain-args) pretrain_args=$2; shift 2 ;;
+    --finetune-args) finetune_args=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -130,7 +135,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   # shellcheck disable=SC2046
   sew-train --config-dir "$here/pretraining" --config-name "$preset" task.data="$data" \
     ++dataset.train_subset=train ++dataset.valid_subset=dev \
-    checkpoint.save_dir="$pt_dir/ckpt" hydra.run.dir="$pt_dir" $(device_args "$here/pretraining/$preset.yaml" 1) \
+    checkpoint.save_dir="$pt_dir/ckpt" hydra.run.dir="$pt_dir" $(device_args "$here/pretraining/$preset.yaml" 1) $pretrain_args \
     2>&1 | tee -a "$pt_dir/train.log"
   [ -f "$pt_dir/ckpt/checkpoint_best.pt" ] || { log "pretraining failed: see $pt_dir/train.log"; exit 1; }
 fi
@@ -142,7 +147,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   # shellcheck disable=SC2046
   sew-train --config-dir "$here/finetuning" --config-name "$ft" task.data="$data" model.w2v_path="$pretrained" \
     dataset.train_subset=train dataset.valid_subset=dev \
-    checkpoint.save_dir="$ft_dir/ckpt" hydra.run.dir="$ft_dir" $(device_args "$here/finetuning/$ft.yaml" 2) \
+    checkpoint.save_dir="$ft_dir/ckpt" hydra.run.dir="$ft_dir" $(device_args "$here/finetuning/$ft.yaml" 2) $finetune_args \
     2>&1 | tee -a "$ft_dir/train.log"
   [ -f "$ft_dir/ckpt/checkpoint_best.pt" ] || { log "fine-tuning failed: see $ft_dir/train.log"; exit 1; }
 fi
