@@ -15,6 +15,11 @@ STAMP  := $(VENV)/.setup-done
 setup: $(STAMP)
 
 $(STAMP): setup.py requirements.txt requirements-test.txt Makefile
+	# NIST SCTK (sclite, csrfilt.sh) for Switchboard/Hub5 scoring; Debian installs it in /usr/lib/sctk/bin.
+	# Without it (not root, not Debian) the sclite tests are skipped and Hub5 scoring is unavailable.
+	command -v sclite >/dev/null || test -x /usr/lib/sctk/bin/sclite || \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends sctk) || \
+	  echo "warning: could not install SCTK (apt-get install sctk); sclite scoring will be unavailable"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -U pip setuptools wheel
 	$(PIP) install -q "$(TORCH)"

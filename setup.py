@@ -42,6 +42,7 @@ setup(
             "sew-infer=sew_fairseq.cli.infer:main",
             "sew-lm=sew_fairseq.cli.lm:main",
             "sew-demo-data=sew_fairseq.cli.demo_data:main",
+            "sew-manifest=manifests.__main__:main",  # not via sew_fairseq: no fairseq import
         ],
     },
 )

@@ -393,7 +393,9 @@ def test_utterance_tsv(tmp):
 def test_decoding_imports_no_training_code():
     """Layout rule: decoding imports torch/editdistance/flashlight/fairseq's Dictionary, never models."""
     allowed_roots = {"torch", "editdistance", "flashlight", "__future__", "typing", "os", "re", "math",
-                     "logging", "warnings", "collections", "dataclasses"}
+                     "logging", "warnings", "collections", "dataclasses",
+                     "shutil", "subprocess",  # sclite.py runs the SCTK programs
+                     "manifests"}  # lexicon.py re-exports the dependency-free speller of manifests.letters
     pkg = Path(__file__).resolve().parents[1] / "sew_fairseq" / "decoding"
     for path in pkg.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

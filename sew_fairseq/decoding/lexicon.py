@@ -15,58 +15,19 @@ from __future__ import annotations
 import os
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Union
 
-WORD_BOUNDARY = "|"
-PathLike = Union[str, "os.PathLike[str]"]
-# word -> one spelling, or word -> several spellings
-Lexicon = Mapping[str, Union[Sequence[str], Sequence[Sequence[str]]]]
-
-
-def spell(word: str, boundary: str = WORD_BOUNDARY) -> List[str]:
-    """``"HELLO"`` -> ``["H", "E", "L", "L", "O", "|"]`` (one letter per character)."""
-    return list(word) + [boundary]
-
-
-def to_letters(sentence: str, boundary: str = WORD_BOUNDARY) -> str:
-    """A transcript as an ``.ltr`` line: ``"HELLO WORLD"`` -> ``"H E L L O | W O R L D |"``.
-
-    Use it to make the training text of a letter-level LM for the lexicon-free decoder.
-    """
-    return " ".join(" ".join(spell(w, boundary)) for w in sentence.split())
-
-
-def build_lexicon(words: Iterable[str], boundary: str = WORD_BOUNDARY) -> Dict[str, List[str]]:
-    """Spell each distinct word as letters + ``|``, in first-seen order.
-
-    >>> build_lexicon(["HELLO", "WORLD", "HELLO"])
-    {'HELLO': ['H', 'E', 'L', 'L', 'O', '|'], 'WORLD': ['W', 'O', 'R', 'L', 'D', '|']}
-    """
-    lexicon: Dict[str, List[str]] = {}
-    for word in words:
-        if word and word not in lexicon:
-            if any(c.isspace() for c in word):
-                raise ValueError(f"build_lexicon: word {word!r} contains whitespace; pass single words")
-            lexicon[word] = spell(word, boundary)
-    return lexicon
-
-
-def spellings(lexicon: Lexicon) -> Dict[str, List[List[str]]]:
-    """Normalise a lexicon to ``word -> list of spellings`` (accepts one spelling per word too)."""
-    out: Dict[str, List[List[str]]] = {}
-    for word, value in lexicon.items():
-        value = list(value)
-        if value and all(isinstance(v, str) for v in value):
-            out[word] = [list(value)]
-        else:
-            out[word] = [list(v) for v in value]
-    return out
-
-
-def write_lexicon(path: PathLike, lexicon: Lexicon) -> None:
-    """Write ``WORD<TAB>L E T T E R S |`` lines (one per spelling)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for word, spells in spellings(lexicon).items():
-            for s in spells:
-                f.write(f"{word}\t{' '.join(s)}\n")
+# The speller and the lexicon writer live in the dependency-free ``manifests.letters`` (the corpus
+# builders use them without importing fairseq); re-exported here.
+from manifests.letters import (  # noqa: E402,F401
+    WORD_BOUNDARY,
+    Lexicon,
+    PathLike,
+    build_lexicon,
+    lexicon_lines,
+    spell,
+    spellings,
+    to_letters,
+    write_lexicon,
+)
 
 
 def read_lexicon(path: PathLike, alphabet: Optional[Iterable[str]] = None) -> Dict[str, List[List[str]]]:

@@ -1,0 +1,10 @@
+"""Corpus manifests for fairseq: one module per corpus, each a ``prepare_<corpus>()`` and a ``main(argv)`` CLI.
+
+    python -m manifests.librispeech --root /data/LibriSpeech --dest data/librispeech
+    sew-manifest librispeech --root /data/LibriSpeech --dest data/librispeech      # the same
+
+Every builder writes ``<split>.tsv`` / ``.wrd`` / ``.ltr`` / ``.report.json`` per split, plus
+``dict.ltr.txt``, ``lexicon.txt`` and ``lm.txt``; the shared pieces are in :mod:`manifests.common`.
+This package never imports fairseq or ``sew_fairseq`` (fast start, light worker processes).
+"""
+CORPORA = ("librispeech", "tedlium", "voxpopuli", "switchboard")

@@ -1,0 +1,566 @@
+"""Shared toolkit of the corpus builders (``manifests.<corpus>``): records, writers, report, workers, audio.
+
+Imports only the standard library, soundfile, soxr (on conversion), numpy and tqdm: never fairseq or
+``sew_fairseq``. A builder is one module with a ``prepare_<corpus>(root, dest, ...)`` function and a
+``main(argv)`` CLI built on :func:`base_parser`; the pieces, in the order a builder uses them:
+
+Records and text
+    ``Utterance(id, audio, num_samples, words)``: one kept utterance (``audio`` an absolute path,
+    ``words`` the normalised transcript, upper case, single spaces).
+    ``to_letters(words)`` (``"HELLO WORLD"`` -> ``"H E L L O | W O R L D |"``), ``build_lexicon``,
+    ``lexicon_lines`` (from :mod:`manifests.letters`, the project's single speller).
+    ``LETTERS``: the letter alphabet of the English corpora (A-Z and the apostrophe).
+    ``ascii_quotes(text)`` maps curly apostrophes and quotes to ASCII; ``squeeze_spaces(text)``;
+    ``spell_number("1984")`` -> ``"ONE THOUSAND NINE HUNDRED EIGHTY FOUR"`` (``year=True`` reads
+    4-digit numbers as years: ``"NINETEEN EIGHTY FOUR"``); ``outside_alphabet(words, LETTERS)`` -> the
+    characters a transcript has outside the alphabet (sorted).
+
+Problems
+    ``Report(split, strict=False)``: ``report.add(reason, where, detail)`` counts a problem (``where``
+    names the file, with ``:line`` when a line is at fault) and keeps up to ``max_examples`` examples
+    per reason; ``report.kept`` is set by :func:`write_split`. Reasons (``REASONS``): missing,
+    unreadable, empty, no_frames, wrong_channels, wrong_rate, transcript_without_audio,
+    audio_without_transcript, empty_transcript, dropped_by_normalisation, bad_line, duplicate_id,
+    too_short; a builder may add its own (a new name is allowed, documented in its module).
+    ``report.summary()`` is the text printed at the end; ``report.to_dict()`` what
+    ``<dest>/<split>.report.json`` holds. With ``strict=True`` :func:`write_split` raises
+    :class:`ManifestError` (message naming the split, each reason's count and example files/lines)
+    instead of writing the split: nothing is dropped silently in either mode.
+
+Writing (atomic and idempotent)
+    ``write_split(dest, split, utterances, report=None, audio_root=None)`` streams ``utterances`` into
+    ``<split>.tsv`` (first line the audio root: ``audio_root`` or the common directory of the audio
+    files; then ``relpath<TAB>num_samples``), ``<split>.wrd`` (``words``), ``<split>.ltr``
+    (``to_letters(words)``) and ``<split>.report.json``, in the given order. All files are written to
+    temporary names first, the old ``<split>.tsv`` is removed, the label files are renamed into place and
+    the ``.tsv`` last, so a ``.tsv`` present means its labels are complete and a killed run leaves no
+    half-written manifest. Same input -> byte-identical files.
+    ``write_corpus_files(dest, splits, lm_splits)``: ``dict.ltr.txt`` (``<symbol> <count>`` over all
+    splits, count descending then symbol), ``lexicon.txt`` (``WORD<TAB>W O R D |``, words sorted, from
+    ``lm_splits``) and ``lm.txt`` (one transcript per line of ``lm_splits``, deduplicated by utterance
+    id): keep dev/test out of ``lm_splits``. ``atomic_write_text(path, lines)`` for other files.
+
+Workers
+    ``parallel_map(fn, items, workers, desc, progress, unit="file")``: ``fn`` over ``items`` with a process pool
+    (``workers <= 1``: in this process), tqdm progress bar, results in input order. ``fn`` must be a
+    module-level function; an exception in ``fn`` propagates (nothing is written). ``default_workers()``
+    = min(cpu_count, 8).
+
+Audio
+    ``probe_audio(path, sample_rate=16000, channels=1) -> Probe(num_samples, reason, detail)``: header
+    only (fast FLAC STREAMINFO parser, else ``soundfile.info``); ``reason`` is None for a good file,
+    else one of missing / empty / unreadable / no_frames / wrong_rate / wrong_channels.
+    ``convert_audio(src, dst, sample_rate=16000, start=None, end=None, channel=None, overwrite=False)``:
+    read (optionally ``[start, end)`` seconds, one ``channel`` or the mean of all), resample with soxr,
+    write 16-bit FLAC to ``dst`` via a temporary file and ``os.replace``; an existing readable ``dst`` is
+    kept (idempotent re-runs) unless ``overwrite``. Returns the number of samples of ``dst``.
+
+CLI
+    ``base_parser(prog, description)``: ``--root``, ``--dest`` (required), ``--workers``, ``--strict``,
+    ``--overwrite``, ``--no-progress``, ``-v``; ``run_main(fn, args)`` calls ``fn``, prints a
+    :class:`ManifestError` or ``OSError`` as ``<prog>: error: ...`` and returns the exit code (1).
+"""
+import argparse
+import json
+import logging
+import os
+import struct
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, TypeVar, Union
+
+from .letters import WORD_BOUNDARY, build_lexicon, lexicon_lines, spell, to_letters  # noqa: F401
+
+logger = logging.getLogger("manifests")
+
+PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
+R = TypeVar("R")
+
+SAMPLE_RATE = 16000
+LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
+
+REASONS = (
+    "missing",                   # an audio file named by the transcripts does not exist
+    "unreadable",                # soundfile cannot open it (corrupt, unknown format)
+    "empty",                     # a file of 0 bytes
+    "no_frames",                 # a readable header with 0 samples
+    "wrong_channels",            # not mono (where the corpus is mono)
+    "wrong_rate",                # not the corpus's sample rate (where no conversion is done)
+    "transcript_without_audio",  # a transcript line whose audio file is absent
+    "audio_without_transcript",  # an audio file that no transcript line names
+    "empty_transcript",          # a transcript line with no words
+    "dropped_by_normalisation",  # the normalisation rule left symbols outside the alphabet
+    "bad_line",                  # a transcript/metadata line that cannot be parsed
+    "duplicate_id",              # an utterance id seen twice
+    "too_short",                 # audio shorter than the model's receptive field
+)
+
+
+class ManifestError(Exception):
+    """Bad input in strict mode, or input a builder cannot use at all (message names file and line)."""
+
+
+# ----------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One kept utterance: ``id``, absolute ``audio`` path, ``num_samples`` (16 kHz), ``words``."""
+
+    id: str
+    audio: str
+    num_samples: int
+    words: str
+
+
+# -------------------------------------------------------------------------------------------- text
+
+_QUOTES = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u02bd": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u02bc": "'", "`": "'",
+    "\u00b4": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"',
+    "\u00ab": '"', "\u00bb": '"',
+})
+
+
+def ascii_quotes(text: str) -> str:
+    """Curly/typographic apostrophes and quotes (and backtick, acute accent) -> ``'`` and ``"``."""
+    return text.translate(_QUOTES)
+
+
+def squeeze_spaces(text: str) -> str:
+    """Runs of whitespace -> one space, stripped."""
+    return " ".join(text.split())
+
+
+def outside_alphabet(words: str, alphabet: Iterable[str] = LETTERS) -> List[str]:
+    """Characters of ``words`` (spaces aside) that are not in ``alphabet``, sorted."""
+    allowed = alphabet if isinstance(alphabet, (set, frozenset)) else set(alphabet)
+    return sorted({c for c in words if c not in allowed and not c.isspace()})
+
+
+_ONES = ("ZERO ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN ELEVEN TWELVE THIRTEEN FOURTEEN "
+         "FIFTEEN SIXTEEN SEVENTEEN EIGHTEEN NINETEEN").split()
+_TENS = "_ _ TWENTY THIRTY FORTY FIFTY SIXTY SEVENTY EIGHTY NINETY".split()
+_SCALES = ((10 ** 12, "TRILLION"), (10 ** 9, "BILLION"), (10 ** 6, "MILLION"), (1000, "THOUSAND"))
+
+
+def _below_1000(n: int) -> List[str]:
+    out: List[str] = []
+    if n >= 100:
+        out += [_ONES[n // 100], "HUNDRED"]
+        n %= 100
+    if n >= 20:
+        out.append(_TENS[n // 10])
+        n %= 10
+        if n:
+            out.append(_ONES[n])
+    elif n or not out:
+        out.append(_ONES[n])
+    return out
+
+
+def _cardinal(n: int) -> List[str]:
+    if n < 1000:
+        return _below_1000(n)
+    out: List[str] = []
+    for value, name in _SCALES:
+        if n >= value:
+            out += _cardinal(n // value) + [name]
+            n %= value
+    if n:
+        out += _below_1000(n)
+    return out
+
+
+def spell_number(digits: str, year: bool = False) -> str:
+    """A string of ASCII digits as English words, upper case, no "AND", no hyphens.
+
+    ``"21"`` -> ``"TWENTY ONE"``, ``"2019"`` -> ``"TWO THOUSAND NINETEEN"``; with ``year=True`` a number
+    1100-1999 or 2010-2099 is read as a year (``"NINETEEN EIGHTY FOUR"``, ``"TWENTY NINETEEN"``) and
+    ``2000-2009`` as ``"TWO THOUSAND [N]"``. Leading zeros are read digit by digit (``"007"`` -> ``"ZERO
+    ZERO SEVEN"``). Raises ValueError for anything but digits or numbers of 16 digits and more.
+    """
+    if not digits.isascii() or not digits.isdigit():
+        raise ValueError(f"spell_number: {digits!r} is not a string of digits")
+    if len(digits) > 1 and digits[0] == "0":
+        return " ".join(_ONES[int(d)] for d in digits)
+    if len(digits) >= 16:
+        raise ValueError(f"spell_number: {digits!r} is too long")
+    n = int(digits)
+    if year and len(digits) == 4 and (1100 <= n <= 1999 or 2010 <= n <= 2099):
+        hi, lo = divmod(n, 100)
+        tail = ["HUNDRED"] if lo == 0 else (["O", _ONES[lo]] if lo < 10 else _below_1000(lo))
+        return " ".join(_below_1000(hi) + tail)
+    return " ".join(_cardinal(n))
+
+
+# ---------------------------------------------------------------------------------------- problems
+
+
+@dataclass
+class Report:
+    """Counted problems of one split (see the module docstring)."""
+
+    split: str
+    strict: bool = False
+    max_examples: int = 5
+    counts: Counter = field(default_factory=Counter)
+    examples: Dict[str, List[str]] = field(default_factory=dict)
+    kept: int = 0
+    info: Dict[str, Any] = field(default_factory=dict)
+
+    def add(self, reason: str, where: str, detail: str = "") -> None:
+        self.counts[reason] += 1
+        ex = self.examples.setdefault(reason, [])
+        if len(ex) < self.max_examples:
+            ex.append(f"{where}: {detail}" if detail else str(where))
+
+    def merge(self, other: "Report") -> None:
+        for reason, n in other.counts.items():
+            self.counts[reason] += n
+            ex = self.examples.setdefault(reason, [])
+            ex.extend(other.examples.get(reason, [])[: max(0, self.max_examples - len(ex))])
+
+    @property
+    def problems(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.problems == 0
+
+    def summary(self) -> str:
+        head = f"{self.split}: {self.kept} utterances kept"
+        if self.ok:
+            return head + ", no problems"
+        lines = [head + f", {self.problems} problem(s):"]
+        for reason in sorted(self.counts):
+            lines.append(f"  {reason}: {self.counts[reason]}")
+            lines += [f"    e.g. {e}" for e in self.examples.get(reason, [])]
+        return "\n".join(lines)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"split": self.split, "kept": self.kept, "problems": self.problems,
+                "counts": dict(sorted(self.counts.items())),
+                "examples": {k: self.examples[k] for k in sorted(self.examples)}, **self.info}
+
+    def error(self) -> ManifestError:
+        return ManifestError(f"--strict: {self.problems} problem(s) in split {self.split!r} "
+                             f"(nothing written for it):\n" + self.summary().split("\n", 1)[1])
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+def _tmp_path(path: str) -> str:
+    d, base = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=d or ".")
+    os.close(fd)
+    return tmp
+
+
+def _write_tmp(path: str, lines: Iterable[str]) -> str:
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            for line in lines:
+                f.write(line)
+                f.write("\n")
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp
+
+
+def atomic_write_text(path: PathLike, lines: Iterable[str]) -> None:
+    """Write ``lines`` (newline-terminated) to ``path`` through a temporary file and ``os.replace``."""
+    path = os.fspath(path)
+    os.replace(_write_tmp(path, lines), path)
+
+
+def _audio_root(utterances: Sequence[Utterance]) -> str:
+    if not utterances:
+        return ""
+    return os.path.commonpath([os.path.dirname(u.audio) for u in utterances])
+
+
+def write_split(dest: PathLike, split: str, utterances: Iterable[Utterance], report: Optional[Report] = None,
+                audio_root: Optional[PathLike] = None) -> Report:
+    """Write ``<split>.tsv/.wrd/.ltr/.report.json`` atomically (see the module docstring).
+
+    ``utterances`` is streamed to temporary files when ``audio_root`` is given (else it is listed first to
+    find the common directory); an exception while iterating it leaves the old files as they were and no
+    temporary file. Raises ManifestError (after writing the report) when ``report.strict`` and it counted
+    problems, or when an utterance is outside ``audio_root``, has no words or a non-positive sample count.
+    """
+    dest = os.fspath(dest)
+    os.makedirs(dest, exist_ok=True)
+    report = report if report is not None else Report(split)
+    base = os.path.join(dest, split)
+    if report.strict and not report.ok:
+        atomic_write_text(base + ".report.json", [json.dumps(report.to_dict(), indent=1)])
+        raise report.error()
+    if audio_root is None:
+        utterances = list(utterances)
+        root = _audio_root(utterances)
+    else:
+        root = os.path.abspath(os.fspath(audio_root))
+    paths = [base + ".tsv", base + ".wrd", base + ".ltr", base + ".report.json"]
+    tmps: List[str] = []
+    try:
+        for path in paths:
+            tmps.append(_tmp_path(path))
+        kept = 0
+        with open(tmps[0], "w", encoding="utf-8", newline="\n") as tsv, \
+                open(tmps[1], "w", encoding="utf-8", newline="\n") as wrd, \
+                open(tmps[2], "w", encoding="utf-8", newline="\n") as ltr:
+            tsv.write(root + "\n")
+            for u in utterances:
+                rel = os.path.relpath(u.audio, root)
+                if rel.startswith(".."):
+                    raise ManifestError(f"{split}: {u.audio} is not under the audio root {root}")
+                if not u.words.strip() or u.num_samples <= 0:
+                    raise ManifestError(f"{split}: utterance {u.id} ({u.audio}) has no words or no samples")
+                tsv.write(f"{rel}\t{u.num_samples}\n")
+                wrd.write(u.words + "\n")
+                ltr.write(to_letters(u.words) + "\n")
+                kept += 1
+        report.kept = kept
+        with open(tmps[3], "w", encoding="utf-8", newline="\n") as f:
+            f.write(json.dumps(report.to_dict(), indent=1) + "\n")
+    except BaseException:
+        for t in tmps:
+            if os.path.exists(t):
+                os.unlink(t)
+        raise
+    if os.path.exists(paths[0]):
+        os.unlink(paths[0])  # from here until the last rename, the split reads as absent
+    for path, tmp in list(zip(paths, tmps))[1:] + [(paths[0], tmps[0])]:  # the .tsv last
+        os.replace(tmp, path)
+    return report
+
+
+def letter_counts(splits: Mapping[str, Sequence[Utterance]]) -> Counter:
+    counts: Counter = Counter()
+    for utts in splits.values():
+        for u in utts:
+            for w in u.words.split():
+                counts.update(w)
+                counts[WORD_BOUNDARY] += 1
+    return counts
+
+
+def write_corpus_files(dest: PathLike, splits: Mapping[str, Sequence[Utterance]],
+                       lm_splits: Sequence[str]) -> Dict[str, str]:
+    """``dict.ltr.txt`` over all ``splits``; ``lexicon.txt`` and ``lm.txt`` over ``lm_splits``.
+
+    Returns ``{"dict": path, "lexicon": path, "lm_text": path}``.
+    """
+    dest = os.fspath(dest)
+    os.makedirs(dest, exist_ok=True)
+    counts = letter_counts(splits)
+    paths = {k: os.path.join(dest, n) for k, n in (("dict", "dict.ltr.txt"), ("lexicon", "lexicon.txt"),
+                                                     ("lm_text", "lm.txt"))}
+    atomic_write_text(paths["dict"], [f"{s} {n}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))])
+    seen = set()
+    lm_lines: List[str] = []
+    for name in lm_splits:
+        for u in splits.get(name, ()):
+            if u.id not in seen:
+                seen.add(u.id)
+                lm_lines.append(u.words)
+    words = sorted({w for line in lm_lines for w in line.split()})
+    atomic_write_text(paths["lexicon"], lexicon_lines(build_lexicon(words)))
+    atomic_write_text(paths["lm_text"], lm_lines)
+    return paths
+
+
+# ----------------------------------------------------------------------------------------- workers
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "file"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
+def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int = 1, desc: str = "",
+                 progress: bool = True, chunksize: Optional[int] = None, unit: str = "file") -> List[R]:
+    """``[fn(x) for x in items]`` on a process pool of ``workers``, with a progress bar, in input order."""
+    items = list(items)
+    out: List[R] = []
+    with progress_bar(len(items), desc, progress, unit) as bar:
+        if workers <= 1 or len(items) < 2:
+            for x in items:
+                out.append(fn(x))
+                bar.update(1)
+            return out
+        from concurrent.futures import ProcessPoolExecutor
+
+        chunksize = chunksize or max(1, min(256, len(items) // (workers * 8) or 1))
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for r in pool.map(fn, items, chunksize=chunksize):
+                out.append(r)
+                bar.update(1)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- audio
+
+
+class Probe(NamedTuple):
+    """Result of :func:`probe_audio`: ``reason`` None = good file of ``num_samples`` samples."""
+
+    num_samples: int
+    reason: Optional[str] = None
+    detail: str = ""
+
+
+def flac_streaminfo(path: str):
+    """``(sample_rate, channels, total_samples)`` from a FLAC file's STREAMINFO, or None if not plain FLAC.
+
+    Reads 42 bytes. None when the file does not start with ``fLaC`` + a plausible STREAMINFO (e.g. an ID3
+    tag first, or garbage) or when the total is unknown (0): then ask soundfile.
+    """
+    with open(path, "rb") as f:
+        head = f.read(42)
+    # "fLaC", then a metadata block header: type 0 (STREAMINFO), length 34
+    if len(head) < 42 or head[:4] != b"fLaC" or (head[4] & 0x7F) != 0 or head[5:8] != b"\x00\x00\x22":
+        return None
+    min_block, max_block = struct.unpack(">HH", head[8:12])
+    # STREAMINFO: bytes 18..25 of the block = rate(20) channels-1(3) bps-1(5) total(36)
+    (packed,) = struct.unpack(">Q", head[18:26])
+    rate = packed >> 44
+    channels = ((packed >> 41) & 0x7) + 1
+    total = packed & 0xFFFFFFFFF
+    bps = ((packed >> 36) & 0x1F) + 1
+    if total == 0 or not 1 <= rate <= 655350 or bps < 4 or min_block < 16 or max_block < min_block:
+        return None  # unknown length or an implausible header: let libsndfile judge
+    return rate, channels, total
+
+
+def probe_audio(path: PathLike, sample_rate: Optional[int] = SAMPLE_RATE, channels: Optional[int] = 1) -> Probe:
+    """Check an audio file's header (see the module docstring); never raises for a bad file."""
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+    except FileNotFoundError:
+        return Probe(0, "missing", "no such file")
+    except OSError as e:
+        return Probe(0, "unreadable", str(e))
+    if size == 0:
+        return Probe(0, "empty", "0 bytes")
+    info = None
+    try:
+        if path.endswith(".flac"):
+            info = flac_streaminfo(path)
+        if info is None:
+            import soundfile as sf
+
+            i = sf.info(path)
+            info = (i.samplerate, i.channels, i.frames)
+    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError, open() OSError
+        return Probe(0, "unreadable", f"{type(e).__name__}: {e}".strip())
+    rate, ch, frames = info
+    if frames <= 0:
+        return Probe(0, "no_frames", "0 samples")
+    if channels is not None and ch != channels:
+        return Probe(frames, "wrong_channels", f"{ch} channels, expected {channels}")
+    if sample_rate is not None and rate != sample_rate:
+        return Probe(frames, "wrong_rate", f"{rate} Hz, expected {sample_rate}")
+    return Probe(frames, None, "")
+
+
+def convert_audio(src: PathLike, dst: PathLike, sample_rate: int = SAMPLE_RATE, start: Optional[float] = None,
+                  end: Optional[float] = None, channel: Optional[int] = None, overwrite: bool = False) -> int:
+    """Convert ``src`` (any soundfile format) to 16-bit mono FLAC at ``sample_rate``; return its samples.
+
+    ``start``/``end`` in seconds cut a segment; ``channel`` picks one channel (0-based), else channels are
+    averaged. Raises on an unreadable source or an empty result; writes nothing partial.
+    """
+    import numpy as np
+    import soundfile as sf
+
+    src, dst = os.fspath(src), os.fspath(dst)
+    if not overwrite and os.path.exists(dst):
+        try:
+            return sf.info(dst).frames
+        except Exception:
+            pass  # a broken leftover: convert again
+    with sf.SoundFile(src) as f:
+        sr = f.samplerate
+        first = int(round(start * sr)) if start is not None else 0
+        last = int(round(end * sr)) if end is not None else f.frames
+        first, last = max(0, first), min(f.frames, last)
+        if last <= first:
+            raise ValueError(f"{src}: empty segment [{start}, {end}) s of a {f.frames / sr:.2f} s file")
+        f.seek(first)
+        x = f.read(last - first, dtype="float32", always_2d=True)
+    if channel is not None:
+        if channel >= x.shape[1]:
+            raise ValueError(f"{src}: channel {channel} requested, file has {x.shape[1]}")
+        x = x[:, channel]
+    else:
+        x = x.mean(axis=1)
+    if sr != sample_rate:
+        import soxr
+
+        x = soxr.resample(x, sr, sample_rate, quality="HQ")
+    x = np.clip(x, -1.0, 1.0)
+    if len(x) == 0:
+        raise ValueError(f"{src}: no samples after conversion")
+    d = os.path.dirname(dst)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".conv.", suffix=".flac", dir=d or ".")
+    os.close(fd)
+    try:
+        sf.write(tmp, x, sample_rate, format="FLAC", subtype="PCM_16")
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return len(x)
+
+
+# --------------------------------------------------------------------------------------------- CLI
+
+
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """An ArgumentParser with the options every builder shares (``--help`` included)."""
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", required=True, help="corpus directory (as downloaded and unpacked)")
+    p.add_argument("--dest", required=True, help="output directory for the manifests and labels")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="worker processes (default: min(cpu count, 8) = %(default)s)")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (exit 1, naming the file and line) on any missing, bad or unmatched file "
+                        "instead of counting it in <split>.report.json")
+    p.add_argument("--overwrite", action="store_true",
+                   help="convert audio again even where a converted file exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def run_main(prog: str, fn: Callable[[], Any]) -> int:
+    """Run ``fn()``; print ManifestError/OSError/ValueError as ``prog: error: ...`` and return 1, else 0."""
+    try:
+        fn()
+    except (ManifestError, OSError, ValueError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
