@@ -44,6 +44,9 @@ class _Replay:
 class CtcEarlyExitCriterion(CtcLMWerCriterion):
     def forward(self, model, sample, reduce: bool = True, **kwargs):
         net_output = model(**sample["net_input"], return_exits=True)
+        if "exit_outputs" not in net_output:
+            raise ValueError(f"criterion ctc_early_exit needs the model sew_ctc_early_exit (exit branches), not "
+                             f"{type(model).__name__}; use criterion ctc or ctc_lm_wer for it")
         exits: Dict[int, torch.Tensor] = net_output.pop("exit_outputs")
         loss, sample_size, log = super().forward(_Replay(model, net_output), sample, reduce)
         log["loss_final"] = log["loss"]

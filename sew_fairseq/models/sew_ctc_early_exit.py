@@ -39,6 +39,10 @@ DEFAULT_EXIT_FRACTIONS = (5 / 12, 8 / 12, 11 / 12)
 
 @dataclass
 class SEWCtcEarlyExitConfig(SEWCtcConfig):
+    # not mandatory here (fairseq cannot load a checkpoint whose config keeps a missing value): two-stage training
+    # starts from finetuned_path instead
+    w2v_path: Optional[str] = field(default=None, metadata={
+        "help": "pretrained checkpoint (sew, sew_d, w2v2_mlp, wav2vec2) for joint training; or give finetuned_path"})
     exit_layers: List[int] = field(default_factory=list, metadata={
         "help": "branch after each of these layers (1-based counts, each in 1..layers-1); empty = the layers at "
                 "5/12, 8/12 and 11/12 of the backbone's depth, rounded down (5, 8, 11 of 12; 10, 16, 22 of 24)"})
@@ -131,8 +135,12 @@ class SEWCtcEarlyExit(SEWCtc):
     @classmethod
     def build_model(cls, cfg: SEWCtcEarlyExitConfig, task):
         weights = None
-        if cfg.finetuned_path and cfg.w2v_args is None:  # not when loading a checkpoint of this model
-            weights = _load_finetuned(cfg)
+        if cfg.w2v_args is None:  # else loading a checkpoint of this model: its backbone config is in w2v_args
+            if cfg.finetuned_path:
+                weights = _load_finetuned(cfg)
+            elif not cfg.w2v_path:
+                raise ValueError("sew_ctc_early_exit needs model.w2v_path (a pretrained checkpoint: joint training) or "
+                                 "model.finetuned_path (a fine-tuned CTC checkpoint: two-stage training)")
         encoder = Wav2VecEncoder(cfg, len(task.target_dictionary))
         if weights is not None:
             encoder.load_state_dict(weights, strict=True)
@@ -191,7 +199,9 @@ class SEWCtcEarlyExit(SEWCtc):
             if layer not in branches:
                 continue
             out = {"encoder_out": branches[layer](h, steps.padding_mask, steps.to_frames), "padding_mask": frame_mask}
-            lprobs = self.get_normalized_probs(out, log_probs=True).transpose(0, 1)  # [B, T, V]
+            # on a copy: get_logits adds blank_weight in place, and the caller normalises the returned logits again
+            scored = {"encoder_out": out["encoder_out"].clone(), "padding_mask": frame_mask}
+            lprobs = self.get_normalized_probs(scored, log_probs=True).transpose(0, 1)  # [B, T, V]
             now = rule.passes(lprobs, frame_mask).cpu() & ~exited
             if now.any():
                 logits = out["encoder_out"] if logits is None else torch.where(
