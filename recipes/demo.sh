@@ -143,5 +143,5 @@ fi
 if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
   log "stage 7: sew-bench tradeoff on $work/corpus/valid -> $ee_dir/tradeoff-valid/tradeoff.{csv,png}"
   sew-bench tradeoff "$ee_dir/ckpt/checkpoint_last.pt" --data "$work/corpus" --split valid \
-    --out-dir "$ee_dir/tradeoff-valid" --quiet
+    --threads 1 --out-dir "$ee_dir/tradeoff-valid" --quiet   # one thread: robust on a shared machine
 fi
