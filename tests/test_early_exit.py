@@ -243,6 +243,10 @@ def test_two_stage_trains_only_the_branches(joint, corpus, tmp_path):
     backbone = [k for k in after if k.startswith("w2v_encoder.")]
     assert backbone and all(torch.equal(after[k], before[k]) for k in backbone)
     assert not torch.equal(after["exit_branches.0.proj.weight"], before["exit_branches.0.proj.weight"])
+    from sew_fairseq.inference import load_ctc_model  # the stage-2 checkpoint loads for inference
+
+    model, _, cfg = load_ctc_model(str(tmp_path / "ckpt" / "checkpoint_last.pt"), str(corpus))
+    assert model.exit_layers == [1, 2, 3] and cfg.model.freeze_backbone
 
 
 def sew(*args: str) -> subprocess.CompletedProcess:

@@ -158,7 +158,7 @@ def plot(path: str, points: Sequence[Point], model_label: str, title: str) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
     colors = {"entropy": "tab:blue", "confidence": "tab:orange"}
     for criterion in [c for c in colors if any(p.criterion == c for p in points)]:
         curve = sorted((p for p in points if p.criterion == criterion and p.wer is not None),
@@ -180,10 +180,14 @@ def plot(path: str, points: Sequence[Point], model_label: str, title: str) -> No
     ax.set_xlabel(f"inference time (s): forward passes over {points[0].audio_seconds:.0f} s of audio, batch 1")
     ax.set_ylabel("WER (%), greedy")
     ax.set_title(title, fontsize=9)
-    if any(p.point.startswith("preset ") for p in points):
+    if any(p.point.startswith("preset ") for p in points):  # presets can be far slower: log scale, plain labels
+        from matplotlib.ticker import FormatStrFormatter
+
         ax.set_xscale("log")
+        for axis_formatter in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+            axis_formatter(FormatStrFormatter("%g"))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, format="png")
