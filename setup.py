@@ -27,6 +27,7 @@ setup(
         "tqdm",
         "soxr",  # demo corpus: 22.05 -> 16 kHz
         "espeakng-loader",  # demo corpus: espeak-ng library and voices
+        "matplotlib>=3.5",  # sew-bench tradeoff's plot
     ],
     extras_require={
         "test": ["pytest>=7", "transformers>=4.40", "onnx>=1.16", "onnxruntime>=1.18"],

@@ -7,6 +7,7 @@
 #          $work/pretrain_TARGETS/  checkpoints (ckpt/checkpoint_last.pt, checkpoint_best.pt) and train.log
 #          $work/lm/            lexicon.txt and a 3-gram lm.arpa from the training transcripts
 #          $work/finetune_TARGETS/  CTC checkpoints and train.log; decode-valid-{viterbi,kenlm}/ (trn, tsv, json)
+#          $work/early_exit_TARGETS/  (stages 6-7) exit-branch checkpoints, train.log, tradeoff-valid/ (csv, png)
 #
 # Stages (run a range with --stage N --stop-stage M):
 #   0  generate the demo corpus                  (seconds; skipped when complete with the same options)
@@ -16,6 +17,9 @@
 #   3  lexicon and word LM from the training transcripts (sew-lm)
 #   4  CTC fine-tuning of the pretrained model (recipes/demo/finetune.yaml, LM WER at validation; ~3 min)
 #   5  decode the valid split with viterbi and with KenLM (sew-infer) and print a WER/CER table
+#   6  (optional, --stop-stage 7) early exit, two-stage: freeze the fine-tuned model, train exit branches after
+#      layers 1, 2, 3 of 4 (recipes/demo/early_exit.yaml; ~3 min)
+#   7  (optional) sew-bench tradeoff on the valid split: WER against inference time, CSV + PNG
 set -euo pipefail
 
 stage=0
@@ -24,11 +28,13 @@ work=demo_work
 utterances=400
 max_update=400
 ft_max_update=600
+ee_max_update=400
 device=auto   # auto | cpu | cuda
 targets=continuous   # continuous | quantized (the paper's; stays near chance for hundreds of updates here)
 voices=1      # eSpeak NG voices in the corpus: one voice is the most regular speech
 
-usage() { sed -n '2,17p' "$0"; echo; echo "Options: --stage N --stop-stage M --work DIR --utterances N --voices N --max-update N --ft-max-update N"
+usage() { sed -n '2,22p' "$0"; echo; echo "Options: --stage N --stop-stage M --work DIR --utterances N --voices N --max-update N --ft-max-update N"
+  echo "         --ee-max-update N (stage 6)"
   echo "         --device auto|cpu|cuda --targets continuous|quantized"; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -38,6 +44,7 @@ while [ $# -gt 0 ]; do
     --utterances) utterances=$2; shift 2 ;;
     --max-update) max_update=$2; shift 2 ;;
     --ft-max-update) ft_max_update=$2; shift 2 ;;
+    --ee-max-update) ee_max_update=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
     --targets) targets=$2; shift 2 ;;
     --voices) voices=$2; shift 2 ;;
@@ -119,4 +126,22 @@ print(f"{'decoder':10}{'WER %':>8}{'CER %':>8}{'RTF':>9}")
 for r in rows:
     print(f"{r['decoder']:10}{r['wer']:8.2f}{r['cer']:8.2f}{r['rtf']:9.4f}")
 PY
+fi
+
+ee_dir="$work/early_exit_$targets"
+
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  log "stage 6: early exit, two-stage: exit branches on the frozen fine-tuned model, $ee_max_update updates (log: $ee_dir/train.log)"
+  mkdir -p "$ee_dir"
+  sew-train --config-dir "$here/demo" --config-name early_exit \
+    task.data="$work/corpus" model.finetuned_path="$ft_dir/ckpt/checkpoint_best.pt" \
+    checkpoint.save_dir="$ee_dir/ckpt" hydra.run.dir="$ee_dir" optimization.max_update="$ee_max_update" \
+    "${device_args[@]}" 2>&1 | tee -a "$ee_dir/train.log" | grep --line-buffered -E '\[valid\]|Error|error' || true
+  [ -f "$ee_dir/ckpt/checkpoint_last.pt" ] || { log "early-exit training failed: see $ee_dir/train.log"; exit 1; }
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  log "stage 7: sew-bench tradeoff on $work/corpus/valid -> $ee_dir/tradeoff-valid/tradeoff.{csv,png}"
+  sew-bench tradeoff "$ee_dir/ckpt/checkpoint_last.pt" --data "$work/corpus" --split valid \
+    --threads 1 --out-dir "$ee_dir/tradeoff-valid" --quiet   # one thread: robust on a shared machine
 fi

@@ -29,6 +29,7 @@ class Utterance(NamedTuple):
 class Emission(NamedTuple):
     utterance: Utterance
     log_probs: torch.Tensor  # [T, V] float32 on the CPU
+    exit_layer: Optional[int] = None  # early exit: the backbone layers this utterance used (all = no early exit)
 
 
 def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
@@ -105,11 +106,21 @@ def _load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
 
 @torch.inference_mode()
 def compute_emissions(model, utterances: Sequence[Utterance], max_samples: int = 1_600_000, device: str = "cpu",
-                      sample_rate: int = 16000, normalize: bool = False, progress: bool = True
-                      ) -> Tuple[List[Emission], float]:
-    """CTC log-probabilities of every utterance (in the order given) and the seconds the forward passes took."""
+                      sample_rate: int = 16000, normalize: bool = False, progress: bool = True,
+                      exit_rule=None) -> Tuple[List[Emission], float]:
+    """CTC log-probabilities of every utterance (in the order given) and the seconds the forward passes took.
+
+    ``exit_rule`` (a :class:`sew_fairseq.modules.early_exit.ExitRule`): early exit with a ``sew_ctc_early_exit``
+    model. Exit decisions are per utterance, so each utterance then runs alone (batch size 1, ``max_samples``
+    ignored) and the layers after its exit are not computed; ``Emission.exit_layer`` says where it exited."""
     from tqdm import tqdm
 
+    if exit_rule is not None:
+        if not hasattr(model, "forward_early_exit"):
+            raise ValueError(f"early exit needs a checkpoint with exit branches (model sew_ctc_early_exit, see "
+                             f"recipes/finetuning/early_exit_*.yaml); this one is a {type(model).__name__}")
+        exit_rule.check()
+        max_samples = 1
     results: List[Optional[Emission]] = [None] * len(utterances)
     seconds = 0.0
     bar = tqdm(total=len(utterances), unit="utt", desc="emissions", disable=not progress)
@@ -124,13 +135,29 @@ def compute_emissions(model, utterances: Sequence[Utterance], max_samples: int =
             source[i, :len(w)] = w
             padding[i, :len(w)] = False
         start = time.perf_counter()
-        out = model(source=source.to(device), padding_mask=padding.to(device))
+        exit_layers: List[Optional[int]] = [None] * len(batch)
+        if exit_rule is None:
+            out = model(source=source.to(device), padding_mask=padding.to(device))
+        else:
+            early = model.forward_early_exit(source.to(device), padding.to(device), exit_rule)
+            out, exit_layers = early.net_output, early.exit_layer.tolist()
         log_probs = model.get_normalized_probs(out, log_probs=True).float().transpose(0, 1).cpu()  # [B, T, V]
         seconds += time.perf_counter() - start
         frame_padding = out.get("padding_mask")
         for row, index in enumerate(batch):
             frames = log_probs.size(1) if frame_padding is None else int((~frame_padding[row]).sum())
-            results[index] = Emission(utterances[index], log_probs[row, :frames].contiguous())
+            results[index] = Emission(utterances[index], log_probs[row, :frames].contiguous(), exit_layers[row])
         bar.update(len(batch))
     bar.close()
     return results, seconds
+
+
+def exit_summary(emissions: Sequence[Emission], num_layers: int) -> dict:
+    """Early-exit statistics of emissions from ``compute_emissions(..., exit_rule=...)``: how many utterances
+    exited after each layer count (``num_layers`` = ran to the end), the mean number of layers used, and the share
+    of layer computations saved."""
+    layers = [e.exit_layer for e in emissions if e.exit_layer is not None]
+    histogram = {str(k): layers.count(k) for k in sorted(set(layers))}
+    mean = sum(layers) / len(layers) if layers else float(num_layers)
+    return {"num_layers": num_layers, "exit_layer_histogram": histogram, "mean_layers": mean,
+            "layers_saved": 1 - mean / num_layers}

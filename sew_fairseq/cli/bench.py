@@ -3,6 +3,7 @@
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2 --against hf
     sew-bench decode --utterances 200 --beam 50 --lm-weight 2 --word-score -1 --json decode.json
+    sew-bench tradeoff ckpt/checkpoint_best.pt --data manifests --split dev-other   # early exit (bench_tradeoff.py)
 
 ``speed`` times the inference forward (``extract_features``, eval mode, fp32, no autograd) of each preset on
 N seconds of audio, and fairseq's own ``wav2vec2`` base model in the same process, and prints time per
@@ -30,6 +31,8 @@ import time
 from typing import Callable, List, Optional, Sequence
 
 import torch
+
+from . import bench_tradeoff
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--lm-order", type=int, default=3, help="order of the estimated LM (default 3)")
     dec.add_argument("--json", help="write the results (and, with --hypotheses, every hypothesis) to this file")
     dec.add_argument("--hypotheses", action="store_true", help="include references and hypotheses in --json")
+    bench_tradeoff.add_parser(sub)  # early exit: WER against inference time
     return parser
 
 
@@ -273,6 +277,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(format_rows(rows, args.seconds, args.threads, args.repeats))
     elif args.command == "decode":
         return run_decode(args)
+    elif args.command == "tradeoff":
+        return bench_tradeoff.run(args)
     return 0
 
 

@@ -5,11 +5,16 @@
         --lexicon lexicon.txt --lm 4-gram.arpa --beam 500 --lm-weight 2 --word-score -1
     sew-infer ckpt/checkpoint_best.pt --data manifests --split dev-other --decoder kenlm \\
         --lexicon lexicon.txt --lm 4-gram.arpa --tune --tune-budget 40                       # search weights
+    sew-infer ckpt/checkpoint_best.pt --data manifests --split dev-other --early-exit entropy --exit-threshold 0.0035
 
 Prints WER, CER and the real-time factor (model forward + decoding time / audio duration) and writes, in
 ``--results-dir`` (default: ``<checkpoint dir>/decode-<split>-<decoder>``): ``hyp.trn`` and ``ref.trn`` in NIST
 sclite format (``text (utterance-id)``), ``utterances.tsv`` (id, reference, hypothesis, errors) and
-``results.json``. ``--tune`` computes the emissions once, decodes the split for each (lm weight, word score)
+``results.json``. ``--early-exit entropy|confidence --exit-threshold X`` decodes a ``sew_ctc_early_exit`` checkpoint
+(recipes/finetuning/early_exit_*.yaml) with early exit: per utterance, the first exit branch whose criterion passes
+(entropy below X, or confidence above X) gives the emissions and the later layers are not computed; utterances then
+run one at a time (batch size 1), and ``results.json`` adds the exit-layer histogram (``exit_layers.tsv``: each
+utterance's). ``--tune`` computes the emissions once, decodes the split for each (lm weight, word score)
 of a grid (a random subset of it when the grid exceeds ``--tune-budget``) and prints and saves
 (``tune.json``) the best setting.
 """
@@ -24,6 +29,8 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 import torch
+
+from ..modules.early_exit import DEFAULT_THRESHOLDS, EXIT_CRITERIA, ExitRule
 
 logger = logging.getLogger("sew_fairseq.cli.infer")
 
@@ -57,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune-word-scores", type=float, nargs="+", default=DEFAULT_WORD_SCORES, help="grid of word scores")
     p.add_argument("--tune-budget", type=int, default=40, help="decodes at most; a random subset of a larger grid")
     p.add_argument("--seed", type=int, default=0, help="seed of the random tuning subset")
+    p.add_argument("--early-exit", choices=list(EXIT_CRITERIA), default=None,
+                   help="early exit with a sew_ctc_early_exit checkpoint: stop at the first branch whose entropy "
+                        "(mean of -p log p over frames and classes) is below, or confidence (mean max probability) "
+                        "above, --exit-threshold; utterances run one at a time")
+    p.add_argument("--exit-threshold", type=float, default=None,
+                   help=f"threshold of --early-exit (default: HuBERT-EE's best, entropy "
+                        f"{DEFAULT_THRESHOLDS['entropy']}, confidence {DEFAULT_THRESHOLDS['confidence']})")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -116,10 +130,22 @@ def write_results(out_dir: str, emissions, nbests, summary: Dict) -> None:
         json.dump(summary, f, indent=2)
 
 
+def write_exit_layers(path: str, emissions) -> None:
+    """``id<TAB>exit layer`` per utterance (atomic)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("id\texit_layer\n")
+        for e in emissions:
+            f.write(f"{e.utterance.id}\t{e.exit_layer}\n")
+    os.replace(tmp, path)
+
+
 def results_dir(args, kind: str) -> str:
-    """``--results-dir``, or ``<checkpoint dir>/<kind>-<split>-<decoder>``."""
-    return args.results_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)),
-                                            f"{kind}-{args.split}-{args.decoder}")
+    """``--results-dir``, or ``<checkpoint dir>/<kind>-<split>-<decoder>[-exit-<criterion><threshold>]``."""
+    name = f"{kind}-{args.split}-{args.decoder}"
+    if args.early_exit:
+        name += f"-exit-{args.early_exit}{args.exit_threshold:g}"
+    return args.results_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), name)
 
 
 def tune(args, dictionary, emissions) -> Dict:
@@ -151,14 +177,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.tune and args.decoder == "viterbi":
         print("sew-infer: error: --tune searches LM weights; use it with --decoder kenlm or kenlm-lexfree", file=sys.stderr)
         return 2
-    from ..inference import compute_emissions, load_ctc_model, read_split
+    if args.exit_threshold is not None and not args.early_exit:
+        print("sew-infer: error: --exit-threshold needs --early-exit entropy|confidence", file=sys.stderr)
+        return 2
+    from ..inference import compute_emissions, exit_summary, load_ctc_model, read_split
 
+    exit_rule = None
+    if args.early_exit:
+        if args.exit_threshold is None:
+            args.exit_threshold = DEFAULT_THRESHOLDS[args.early_exit]
+        exit_rule = ExitRule(args.early_exit, args.exit_threshold)
     try:
         utterances = read_split(args.data, args.split)
         model, dictionary, cfg = load_ctc_model(args.checkpoint, args.data, args.device)
         normalize = bool(getattr(cfg.task, "normalize", False))
         emissions, forward_s = compute_emissions(model, utterances, args.max_samples, args.device,
-                                                 normalize=normalize, progress=not args.quiet)
+                                                 normalize=normalize, progress=not args.quiet, exit_rule=exit_rule)
         if args.tune:
             result = tune(args, dictionary, emissions)
             out_dir = results_dir(args, "tune")
@@ -190,8 +224,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"sew-infer: warning: {summary['oov_words']} of {summary['reference_words']} reference words "
                   f"({summary['oov_rate']:.2f} %) are not in {args.lexicon} and cannot be recognised, e.g. "
                   f"{' '.join(summary['oov_examples'])}", file=sys.stderr)
+    if exit_rule is not None:
+        summary["early_exit"] = {"criterion": exit_rule.criterion, "threshold": exit_rule.threshold,
+                                 "exit_layers": list(model.exit_layers), **exit_summary(emissions, model.num_layers)}
     out_dir = results_dir(args, "decode")
     write_results(out_dir, emissions, nbests, summary)
+    if exit_rule is not None:
+        write_exit_layers(os.path.join(out_dir, "exit_layers.tsv"), emissions)
+        ee = summary["early_exit"]
+        print(f"early exit ({exit_rule.criterion} threshold {exit_rule.threshold:g}): utterances per exit layer "
+              f"{ee['exit_layer_histogram']} of {ee['num_layers']} layers, mean {ee['mean_layers']:.2f} layers")
     scores = f"WER {summary['wer']:.2f}  CER {summary['cer']:.2f}  " if "wer" in summary else ""
     print(f"{args.split}: {len(utterances)} utterances, {audio_s:.1f} s  {scores}RTF {summary['rtf']:.4f} "
           f"(forward {forward_s:.2f} s, decode {decode_s:.2f} s) -> {out_dir}")

@@ -98,9 +98,12 @@ class SqueezedEncoder(nn.Module):
             padding_mask = lengths_to_padding_mask(lengths, s_len)
         return x, padding_mask
 
-    def unsqueeze(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], length: int) -> torch.Tensor:
-        """[B, S, D] -> [B, T, D]: upsample, zero what comes from squeezed padding, zero-pad to ``length``."""
-        x = self.upsample(x)  # [B, s*S, D]
+    def unsqueeze(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], length: int,
+                  upsample: Optional[nn.Module] = None) -> torch.Tensor:
+        """[B, S, D] -> [B, T, D]: upsample, zero what comes from squeezed padding, zero-pad to ``length``.
+
+        ``upsample``: a module shaped like ``self.upsample`` (early-exit branches have their own)."""
+        x = (self.upsample if upsample is None else upsample)(x)  # [B, s*S, D]
         if padding_mask is not None:
             # an utterance's frames past s * (its squeezed length) are zeros, as when it is run alone
             x = x.masked_fill(padding_mask.repeat_interleave(self.squeeze_factor, dim=1).unsqueeze(-1), 0.0)
