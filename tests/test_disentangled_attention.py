@@ -199,3 +199,16 @@ def test_eval_cache_invalidated_by_in_place_update(update):
         after, _ = enc(x)
     assert not torch.allclose(before, after, atol=1e-4), f"stale cache after an in-place update of {update}"
     torch.testing.assert_close(after, enc(x)[0], rtol=1e-9, atol=1e-10)  # = the grad-enabled recomputation
+
+
+def test_training_after_inference_mode_on_the_same_length():
+    """The per-length relative index is cached across calls: one first built under ``torch.inference_mode``
+    (sew-infer, early-exit sweeps) must not break a later training step on the same length."""
+    enc = make_encoder().float()
+    _relative_index.cache_clear()
+    x = torch.randn(1, 31, 16)
+    with torch.inference_mode():
+        enc.eval()(x)
+    out, _ = enc.train()(x.requires_grad_())
+    out.sum().backward()  # raised "Inference tensors cannot be saved for backward" with an inference-mode index
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -60,11 +60,14 @@ def _relative_index(length: int, bucket_size: int, max_position: int, device: to
     The full table index is c(i, j) = clamp(bucket(i - j) + k, 0, 2k - 1) with k = ``bucket_size``; since
     bucket is monotonic, S frames reach the contiguous rows [c(0, S-1), c(S-1, 0)], returned as a band.
     """
-    pos = torch.arange(length, device=device)
-    rel = log_bucket_position(pos[:, None] - pos[None, :], bucket_size, max_position)
-    index = (rel + bucket_size).clamp(0, 2 * bucket_size - 1)
-    lo, hi = int(index.min()), int(index.max()) + 1
-    return (index - lo).contiguous(), lo, hi
+    # a normal tensor even when first built under torch.inference_mode: the cached index is reused by later
+    # training passes, which cannot save an inference tensor for backward
+    with torch.inference_mode(False):
+        pos = torch.arange(length, device=device)
+        rel = log_bucket_position(pos[:, None] - pos[None, :], bucket_size, max_position)
+        index = (rel + bucket_size).clamp(0, 2 * bucket_size - 1)
+        lo, hi = int(index.min()), int(index.max()) + 1
+        return (index - lo).contiguous(), lo, hi
 
 
 def relative_index_traced(hidden: torch.Tensor, bucket_size: int, max_position: int) -> torch.Tensor:
