@@ -23,6 +23,7 @@
 #   3  fine-tuning: recipes/finetuning/$ft.yaml's hyper-parameters on Switchboard train, valid dev
 #   4  decoding of dev and eval2000 with viterbi and KenLM (sew-infer); eval2000 scored by sclite + GLM
 set -euo pipefail
+. "$(dirname "$0")/lib/stages.sh"   # log, parse_common_option, init_work, stage_lm ... stage_decode
 
 stage=0
 stop_stage=4
@@ -54,8 +55,6 @@ usage() { sed -n '2,/^set -e/{/^#/p}' "$0"; echo
   echo "         (--hub5-audio '' skips eval2000)"; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
     --swbd-dir|--corpus-dir) swbd_dir=$2; shift 2 ;;
     --transcripts) transcripts=$2; shift 2 ;;
     --hub5-audio) hub5_audio=$2; shift 2 ;;
@@ -63,43 +62,13 @@ while [ $# -gt 0 ]; do
     --fisher-dirs) fisher_dirs=$2; shift 2 ;;
     --sph2pipe) sph2pipe=$2; shift 2 ;;
     --dev-conversations) dev_conversations=$2; shift 2 ;;
-    --work-dir) work=$2; shift 2 ;;
-    --preset) preset=$2; shift 2 ;;
-    --finetune-config) ft=$2; shift 2 ;;
-    --pretrained) pretrained=$2; shift 2 ;;
-    --lm-order) lm_order=$2; shift 2 ;;
-    --lm-arpa) lm_arpa=$2; shift 2 ;;
-    --ngpu) ngpu=$2; shift 2 ;;
-    --workers) workers=$2; shift 2 ;;
-    --decode-splits) decode_splits=$2; shift 2 ;;
-    --beam) beam=$2; shift 2 ;;
-    --pretrain-args) pretrain_args=$2; shift 2 ;;
-    --finetune-args) finetune_args=$2; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
+    *) parse_common_option "$@"; shift "$nargs" ;;
   esac
 done
+lm_text=                 # no --lm-text here: the LM text is always stage 0's $data/lm.txt (+ Fisher)
+init_work
 
-log() { echo "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
-here=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$work"
-work=$(cd "$work" && pwd)   # absolute: fairseq-hydra-train runs inside hydra.run.dir
-data=$work/data
-lm_dir=$work/lm
-
-device_args() {  # $1 = yaml, $2 = GPUs the yaml's update_freq assumes
-  local n=$ngpu freq
-  [ "$n" = auto ] && n=$(python -c 'import torch; print(torch.cuda.device_count())')
-  freq=$(sed -n 's/^ *update_freq: *\[\([0-9]*\)\].*/\1/p' "$1")
-  if [ "$n" -eq 0 ]; then
-    echo "common.cpu=true distributed_training.distributed_world_size=1 optimization.update_freq=[$(( freq * $2 ))]"
-  else
-    local f=$(( freq * $2 / n )); [ "$f" -lt 1 ] && f=1
-    echo "distributed_training.distributed_world_size=$n optimization.update_freq=[$f]"
-  fi
-}
-
-if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+if run_stage 0; then
   log "stage 0: manifests of $swbd_dir${hub5_audio:+ and Hub5 2000 $hub5_audio} in $data"
   args=(--root "$swbd_dir" --dest "$data" --workers "$workers" --dev-conversations "$dev_conversations")
   [ -n "$transcripts" ] && args+=(--transcripts "$transcripts")
@@ -109,78 +78,16 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ -n "$fisher_dirs" ] && args+=(--fisher-dir $fisher_dirs)
   sew-manifest switchboard "${args[@]}"
 fi
+if run_stage 1; then stage_lm; fi
+if run_stage 2; then stage_pretrain "Switchboard train" train dev "run stage 0"; fi
+if run_stage 3; then stage_finetune "on train " dataset.train_subset=train dataset.valid_subset=dev; fi
 
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  log "stage 1: lexicon and ${lm_order}-gram LM from $data/lm.txt in $lm_dir"
-  mkdir -p "$lm_dir"
-  cp "$data/lexicon.txt" "$lm_dir/lexicon.txt"
-  if [ -n "$lm_arpa" ]; then
-    ln -sf "$(cd "$(dirname "$lm_arpa")" && pwd)/$(basename "$lm_arpa")" "$lm_dir/lm.arpa"
-  elif command -v lmplz >/dev/null; then
-    lmplz -o "$lm_order" --discount_fallback < "$data/lm.txt" > "$lm_dir/lm.arpa.tmp" && mv "$lm_dir/lm.arpa.tmp" "$lm_dir/lm.arpa"
-  else
-    sew-lm arpa --text "$data/lm.txt" --order "$lm_order" -o "$lm_dir/lm.arpa"
-  fi
-  sew-lm check --lm "$lm_dir/lm.arpa" --lexicon "$lm_dir/lexicon.txt"
-fi
-
-pt_dir=$work/pretrain_$preset
-ft_dir=$work/finetune_${preset}_$ft
-pretrained=${pretrained:-$pt_dir/ckpt/checkpoint_best.pt}
-
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "stage 2: pretrain $preset on Switchboard train (log: $pt_dir/train.log)"
-  [ -f "$data/train.tsv" ] || { log "no $data/train.tsv: run stage 0"; exit 1; }
-  mkdir -p "$pt_dir"
-  # shellcheck disable=SC2046
-  sew-train --config-dir "$here/pretraining" --config-name "$preset" task.data="$data" \
-    ++dataset.train_subset=train ++dataset.valid_subset=dev \
-    checkpoint.save_dir="$pt_dir/ckpt" hydra.run.dir="$pt_dir" $(device_args "$here/pretraining/$preset.yaml" 1) $pretrain_args \
-    2>&1 | tee -a "$pt_dir/train.log"
-  [ -f "$pt_dir/ckpt/checkpoint_best.pt" ] || { log "pretraining failed: see $pt_dir/train.log"; exit 1; }
-fi
-
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  log "stage 3: fine-tune $pretrained on train with recipes/finetuning/$ft.yaml (log: $ft_dir/train.log)"
-  [ -f "$pretrained" ] || { log "no pretrained checkpoint $pretrained (run stage 2 or give --pretrained)"; exit 1; }
-  mkdir -p "$ft_dir"
-  # shellcheck disable=SC2046
-  sew-train --config-dir "$here/finetuning" --config-name "$ft" task.data="$data" model.w2v_path="$pretrained" \
-    dataset.train_subset=train dataset.valid_subset=dev \
-    checkpoint.save_dir="$ft_dir/ckpt" hydra.run.dir="$ft_dir" $(device_args "$here/finetuning/$ft.yaml" 2) $finetune_args \
-    2>&1 | tee -a "$ft_dir/train.log"
-  [ -f "$ft_dir/ckpt/checkpoint_best.pt" ] || { log "fine-tuning failed: see $ft_dir/train.log"; exit 1; }
-fi
-
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "stage 4: decode $decode_splits with $ft_dir/ckpt/checkpoint_best.pt"
-  done_dirs=()
-  for split in $decode_splits; do
-    [ -f "$data/$split.tsv" ] || { log "skip $split: no $data/$split.tsv"; continue; }
-    for decoder in viterbi kenlm; do
-      lm_args=()
-      [ "$decoder" = kenlm ] && lm_args=(--lexicon "$lm_dir/lexicon.txt" --lm "$lm_dir/lm.arpa" --beam "$beam")
-      out=$ft_dir/decode-$split-$decoder
-      sew-infer "$ft_dir/ckpt/checkpoint_best.pt" --data "$data" --split "$split" --decoder "$decoder" \
-        "${lm_args[@]}" --results-dir "$out" --quiet
-      done_dirs+=("$out")
-      if [ "$split" = eval2000 ]; then
-        glm_args=()
-        [ -f "$data/eval2000.glm" ] && glm_args=(--glm "$data/eval2000.glm")
-        log "sclite: $split $decoder (SWB = sw_*, CallHome = en_*)"
-        python -m sew_fairseq.cli.score --hyp-trn "$out/hyp.trn" --stm "$data/eval2000.stm" "${glm_args[@]}" \
-          --out-dir "$out/sclite"
-      fi
-    done
-  done
-  python - "${done_dirs[@]}" <<'PY'
-import json, os, sys
-print(f"{'split':14}{'decoder':10}{'WER %':>8}{'CER %':>8}{'SWB %':>8}{'CH %':>8}{'all %':>8}")
-for d in sys.argv[1:]:
-    r = json.load(open(os.path.join(d, "results.json")))
-    s = os.path.join(d, "sclite", "scores.json")
-    sc = json.load(open(s)) if os.path.exists(s) else {}
-    cols = "".join(f"{sc[k]['wer']:8.2f}" if k in sc else f"{'-':>8}" for k in ("swbd", "callhome", "all"))
-    print(f"{os.path.basename(d)[7:].rsplit('-', 1)[0]:14}{r['decoder']:10}{r['wer']:8.2f}{r['cer']:8.2f}{cols}")
-PY
-fi
+# stage 4's scoring, run by stage_decode after each decoding: eval2000 by sclite with the GLM
+after_decode() {  # $1 = split, $2 = decoder, $3 = decode dir
+  [ "$1" = eval2000 ] || return 0
+  glm_args=()
+  [ -f "$data/eval2000.glm" ] && glm_args=(--glm "$data/eval2000.glm")
+  log "sclite: $1 $2 (SWB = sw_*, CallHome = en_*)"
+  python -m sew_fairseq.cli.score --hyp-trn "$3/hyp.trn" --stm "$data/eval2000.stm" "${glm_args[@]}" --out-dir "$3/sclite"
+}
+if run_stage 4; then stage_decode 14 sclite; fi

@@ -18,6 +18,7 @@
 #   3  fine-tuning: recipes/finetuning/$ft.yaml's hyper-parameters on TED-LIUM train, valid dev
 #   4  decoding of dev and test with viterbi and KenLM (sew-infer), WER table
 set -euo pipefail
+. "$(dirname "$0")/lib/stages.sh"   # log, parse_common_option, init_work, stage_lm ... stage_decode
 
 stage=0
 stop_stage=4
@@ -44,120 +45,19 @@ usage() { sed -n '2,/^set -e/{/^#/p}' "$0"; echo
   echo "         --pretrain-args 'k=v ...' --finetune-args 'k=v ...'"; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --stage) stage=$2; shift 2 ;;
-    --stop-stage) stop_stage=$2; shift 2 ;;
     --corpus-dir) corpus_dir=$2; shift 2 ;;
     --layout) layout=$2; shift 2 ;;
-    --work-dir) work=$2; shift 2 ;;
-    --preset) preset=$2; shift 2 ;;
-    --finetune-config) ft=$2; shift 2 ;;
-    --pretrained) pretrained=$2; shift 2 ;;
-    --lm-order) lm_order=$2; shift 2 ;;
     --lm-text) lm_text=$2; shift 2 ;;
-    --lm-arpa) lm_arpa=$2; shift 2 ;;
-    --ngpu) ngpu=$2; shift 2 ;;
-    --workers) workers=$2; shift 2 ;;
-    --decode-splits) decode_splits=$2; shift 2 ;;
-    --beam) beam=$2; shift 2 ;;
-    --pretrain-args) pretrain_args=$2; shift 2 ;;
-    --finetune-args) finetune_args=$2; shift 2 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
+    *) parse_common_option "$@"; shift "$nargs" ;;
   esac
 done
+init_work
 
-log() { echo "$(date '+%F %T') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*"; }
-here=$(cd "$(dirname "$0")" && pwd)
-mkdir -p "$work"
-work=$(cd "$work" && pwd)   # absolute: fairseq-hydra-train runs inside hydra.run.dir
-data=$work/data
-lm_dir=$work/lm
-lm_text=${lm_text:-$data/lm.txt}
-
-# GPUs: world size and update_freq keep the release's effective batch (the yaml's update_freq is for 1 GPU
-# in pretraining and 2 GPUs in fine-tuning).
-device_args() {  # $1 = yaml, $2 = GPUs the yaml's update_freq assumes
-  local n=$ngpu freq
-  [ "$n" = auto ] && n=$(python -c 'import torch; print(torch.cuda.device_count())')
-  freq=$(sed -n 's/^ *update_freq: *\[\([0-9]*\)\].*/\1/p' "$1")
-  if [ "$n" -eq 0 ]; then
-    echo "common.cpu=true distributed_training.distributed_world_size=1 optimization.update_freq=[$(( freq * $2 ))]"
-  else
-    local f=$(( freq * $2 / n )); [ "$f" -lt 1 ] && f=1
-    echo "distributed_training.distributed_world_size=$n optimization.update_freq=[$f]"
-  fi
-}
-
-if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+if run_stage 0; then
   log "stage 0: manifests of $corpus_dir ($layout) in $data"
   sew-manifest tedlium --root "$corpus_dir" --layout "$layout" --dest "$data" --workers "$workers"
 fi
-
-if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  log "stage 1: lexicon and ${lm_order}-gram LM from $lm_text in $lm_dir"
-  mkdir -p "$lm_dir"
-  if [ "$lm_text" = "$data/lm.txt" ]; then
-    cp "$data/lexicon.txt" "$lm_dir/lexicon.txt"
-  else
-    sew-lm lexicon --wrd "$data/lm.txt" "$lm_text" -o "$lm_dir/lexicon.txt"
-  fi
-  if [ -n "$lm_arpa" ]; then
-    ln -sf "$(cd "$(dirname "$lm_arpa")" && pwd)/$(basename "$lm_arpa")" "$lm_dir/lm.arpa"
-  elif command -v lmplz >/dev/null; then
-    lmplz -o "$lm_order" --discount_fallback < "$lm_text" > "$lm_dir/lm.arpa.tmp" && mv "$lm_dir/lm.arpa.tmp" "$lm_dir/lm.arpa"
-  else
-    sew-lm arpa --text "$lm_text" --order "$lm_order" -o "$lm_dir/lm.arpa"
-  fi
-  sew-lm check --lm "$lm_dir/lm.arpa" --lexicon "$lm_dir/lexicon.txt"
-fi
-
-pt_dir=$work/pretrain_$preset
-ft_dir=$work/finetune_${preset}_$ft
-pretrained=${pretrained:-$pt_dir/ckpt/checkpoint_best.pt}
-
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  log "stage 2: pretrain $preset on TED-LIUM train (log: $pt_dir/train.log)"
-  [ -f "$data/train.tsv" ] || { log "no $data/train.tsv: run stage 0"; exit 1; }
-  mkdir -p "$pt_dir"
-  # shellcheck disable=SC2046
-  sew-train --config-dir "$here/pretraining" --config-name "$preset" task.data="$data" \
-    ++dataset.train_subset=train ++dataset.valid_subset=dev \
-    checkpoint.save_dir="$pt_dir/ckpt" hydra.run.dir="$pt_dir" $(device_args "$here/pretraining/$preset.yaml" 1) $pretrain_args \
-    2>&1 | tee -a "$pt_dir/train.log"
-  [ -f "$pt_dir/ckpt/checkpoint_best.pt" ] || { log "pretraining failed: see $pt_dir/train.log"; exit 1; }
-fi
-
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  log "stage 3: fine-tune $pretrained on train with recipes/finetuning/$ft.yaml (log: $ft_dir/train.log)"
-  [ -f "$pretrained" ] || { log "no pretrained checkpoint $pretrained (run stage 2 or give --pretrained)"; exit 1; }
-  mkdir -p "$ft_dir"
-  # shellcheck disable=SC2046
-  sew-train --config-dir "$here/finetuning" --config-name "$ft" task.data="$data" model.w2v_path="$pretrained" \
-    dataset.train_subset=train dataset.valid_subset=dev \
-    checkpoint.save_dir="$ft_dir/ckpt" hydra.run.dir="$ft_dir" $(device_args "$here/finetuning/$ft.yaml" 2) $finetune_args \
-    2>&1 | tee -a "$ft_dir/train.log"
-  [ -f "$ft_dir/ckpt/checkpoint_best.pt" ] || { log "fine-tuning failed: see $ft_dir/train.log"; exit 1; }
-fi
-
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "stage 4: decode $decode_splits with $ft_dir/ckpt/checkpoint_best.pt"
-  done_dirs=()
-  for split in $decode_splits; do
-    [ -f "$data/$split.tsv" ] || { log "skip $split: no $data/$split.tsv"; continue; }
-    for decoder in viterbi kenlm; do
-      lm_args=()
-      [ "$decoder" = kenlm ] && lm_args=(--lexicon "$lm_dir/lexicon.txt" --lm "$lm_dir/lm.arpa" --beam "$beam")
-      out=$ft_dir/decode-$split-$decoder
-      sew-infer "$ft_dir/ckpt/checkpoint_best.pt" --data "$data" --split "$split" --decoder "$decoder" \
-        "${lm_args[@]}" --results-dir "$out" --quiet
-      done_dirs+=("$out")
-    done
-  done
-  python - "${done_dirs[@]}" <<'PY'
-import json, os, sys
-print(f"{'split':14}{'decoder':10}{'WER %':>8}{'CER %':>8}{'RTF':>9}")
-for d in sys.argv[1:]:
-    r = json.load(open(os.path.join(d, "results.json")))
-    print(f"{os.path.basename(d)[7:].rsplit('-', 1)[0]:14}{r['decoder']:10}{r['wer']:8.2f}{r['cer']:8.2f}{r['rtf']:9.4f}")
-PY
-fi
+if run_stage 1; then stage_lm "$data/lm.txt" "$lm_text"; fi   # lexicon: TED-LIUM train + --lm-text words
+if run_stage 2; then stage_pretrain "TED-LIUM train" train dev "run stage 0"; fi
+if run_stage 3; then stage_finetune "on train " dataset.train_subset=train dataset.valid_subset=dev; fi
+if run_stage 4; then stage_decode 14 rtf; fi
