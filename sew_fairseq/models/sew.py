@@ -61,8 +61,6 @@ class SEWEncoder(SqueezedEncoder):
         x = F.dropout(x, p=self.dropout, training=self.training)
         if padding_mask is not None and not padding_mask.any():
             padding_mask = None
-        if not self.training and not self.layer_norm_first:
-            return self._forward_layers_eval(x, padding_mask, layer)
         x = x.transpose(0, 1)  # [S, B, D]
         results: List[torch.Tensor] = []
         for i, block in enumerate(self.layers):
@@ -75,42 +73,6 @@ class SEWEncoder(SqueezedEncoder):
         if self.layer_norm_first:
             x = self.layer_norm(x)
         return x, results
-
-
-    def _forward_layers_eval(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], layer: Optional[int]
-                             ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        """Inference path of the post-LN layers, batch first, with the same maths as fairseq's layer in eval mode:
-        one fused Q/K/V projection per layer and ``scaled_dot_product_attention`` instead of fairseq's
-        time-first multi-head attention, which copies and splits its inputs (about 15% of SEW-tiny's CPU time).
-        x: [B, S, D] -> ([B, S, D], outputs of the layers run)."""
-        b, s, d = x.shape
-        keep = None if padding_mask is None else ~padding_mask[:, None, None, :]  # [B, 1, 1, S] True = attend
-        results: List[torch.Tensor] = []
-        for i, block in enumerate(self.layers):
-            attn = block.self_attn
-            heads = attn.num_heads
-            weight, bias = self._fused_qkv(i, attn)
-            qkv = F.linear(x, weight, bias).view(b, s, 3, heads, d // heads).permute(2, 0, 3, 1, 4)  # [3, B, H, S, d]
-            context = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=keep)  # [B, H, S, d]
-            x = block.self_attn_layer_norm(x + attn.out_proj(context.transpose(1, 2).reshape(b, s, d)))
-            x = block.final_layer_norm(x + block.fc2(block.activation_fn(block.fc1(x))))
-            results.append(x)
-            if layer is not None and i == layer:
-                break
-        return x, results
-
-    def _fused_qkv(self, i: int, attn: nn.Module) -> Tuple[torch.Tensor, torch.Tensor]:
-        """[3D, D] weight and [3D] bias of layer ``i``'s q/k/v projections, cached until a weight changes."""
-        from ..modules.disentangled_attention import weights_key
-
-        params = (attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight,
-                  attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias)
-        key = weights_key(*params)
-        cache = self.__dict__.setdefault("_qkv_cache", {})
-        if i not in cache or cache[i][0] != key:
-            with torch.no_grad():
-                cache[i] = (key, (torch.cat(params[:3]), torch.cat(params[3:])))
-        return cache[i][1]
 
 
 @register_model("squeeze_wav2vec2", dataclass=SEWConfig)

@@ -113,21 +113,6 @@ class Fp32GroupNorm(nn.GroupNorm):
         return y.type_as(x)
 
 
-def conv1d_as_matmul(x: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
-    """``conv(x)`` for x [B, C, T] as one matrix product over strided windows (no padding, dilation or groups).
-
-    On CPU, oneDNN's conv1d is slower than a GEMM for these shapes (1 input channel and k = 10 in the first
-    block, k <= 3 and 1x1 convs after it): about 30% less extractor time at 10 s, 2 threads. The windows are
-    materialised (K times the input), so this is for inference; results equal the conv to float rounding."""
-    weight = conv.weight  # [O, C, K]
-    kernel, stride = weight.shape[-1], conv.stride[0]
-    if kernel == 1 and stride == 1:
-        y = torch.matmul(weight[:, :, 0], x)  # [B, O, T]
-    else:
-        y = torch.einsum("bctk,ock->bot", x.unfold(-1, kernel, stride), weight)  # windows [B, C, T', K]
-    return y if conv.bias is None else y + conv.bias[:, None]
-
-
 class WaveFeatureExtractor(nn.Module):
     """Conv stack over raw samples: [B, S] samples -> [B, C, T] frames.
 
@@ -177,9 +162,8 @@ class WaveFeatureExtractor(nn.Module):
         if source.dim() != 2:
             raise ValueError(f"expected a 2-D (batch, samples) tensor, found shape {list(source.shape)}")
         x = source.unsqueeze(1)  # [B, 1, S]
-        as_matmul = not torch.is_grad_enabled() and not torch.jit.is_tracing() and x.device.type == "cpu"
         for i, block in enumerate(self.conv_layers):
-            x = conv1d_as_matmul(x, block[0]) if as_matmul else block[0](x)  # conv
+            x = block[0](x)  # conv
             x = block[1](x)  # dropout
             if i == 0 and isinstance(block[2], Fp32GroupNorm):
                 frames = None if lengths is None else conv_output_lengths(lengths, self.specs[:1])
