@@ -69,7 +69,7 @@ import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
 from .letters import WORD_BOUNDARY, build_lexicon, lexicon_lines, spell, to_letters  # noqa: F401
 
@@ -341,6 +341,35 @@ def write_split(dest: PathLike, split: str, utterances: Iterable[Utterance], rep
     for path, tmp in list(zip(paths, tmps))[1:] + [(paths[0], tmps[0])]:  # the .tsv last
         os.replace(tmp, path)
     return report
+
+
+def write_segmented_split(dest: PathLike, split: str, results: Iterable[Any], strict: bool, audio_root: PathLike,
+                          problems: Iterable[Tuple[str, str, str]] = (), stats: Optional[Counter] = None,
+                          info: Optional[Mapping[str, Any]] = None) -> Tuple[List[Utterance], Report]:
+    """Gather the per-recording results of a segmenting builder (TED-LIUM talks, Switchboard conversations) and
+    write the split with :func:`write_split`.
+
+    Each result has ``utterances`` (kept segments), ``stats`` (a Counter of normalisation changes, stored in the
+    report as ``normalisation``) and ``problems`` (``(reason, where, detail)``); ``problems`` adds those found
+    before the workers ran (e.g. transcripts without audio) and ``stats`` the changes counted then (e.g. while
+    reading the transcripts). Returns (utterances, report).
+    """
+    report = Report(split, strict=strict)
+    stats = Counter(stats or {})
+    utts: List[Utterance] = []
+    for reason, where, detail in problems:
+        report.add(reason, where, detail)
+    for r in results:
+        utts += r.utterances
+        stats.update(r.stats)
+        for reason, where, detail in r.problems:
+            report.add(reason, where, detail)
+    report.info["normalisation"] = dict(sorted(stats.items()))
+    report.info.update(info or {})
+    write_split(dest, split, utts, report, audio_root=audio_root)
+    logger.info("%s\n  normalisation: %s", report.summary(),
+                ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "nothing changed")
+    return utts, report
 
 
 def letter_counts(splits: Mapping[str, Sequence[Utterance]]) -> Counter:

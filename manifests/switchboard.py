@@ -53,7 +53,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from .common import (LETTERS, ManifestError, Report, Utterance, atomic_write_text, base_parser, build_lexicon,
                      lexicon_lines, outside_alphabet, parallel_map, run_main, setup_logging, write_corpus_files,
-                     write_split)
+                     write_segmented_split)
 
 logger = logging.getLogger("manifests.switchboard")
 
@@ -429,20 +429,7 @@ def default_transcripts(root: str) -> Optional[str]:
 def _run_split(name: str, tasks: List[ConversationTask], dest: str, strict: bool, workers: int, progress: bool,
                problems: List[Problem], stats: Counter, info: Optional[dict] = None) -> Tuple[List[Utterance], Report]:
     results = parallel_map(process_conversation, tasks, workers, desc=name, progress=progress, unit="conversation")
-    report = Report(name, strict=strict)
-    utts: List[Utterance] = []
-    for reason, where, detail in problems:
-        report.add(reason, where, detail)
-    for r in results:
-        utts += r.utterances
-        stats.update(r.stats)
-        for reason, where, detail in r.problems:
-            report.add(reason, where, detail)
-    report.info["normalisation"] = dict(sorted(stats.items()))
-    report.info.update(info or {})
-    write_split(dest, name, utts, report, audio_root=os.path.join(dest, "audio", name))
-    logger.info("%s\n  normalisation: %s", report.summary(), ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
-    return utts, report
+    return write_segmented_split(dest, name, results, strict, os.path.join(dest, "audio", name), problems, stats, info)
 
 
 def prepare_switchboard(root: str, dest: str, transcripts: Optional[str] = None, dev_conversations: int = 30,

@@ -32,7 +32,8 @@ from collections import Counter
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .common import (LETTERS, ManifestError, Report, Utterance, base_parser, convert_audio, outside_alphabet,
-                     parallel_map, probe_audio, run_main, setup_logging, write_corpus_files, write_split)
+                     parallel_map, probe_audio, run_main, setup_logging, write_corpus_files,
+                     write_segmented_split)
 
 logger = logging.getLogger("manifests.tedlium")
 
@@ -230,19 +231,7 @@ def prepare_tedlium(root: str, dest: str, layout: str = "legacy", splits: Sequen
         out_dir = os.path.join(dest, "audio", split)
         tasks = talk_tasks(split_dir, split, out_dir, overwrite)
         results = parallel_map(process_talk, tasks, workers, desc=split, progress=progress, unit="talk")
-        report = Report(split, strict=strict)
-        stats: Counter = Counter()
-        utts: List[Utterance] = []
-        for r in results:
-            utts += r.utterances
-            stats.update(r.stats)
-            for reason, where, detail in r.problems:
-                report.add(reason, where, detail)
-        report.info["normalisation"] = dict(sorted(stats.items()))
-        report.info["layout"] = layout
-        write_split(dest, split, utts, report, audio_root=out_dir)
-        logger.info("%s\n  normalisation: %s", report.summary(),
-                    ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "nothing changed")
+        utts, report = write_segmented_split(dest, split, results, strict, out_dir, info={"layout": layout})
         written[split] = utts
         reports[split] = report
     if not written:
