@@ -54,6 +54,8 @@ Audio
     read (optionally ``[start, end)`` seconds, one ``channel`` or the mean of all), resample with soxr,
     write 16-bit FLAC to ``dst`` via a temporary file and ``os.replace``; an existing readable ``dst`` is
     kept (idempotent re-runs) unless ``overwrite``. Returns the number of samples of ``dst``.
+    ``write_flac(dst, samples, sample_rate=16000, overwrite=False)``: that atomic, idempotent FLAC write
+    for samples already in memory (e.g. a Switchboard side resampled once and cut into segments).
 
 CLI
     ``base_parser(prog, description)``: ``--root``, ``--dest`` (required), ``--workers``, ``--strict``,
@@ -507,6 +509,43 @@ def probe_audio(path: PathLike, sample_rate: Optional[int] = SAMPLE_RATE, channe
     return Probe(frames, None, "")
 
 
+def _existing_frames(path: str) -> Optional[int]:
+    """Frames of an already written, readable audio file (idempotent re-runs), else None (absent or broken)."""
+    import soundfile as sf
+
+    if not os.path.exists(path):
+        return None
+    try:
+        return sf.info(path).frames
+    except Exception:
+        return None  # a broken leftover: write it again
+
+
+def write_flac(dst: PathLike, samples, sample_rate: int = SAMPLE_RATE, overwrite: bool = False) -> int:
+    """Write mono ``samples`` (float, clipped to [-1, 1]) as 16-bit FLAC through a temporary file and
+    ``os.replace``; an existing readable ``dst`` is kept unless ``overwrite``. Returns the samples in ``dst``."""
+    import numpy as np
+    import soundfile as sf
+
+    dst = os.fspath(dst)
+    done = None if overwrite else _existing_frames(dst)
+    if done is not None:
+        return done
+    d = os.path.dirname(dst)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".flac.", suffix=".flac", dir=d or ".")
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return len(samples)
+
+
 def convert_audio(src: PathLike, dst: PathLike, sample_rate: int = SAMPLE_RATE, start: Optional[float] = None,
                   end: Optional[float] = None, channel: Optional[int] = None, overwrite: bool = False) -> int:
     """Convert ``src`` (any soundfile format) to 16-bit mono FLAC at ``sample_rate``; return its samples.
@@ -514,15 +553,12 @@ def convert_audio(src: PathLike, dst: PathLike, sample_rate: int = SAMPLE_RATE, 
     ``start``/``end`` in seconds cut a segment; ``channel`` picks one channel (0-based), else channels are
     averaged. Raises on an unreadable source or an empty result; writes nothing partial.
     """
-    import numpy as np
     import soundfile as sf
 
     src, dst = os.fspath(src), os.fspath(dst)
-    if not overwrite and os.path.exists(dst):
-        try:
-            return sf.info(dst).frames
-        except Exception:
-            pass  # a broken leftover: convert again
+    done = None if overwrite else _existing_frames(dst)
+    if done is not None:
+        return done
     with sf.SoundFile(src) as f:
         sr = f.samplerate
         first = int(round(start * sr)) if start is not None else 0
@@ -542,22 +578,9 @@ def convert_audio(src: PathLike, dst: PathLike, sample_rate: int = SAMPLE_RATE, 
         import soxr
 
         x = soxr.resample(x, sr, sample_rate, quality="HQ")
-    x = np.clip(x, -1.0, 1.0)
     if len(x) == 0:
         raise ValueError(f"{src}: no samples after conversion")
-    d = os.path.dirname(dst)
-    if d:
-        os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".conv.", suffix=".flac", dir=d or ".")
-    os.close(fd)
-    try:
-        sf.write(tmp, x, sample_rate, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return len(x)
+    return write_flac(dst, x, sample_rate, overwrite=True)
 
 
 # --------------------------------------------------------------------------------------------- CLI

@@ -47,13 +47,12 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
 from collections import Counter
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from .common import (LETTERS, ManifestError, Report, Utterance, atomic_write_text, base_parser, build_lexicon,
                      lexicon_lines, outside_alphabet, parallel_map, run_main, setup_logging, write_corpus_files,
-                     write_segmented_split)
+                     write_flac, write_segmented_split)
 
 logger = logging.getLogger("manifests.switchboard")
 
@@ -313,29 +312,6 @@ def read_sph(path: str, sph2pipe: Optional[str] = None):
     return sf.read(path, dtype="float32", always_2d=True)
 
 
-def write_flac(dst: str, samples, overwrite: bool = False) -> int:
-    """Write 16 kHz 16-bit FLAC atomically; an existing readable ``dst`` is kept (idempotent re-runs)."""
-    import numpy as np
-    import soundfile as sf
-
-    if not overwrite and os.path.exists(dst):
-        try:
-            return sf.info(dst).frames
-        except Exception:
-            pass
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".seg.", suffix=".flac", dir=os.path.dirname(dst))
-    os.close(fd)
-    try:
-        sf.write(tmp, np.clip(samples, -1.0, 1.0), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return len(samples)
-
-
 class ConversationTask(NamedTuple):
     conversation: str
     sph: Optional[str]
@@ -400,7 +376,7 @@ def process_conversation(task: ConversationTask) -> ConversationResult:
             stats["segments_clipped_at_audio_end"] += 1
         first, last = int(round(seg.start * SAMPLE_RATE)), min(int(round(seg.end * SAMPLE_RATE)), len(signal))
         dst = os.path.join(task.out_dir, task.conversation, uid + ".flac")
-        samples = write_flac(dst, signal[first:last], task.overwrite)
+        samples = write_flac(dst, signal[first:last], SAMPLE_RATE, task.overwrite)
         utts.append(Utterance(uid, os.path.abspath(dst), samples, seg.words))
     return ConversationResult(utts, problems, stats)
 
