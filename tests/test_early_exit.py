@@ -274,8 +274,8 @@ def test_sew_infer_early_exit_reports_histogram_wer_and_rtf(joint, corpus, tmp_p
     ee = first["early_exit"]
     assert ee["exit_layer_histogram"] == {"1": n} and ee["mean_layers"] == 1 and ee["exit_layers"] == [1, 2, 3]
     assert first["rtf"] > 0 and 0 <= first["wer"] and "utterances per exit layer {'1': " in proc.stdout
-    rows = (tmp_path / "first" / "exit_layers.tsv").read_text().splitlines()
-    assert rows[0] == "id\texit_layer" and len(rows) == n + 1 and all(r.endswith("\t1") for r in rows[1:])
+    rows = (tmp_path / "first" / "utterances.tsv").read_text().splitlines()
+    assert rows[0].endswith("\texit_layer") and len(rows) == n + 1 and all(r.endswith("\t1") for r in rows[1:])
     proc = sew("sew-infer", *common, "--exit-threshold", "0.1")
     assert proc.returncode == 2 and "needs --early-exit" in proc.stderr
 

@@ -13,8 +13,8 @@ sclite format (``text (utterance-id)``), ``utterances.tsv`` (id, reference, hypo
 ``results.json``. ``--early-exit entropy|confidence --exit-threshold X`` decodes a ``sew_ctc_early_exit`` checkpoint
 (recipes/finetuning/early_exit_*.yaml) with early exit: per utterance, the first exit branch whose criterion passes
 (entropy below X, or confidence above X) gives the emissions and the later layers are not computed; utterances then
-run one at a time (batch size 1), and ``results.json`` adds the exit-layer histogram (``exit_layers.tsv``: each
-utterance's). ``--tune`` computes the emissions once, decodes the split for each (lm weight, word score)
+run one at a time (batch size 1), ``results.json`` adds the exit-layer histogram and ``utterances.tsv`` an
+``exit_layer`` column. ``--tune`` computes the emissions once, decodes the split for each (lm weight, word score)
 of a grid (a random subset of it when the grid exceeds ``--tune-budget``) and prints and saves
 (``tune.json``) the best setting.
 """
@@ -125,19 +125,10 @@ def write_results(out_dir: str, emissions, nbests, summary: Dict) -> None:
     if all(e.utterance.words is not None for e in emissions):
         write_trn(os.path.join(out_dir, "ref.trn"), [(i, e.utterance.words) for i, e in zip(ids, emissions)])
     write_utterance_tsv(os.path.join(out_dir, "utterances.tsv"),
-                        [UtteranceResult(i, e.utterance.words or "", h) for i, e, h in zip(ids, emissions, hyps)])
+                        [UtteranceResult(i, e.utterance.words or "", h, e.exit_layer)
+                         for i, e, h in zip(ids, emissions, hyps)])
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
-
-
-def write_exit_layers(path: str, emissions) -> None:
-    """``id<TAB>exit layer`` per utterance (atomic)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("id\texit_layer\n")
-        for e in emissions:
-            f.write(f"{e.utterance.id}\t{e.exit_layer}\n")
-    os.replace(tmp, path)
 
 
 def results_dir(args, kind: str) -> str:
@@ -230,7 +221,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out_dir = results_dir(args, "decode")
     write_results(out_dir, emissions, nbests, summary)
     if exit_rule is not None:
-        write_exit_layers(os.path.join(out_dir, "exit_layers.tsv"), emissions)
         ee = summary["early_exit"]
         print(f"early exit ({exit_rule.criterion} threshold {exit_rule.threshold:g}): utterances per exit layer "
               f"{ee['exit_layer_histogram']} of {ee['num_layers']} layers, mean {ee['mean_layers']:.2f} layers")
