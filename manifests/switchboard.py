@@ -196,6 +196,19 @@ def segment_id(conversation: str, side: str, start: float, end: float) -> str:
     return f"{conversation}-{side}_{int(round(start * 100)):06d}-{int(round(end * 100)):06d}"
 
 
+def _usable(words: str, where: str, stats: Counter, problems: List[Problem], keep_partial: bool) -> bool:
+    """A normalised segment is kept if it has words, all in the letter alphabet (``-`` too with partial
+    words kept); a segment left without words is counted in ``stats``, one with other symbols in ``problems``."""
+    if not words:
+        stats["segments_without_words"] += 1
+        return False
+    bad = outside_alphabet(words, LETTERS | ({"-"} if keep_partial else set()))
+    if bad:
+        problems.append(("dropped_by_normalisation", where, f"symbols {''.join(bad)!r} in {words!r}"))
+        return False
+    return True
+
+
 def read_ms98(path: str, stats: Counter, problems: List[Problem], keep_partial: bool = False,
               drop_hesitations: bool = False) -> List[Segment]:
     """Segments of one ``swNNNN{A,B}-ms98-a-trans.text`` file (conversation ``sw0NNNN``)."""
@@ -218,14 +231,8 @@ def read_ms98(path: str, stats: Counter, problems: List[Problem], keep_partial: 
                 problems.append(("empty_segment", where, f"end {end} <= start {start}"))
                 continue
             words = normalize_words(" ".join(fields[3:]), stats, keep_partial, drop_hesitations)
-            if not words:
-                stats["segments_without_words"] += 1
-                continue
-            bad = outside_alphabet(words, LETTERS | ({"-"} if keep_partial else set()))
-            if bad:
-                problems.append(("dropped_by_normalisation", where, f"symbols {''.join(bad)!r} in {words!r}"))
-                continue
-            segs.append(Segment(f"sw0{m.group(1)}", m.group(2), start, end, words, where))
+            if _usable(words, where, stats, problems, keep_partial):
+                segs.append(Segment(f"sw0{m.group(1)}", m.group(2), start, end, words, where))
     return segs
 
 
@@ -255,14 +262,8 @@ def read_hub5_stm(path: str, stats: Counter, problems: List[Problem], keep_parti
                 problems.append(("empty_segment", where, f"end {end} <= start {start}"))
                 continue
             words = normalize_stm_text(text, stats, keep_partial)
-            if not words:
-                stats["segments_without_words"] += 1
-                continue
-            bad = outside_alphabet(words, LETTERS | ({"-"} if keep_partial else set()))
-            if bad:
-                problems.append(("dropped_by_normalisation", where, f"symbols {''.join(bad)!r} in {words!r}"))
-                continue
-            segs.append(Segment(fields[0], side, start, end, words, where))
+            if _usable(words, where, stats, problems, keep_partial):
+                segs.append(Segment(fields[0], side, start, end, words, where))
     return segs
 
 
