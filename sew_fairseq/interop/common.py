@@ -268,19 +268,27 @@ def checkpoint_dict(cfg: Dict[str, Any], weights: Mapping[str, torch.Tensor], di
     return state
 
 
-def atomic_save(obj: Any, path: str) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then rename: ``path`` is whole or untouched."""
+@contextlib.contextmanager
+def atomic_file(path: str, suffix: str) -> Iterator[str]:
+    """Yield a temporary file name next to ``path``; on success it is renamed to ``path``, on any error removed:
+    ``path`` is whole or untouched."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``torch.save`` to ``path`` through :func:`atomic_file`."""
+    with atomic_file(path, ".pt") as tmp:
+        torch.save(obj, tmp)
 
 
 @contextlib.contextmanager

@@ -14,14 +14,12 @@ the tests run ONNX Runtime on lengths that were not seen at export.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import warnings
 
 import torch
 import torch.nn as nn
 
-from .common import ConversionError, build_encoder, read_plugin_checkpoint
+from .common import ConversionError, atomic_file, build_encoder, read_plugin_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -62,11 +60,7 @@ def to_onnx(checkpoint: str, out: str, example_seconds: float = 2.0) -> str:
         raise ConversionError(f"to-onnx needs the onnx package (pip install 'sew-fairseq[onnx]'): {e}") from None
     model, letters = ctc_inference_model(checkpoint)
     example = torch.randn(1, int(example_seconds * 16000))
-    directory = os.path.dirname(os.path.abspath(out))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=directory)
-    os.close(fd)
-    try:
+    with atomic_file(out, ".onnx") as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings about Python values; the tests check other lengths
             torch.onnx.export(model, (example,), tmp, dynamo=False, opset_version=OPSET, input_names=["source"],
@@ -79,9 +73,4 @@ def to_onnx(checkpoint: str, out: str, example_seconds: float = 2.0) -> str:
         entry.key, entry.value = "blank", "0"
         onnx.checker.check_model(proto)
         onnx.save(proto, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return out
