@@ -7,10 +7,11 @@
     y = steps.finish()                # [B, T, D] after the remaining layers; equals encoder(x, mask)[0]
 
 One class per context network: SEW (``SEWEncoder``), SEW-D (``SEWDEncoder``) and fairseq's wav2vec 2.0
-``TransformerEncoder`` (``w2v2_mlp`` and fairseq ``wav2vec2`` backbones). Each repeats its encoder's forward
-operation for operation (pre-layer transforms, layerdrop in training, post-layer transforms), so that running all
-layers gives bit-identical outputs (``tests/test_early_exit.py`` compares); a change to an encoder's forward must
-be mirrored here. ``steps.layers_run`` counts the layers actually computed.
+``TransformerEncoder`` (``w2v2_mlp`` and fairseq ``wav2vec2`` backbones). SEW's steps call the encoder's own
+phases (``enter_layers``, ``run_layer``, ``leave_layers``, which its ``forward_layers`` is made of); SEW-D's and
+fairseq's repeat their encoder's forward operation for operation (pre-layer transforms, layerdrop in training,
+post-layer transforms), so a change to those forwards must be mirrored here. Running all layers gives
+bit-identical outputs (``tests/test_early_exit.py`` compares). ``steps.layers_run`` counts the layers computed.
 """
 from typing import Optional, Tuple
 
@@ -67,21 +68,17 @@ class _SqueezedSteps(EncoderSteps):
 
 
 class SEWSteps(_SqueezedSteps):
-    """``SEWEncoder``: squeeze -> LayerNorm + dropout -> post-LN fairseq layers -> upsample."""
+    """``SEWEncoder``: squeeze -> its enter_layers / run_layer / leave_layers -> upsample."""
 
     def __init__(self, encoder: SEWEncoder, x: torch.Tensor, padding_mask: Optional[torch.Tensor]):
         super().__init__(encoder, x, padding_mask)
         self.num_layers = len(encoder.layers)
-        x = self.x
-        if not encoder.layer_norm_first:
-            x = encoder.layer_norm(x)
-        x = F.dropout(x, p=encoder.dropout, training=encoder.training)
-        self.x = x.transpose(0, 1)  # [S, B, D]
+        self.x, self.attn_mask = encoder.enter_layers(self.x, self.padding_mask)  # [S, B, D]
 
     def step(self) -> torch.Tensor:
-        enc = self.encoder
-        if not enc.training or np.random.random() > enc.layerdrop:
-            self.x, _ = enc.layers[self.index](self.x, self_attn_padding_mask=self.attn_mask, need_weights=False)
+        y = self.encoder.run_layer(self.index, self.x, self.attn_mask)
+        if y is not None:
+            self.x = y
             self.layers_run += 1
         self.index += 1
         return self.x.transpose(0, 1)  # [B, S, D]
@@ -89,10 +86,7 @@ class SEWSteps(_SqueezedSteps):
     def finish(self) -> torch.Tensor:
         while self.index < self.num_layers:
             self.step()
-        x = self.x.transpose(0, 1)  # [B, S, D]
-        if self.encoder.layer_norm_first:
-            x = self.encoder.layer_norm(x)
-        return self.encoder.unsqueeze(x, self.padding_mask, self.length)
+        return self.encoder.unsqueeze(self.encoder.leave_layers(self.x), self.padding_mask, self.length)
 
 
 class SEWDSteps(_SqueezedSteps):

@@ -56,23 +56,38 @@ class SEWEncoder(SqueezedEncoder):
     def forward_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], layer: Optional[int]
                        ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """x: [B, S, D] squeezed frames -> ([B, S, D], outputs of the layers run)."""
+        x, padding_mask = self.enter_layers(x, padding_mask)
+        results: List[torch.Tensor] = []
+        for i in range(len(self.layers)):
+            y = self.run_layer(i, x, padding_mask)
+            if y is not None:
+                x = y
+                results.append(x.transpose(0, 1))
+            if layer is not None and i == layer:
+                break
+        return self.leave_layers(x), results
+
+    # the three phases of forward_layers, also run one layer at a time by early exit (models/encoder_steps.py)
+    def enter_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]
+                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """[B, S, D] -> ([S, B, D] input of the first layer, key padding mask [B, S] or None without padding)."""
         if not self.layer_norm_first:
             x = self.layer_norm(x)
         x = F.dropout(x, p=self.dropout, training=self.training)
         if padding_mask is not None and not padding_mask.any():
             padding_mask = None
-        x = x.transpose(0, 1)  # [S, B, D]
-        results: List[torch.Tensor] = []
-        for i, block in enumerate(self.layers):
-            if not self.training or np.random.random() > self.layerdrop:
-                x, _ = block(x, self_attn_padding_mask=padding_mask, need_weights=False)
-                results.append(x.transpose(0, 1))
-            if layer is not None and i == layer:
-                break
-        x = x.transpose(0, 1)  # [B, S, D]
-        if self.layer_norm_first:
-            x = self.layer_norm(x)
-        return x, results
+        return x.transpose(0, 1), padding_mask
+
+    def run_layer(self, i: int, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """Layer ``i`` on x [S, B, D] -> [S, B, D], or None when layerdrop skips it (training only)."""
+        if self.training and np.random.random() <= self.layerdrop:
+            return None
+        return self.layers[i](x, self_attn_padding_mask=padding_mask, need_weights=False)[0]
+
+    def leave_layers(self, x: torch.Tensor) -> torch.Tensor:
+        """[S, B, D] after the last layer run -> [B, S, D] (with the final LayerNorm of pre-LN layers)."""
+        x = x.transpose(0, 1)
+        return self.layer_norm(x) if self.layer_norm_first else x
 
 
 @register_model("squeeze_wav2vec2", dataclass=SEWConfig)
