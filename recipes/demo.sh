@@ -32,9 +32,10 @@ ee_max_update=400
 device=auto   # auto | cpu | cuda
 targets=continuous   # continuous | quantized (the paper's; stays near chance for hundreds of updates here)
 voices=1      # eSpeak NG voices in the corpus: one voice is the most regular speech
+seed=1        # common.seed of every training stage (the yaml files say 1)
 
 usage() { sed -n '2,22p' "$0"; echo; echo "Options: --stage N --stop-stage M --work DIR --utterances N --voices N --max-update N --ft-max-update N"
-  echo "         --ee-max-update N (stage 6)"
+  echo "         --ee-max-update N (stage 6) --seed N"
   echo "         --device auto|cpu|cuda --targets continuous|quantized"; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -48,6 +49,7 @@ while [ $# -gt 0 ]; do
     --device) device=$2; shift 2 ;;
     --targets) targets=$2; shift 2 ;;
     --voices) voices=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -61,9 +63,9 @@ work=$(cd "$work" && pwd)   # absolute: fairseq-hydra-train runs inside hydra.ru
 if [ "$device" = auto ]; then
   device=$(python -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')
 fi
-device_args=()
-[ "$device" = cpu ] && device_args=(common.cpu=true)
-extra_args=("${device_args[@]}")
+common_args=(common.seed="$seed")
+[ "$device" = cpu ] && common_args+=(common.cpu=true)
+extra_args=("${common_args[@]}")
 case "$targets" in
   continuous) ;;
   quantized) extra_args+=(model.quantize_targets=true 'criterion.loss_weights=[0.1,10]') ;;
@@ -107,7 +109,7 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     task.data="$work/corpus" model.w2v_path="$work/pretrain_$targets/ckpt/checkpoint_best.pt" \
     +criterion.wer_kenlm_model="$lm_dir/lm.arpa" +criterion.wer_lexicon="$lm_dir/lexicon.txt" \
     checkpoint.save_dir="$ft_dir/ckpt" hydra.run.dir="$ft_dir" optimization.max_update="$ft_max_update" \
-    "${device_args[@]}" 2>&1 | tee -a "$ft_dir/train.log" | grep --line-buffered -E '\[valid\]|Error|error' || true
+    "${common_args[@]}" 2>&1 | tee -a "$ft_dir/train.log" | grep --line-buffered -E '\[valid\]|Error|error' || true
   [ -f "$ft_dir/ckpt/checkpoint_best.pt" ] || { log "fine-tuning failed: see $ft_dir/train.log"; exit 1; }
 fi
 
@@ -136,7 +138,7 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   sew-train --config-dir "$here/demo" --config-name early_exit \
     task.data="$work/corpus" model.finetuned_path="$ft_dir/ckpt/checkpoint_best.pt" \
     checkpoint.save_dir="$ee_dir/ckpt" hydra.run.dir="$ee_dir" optimization.max_update="$ee_max_update" \
-    "${device_args[@]}" 2>&1 | tee -a "$ee_dir/train.log" | grep --line-buffered -E '\[valid\]|Error|error' || true
+    "${common_args[@]}" 2>&1 | tee -a "$ee_dir/train.log" | grep --line-buffered -E '\[valid\]|Error|error' || true
   [ -f "$ee_dir/ckpt/checkpoint_last.pt" ] || { log "early-exit training failed: see $ee_dir/train.log"; exit 1; }
 fi
 

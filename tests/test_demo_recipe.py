@@ -19,10 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 def demo(tmp_path_factory):
     work = tmp_path_factory.mktemp("demo")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    # 150 pretraining and 400 fine-tuning updates: about 3 minutes on 2 CPU cores
+    # `make demo`'s defaults, 400 pretraining and 600 fine-tuning updates: about 4.5 minutes on 2 CPU cores. Shorter
+    # runs are not robust: with 150 and 400 updates the greedy CER was 39 % here and 56 % on the CI machine (its
+    # CPU rounds differently, so training takes another path); with the defaults it was 15-23 % for seeds 1-3
     proc = subprocess.run(
-        ["bash", str(REPO / "recipes" / "demo.sh"), "--work", str(work), "--max-update", "150",
-         "--ft-max-update", "400", "--device", "cpu"],
+        ["bash", str(REPO / "recipes" / "demo.sh"), "--work", str(work), "--device", "cpu"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:]
     return work, proc.stdout
@@ -67,6 +68,6 @@ def test_demo_finetuning_and_decoding(demo):
     decoder = ViterbiDecoder(dictionary)
     hyps = [" ".join(decoder.decode(e.log_probs.unsqueeze(0))[0][0].words) for e in emissions]
     untrained_cer = 100 * cer([u.words for u in utterances], hyps).rate
-    # an untrained letter layer spells noise (CER near or above 100 %); 400 updates of CTC bring the greedy CER
-    # under half of it (measured: about 20-25 % after 400 updates, see README)
+    # an untrained letter layer spells noise (CER near or above 100 %); 600 updates of CTC bring the greedy CER
+    # under half of it (measured: 15-23 % after 600 updates, see README)
     assert viterbi_cer < 0.5 * untrained_cer, (viterbi_cer, untrained_cer)
