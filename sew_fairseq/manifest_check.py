@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from .atomic import atomic_open
+
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -395,11 +397,8 @@ def _log_problems(report: ManifestReport) -> None:
 
 
 def _atomic_write(path: Path, lines: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+    with atomic_open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.writelines(line + "\n" for line in lines)
-    os.replace(tmp, path)
 
 
 def write_filtered_manifest(report: ManifestReport, out_path: PathLike) -> Path:

@@ -23,6 +23,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 
+from ..atomic import atomic_file, atomic_open
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_GRIDS = {
@@ -141,13 +143,11 @@ def time_presets(presets: Sequence[str], utterances, repeats: int = 3) -> List[P
 
 
 def write_csv(path: str, points: Sequence[Point]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for p in points:
             writer.writerow(p.row())
-    os.replace(tmp, path)
 
 
 def plot(path: str, points: Sequence[Point], model_label: str, title: str) -> None:
@@ -189,10 +189,11 @@ def plot(path: str, points: Sequence[Point], model_label: str, title: str) -> No
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_file(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 def format_points(points: Sequence[Point]) -> str:

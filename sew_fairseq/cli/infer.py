@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
+from ..atomic import atomic_open
 from ..modules.early_exit import DEFAULT_THRESHOLDS, EXIT_CRITERIA, ExitRule
 
 logger = logging.getLogger("sew_fairseq.cli.infer")
@@ -127,7 +128,7 @@ def write_results(out_dir: str, emissions, nbests, summary: Dict) -> None:
     write_utterance_tsv(os.path.join(out_dir, "utterances.tsv"),
                         [UtteranceResult(i, e.utterance.words or "", h, e.exit_layer)
                          for i, e, h in zip(ids, emissions, hyps)])
-    with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
+    with atomic_open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
 
 
@@ -188,7 +189,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             result = tune(args, dictionary, emissions)
             out_dir = results_dir(args, "tune")
             os.makedirs(out_dir, exist_ok=True)
-            with open(os.path.join(out_dir, "tune.json"), "w", encoding="utf-8") as f:
+            with atomic_open(os.path.join(out_dir, "tune.json"), "w", encoding="utf-8") as f:
                 json.dump(result, f, indent=2)
             b = result["best"]
             print(f"best: --lm-weight {b['lm_weight']} --word-score {b['word_score']}  WER {b['wer']:.2f}  "

@@ -44,6 +44,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
+from ..atomic import atomic_open
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 BOS_LOG10 = -99.0
 Ngram = Tuple[str, ...]
@@ -100,7 +102,7 @@ class ArpaModel:
 
     def write(self, path: PathLike) -> None:
         """Write the model as an ARPA file (bow columns only where non-zero)."""
-        with open(path, "w", encoding="utf-8") as f:
+        with atomic_open(path, "w", encoding="utf-8") as f:
             f.write("\\data\\\n")
             for n, grams in enumerate(self.ngrams, 1):
                 f.write(f"ngram {n}={len(grams)}\n")

@@ -24,6 +24,7 @@ import shutil
 import subprocess
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
+from ..atomic import atomic_file, atomic_open
 from .trn import read_trn
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -152,10 +153,8 @@ def sort_ctm(lines: Iterable[str]) -> List[str]:
 
 def write_ctm(path: PathLike, lines: Iterable[str]) -> None:
     """Write CTM lines sorted as sclite expects (atomic)."""
-    tmp = f"{os.fspath(path)}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
         f.writelines(sort_ctm(lines))
-    os.replace(tmp, path)
 
 
 def trn_to_ctm(trn: PathLike, ctm: PathLike, clean: bool = True) -> int:
@@ -190,9 +189,8 @@ def glm_filter(src: PathLike, dst: PathLike, glm: PathLike, fmt: str, purpose: s
         raise ValueError(f"fmt must be stm, ctm or trn, not {fmt!r}")
     if not os.path.isfile(glm):
         raise FileNotFoundError(f"GLM file not found: {glm}")
-    tmp = f"{os.fspath(dst)}.tmp"
-    _run([find_sctk_tool("csrfilt.sh"), "-i", fmt, "-t", purpose, "-dh", os.fspath(glm)], os.fspath(src), tmp)
-    os.replace(tmp, dst)
+    with atomic_file(dst) as tmp:
+        _run([find_sctk_tool("csrfilt.sh"), "-i", fmt, "-t", purpose, "-dh", os.fspath(glm)], os.fspath(src), tmp)
 
 
 _DTL = {

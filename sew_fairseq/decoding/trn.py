@@ -13,6 +13,7 @@ import os
 import re
 from typing import Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
+from ..atomic import atomic_open
 from .metrics import word_errors
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -54,7 +55,7 @@ def write_trn(path: PathLike, entries: Entries) -> None:
             raise ValueError(f"utterance ids {seen[uid]!r} and {utt_id!r} both become {uid!r} in the trn file")
         seen[uid] = utt_id
         lines.append(format_trn_line(uid, text))
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
         f.writelines(line + "\n" for line in lines)
 
 
@@ -93,7 +94,7 @@ def write_utterance_tsv(path: PathLike, results: Sequence[UtteranceResult]) -> N
     Tabs and newlines inside texts become spaces.
     """
     with_exit = any(r.exit_layer is not None for r in results)
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
         f.write("\t".join(TSV_HEADER + (("exit_layer",) if with_exit else ())) + "\n")
         for r in results:
             err = word_errors(r.ref, r.hyp)

@@ -15,6 +15,8 @@ from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Seq
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..atomic import atomic_file
+
 logger = logging.getLogger(__name__)
 
 #: registered names of the pretraining models this package converts (ours and the release's)
@@ -266,23 +268,6 @@ def checkpoint_dict(cfg: Dict[str, Any], weights: Mapping[str, torch.Tensor], di
     if dictionary is not None:
         state["task_state"] = {"target_dictionary": dictionary}
     return state
-
-
-@contextlib.contextmanager
-def atomic_file(path: str, suffix: str) -> Iterator[str]:
-    """Yield a temporary file name next to ``path``; on success it is renamed to ``path``, on any error removed:
-    ``path`` is whole or untouched."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 def atomic_save(obj: Any, path: str) -> None:

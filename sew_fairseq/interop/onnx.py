@@ -19,7 +19,8 @@ import warnings
 import torch
 import torch.nn as nn
 
-from .common import ConversionError, atomic_file, build_encoder, read_plugin_checkpoint
+from ..atomic import atomic_file
+from .common import ConversionError, build_encoder, read_plugin_checkpoint
 
 logger = logging.getLogger(__name__)
 
