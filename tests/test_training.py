@@ -114,3 +114,15 @@ def test_two_process_data_parallel_training_on_cpu(corpus, tmp_path):
     updates = updates_logged(log)
     assert updates[:4] == [1, 2, 3, 4]
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
+
+
+def test_sew_train_prints_the_composed_config_with_cfg_job_after_the_overrides(tmp_path):
+    # Hydra reads its overrides as one run of positional arguments: the user dir sew-train adds must join them
+    proc = subprocess.run(
+        [sys.executable, "-m", "sew_fairseq.cli.train", "--config-dir", str(REPO / "recipes" / "demo"),
+         "--config-name", "finetune", f"task.data={tmp_path}", f"model.w2v_path={tmp_path}/x.pt",
+         f"hydra.run.dir={tmp_path}", "--cfg", "job"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    package = str(REPO / "sew_fairseq")
+    assert f"user_dir: {package}" in proc.stdout and f"data: {tmp_path}" in proc.stdout, proc.stdout[-2000:]

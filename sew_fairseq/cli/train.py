@@ -20,11 +20,15 @@ Hydra's own help: sew-train --hydra-help ; the composed config: sew-train ... --
 
 
 def with_user_dir(argv: Sequence[str]) -> List[str]:
-    """``argv`` plus ``common.user_dir=<this package>`` unless a user dir is already given."""
+    """``argv`` plus ``common.user_dir=<this package>`` unless a user dir is already given.
+
+    The override goes in front of the user's first override, not at the end: Hydra takes its overrides as one
+    run of positional arguments, so one appended after options such as ``--cfg job`` would be refused."""
     args = list(argv)
     if not any(a.lstrip("+").startswith("common.user_dir=") for a in args):
         package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        args.append(f"common.user_dir={package}")
+        overrides = [i for i, a in enumerate(args) if "=" in a and not a.startswith("-")]
+        args.insert(overrides[0] if overrides else len(args), f"common.user_dir={package}")
     return args
 
 
