@@ -67,7 +67,7 @@ def lexicon_lines(lexicon: Lexicon) -> List[str]:
 
 
 def write_lexicon(path: PathLike, lexicon: Lexicon) -> None:
-    """Write ``WORD<TAB>L E T T E R S |`` lines (one per spelling)."""
-    with open(path, "w", encoding="utf-8") as f:
-        for line in lexicon_lines(lexicon):
-            f.write(line + "\n")
+    """Write ``WORD<TAB>L E T T E R S |`` lines (one per spelling), atomically."""
+    from .common import atomic_write_text  # here, not at the top: common imports this module
+
+    atomic_write_text(path, lexicon_lines(lexicon))

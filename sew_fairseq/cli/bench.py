@@ -217,6 +217,7 @@ def run_decode(args: argparse.Namespace) -> int:
     """``sew-bench decode``: run :func:`sew_fairseq.bench_decode.run_decode_bench`, print the table."""
     import json
 
+    from ..atomic import atomic_open
     from ..bench_decode import format_result, run_decode_bench
 
     if args.utterances < 1 or args.beam < 1 or args.threads < 1 or args.repeats < 1:
@@ -246,7 +247,7 @@ def run_decode(args: argparse.Namespace) -> int:
         return 2
     print(format_result(result))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
+        with atomic_open(args.json, "w", encoding="utf-8") as f:
             json.dump(result.to_dict(with_hypotheses=args.hypotheses), f, indent=2)
             f.write("\n")
         print(f"wrote {args.json}")

@@ -255,9 +255,9 @@ def score_ctm(stm: PathLike, ctm: PathLike, out_dir: PathLike, glm: Optional[Pat
             continue
         ref_path = os.path.join(out_dir, f"{name}.stm")
         hyp_path = os.path.join(out_dir, f"{name}.ctm")
-        with open(ref_path, "w", encoding="utf-8") as f:
+        with atomic_open(ref_path, "w", encoding="utf-8") as f:
             f.writelines(ref)
-        with open(hyp_path, "w", encoding="utf-8") as f:
+        with atomic_open(hyp_path, "w", encoding="utf-8") as f:
             f.writelines(_subset(ctm_lines, prefix, keep_comments=False))
         if glm is not None:
             glm_filter(ref_path, ref_path + ".filt", glm, "stm", "ref")
