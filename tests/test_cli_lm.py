@@ -4,12 +4,12 @@ from pathlib import Path
 from sew_fairseq.cli.lm import main
 from sew_fairseq.decoding import read_arpa_vocabulary, read_lexicon
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "librispeech"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "librispeech" / "LibriSpeech" / "test-clean"
 
 
 def test_lexicon_arpa_and_check(tmp_path, capsys):
     # LibriSpeech trans.txt lines are "ID WORDS..."; a .wrd file holds the words only
-    lines = [l.split(" ", 1)[1] for f in sorted(FIXTURES.glob("*.trans.txt")) for l in f.read_text().splitlines()]
+    lines = [l.split(" ", 1)[1] for f in sorted(FIXTURES.rglob("*.trans.txt")) for l in f.read_text().splitlines()]
     (tmp_path / "train.wrd").write_text("\n".join(lines) + "\n")
     (tmp_path / "extra.txt").write_text("ZYZZYVA\n")
     assert main(["lexicon", "--wrd", str(tmp_path / "train.wrd"), "--words", str(tmp_path / "extra.txt"),

@@ -20,7 +20,7 @@ from sew_fairseq.manifest_check import (
     write_filtered_manifest,
 )
 
-GOOD = ("1089-134691-0000.flac", "1089-134686-0001.flac")  # real LibriSpeech, 16 kHz mono
+GOOD = ("1089-134691-0000.flac", "1089-134686-0001.flac")  # real LibriSpeech (test-clean), 16 kHz mono
 
 
 @pytest.fixture()
@@ -29,7 +29,8 @@ def audio_root(tmp_path: Path, fixtures_dir: Path) -> Path:
     root = tmp_path / "audio"
     root.mkdir()
     for name in GOOD:
-        shutil.copy(fixtures_dir / "librispeech" / name, root / name)
+        chapter = name.split("-")[1]
+        shutil.copy(fixtures_dir / "librispeech/LibriSpeech/test-clean/1089" / chapter / name, root / name)
     shutil.copy(fixtures_dir / "yesno" / "1_0_1_0_1_0_0_1.wav", root / "yesno_8k.wav")
     shutil.copy(fixtures_dir / "derived" / "1089-134691-0000_stereo.flac", root / "stereo.flac")
     shutil.copy(fixtures_dir / "timit" / "LDC93S1_pcms16le_2_44100.wav", root / "timit_44k.wav")
