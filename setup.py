@@ -42,6 +42,7 @@ setup(
             "sew-log-summary=sew_fairseq.cli.log_summary:main",
             "sew-infer=sew_fairseq.cli.infer:main",
             "sew-lm=sew_fairseq.cli.lm:main",
+            "sew-score=sew_fairseq.cli.score:main",
             "sew-demo-data=sew_fairseq.cli.demo_data:main",
             "sew-manifest=manifests.__main__:main",  # not via sew_fairseq: no fairseq import
         ],

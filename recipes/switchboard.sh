@@ -88,6 +88,6 @@ after_decode() {  # $1 = split, $2 = decoder, $3 = decode dir
   glm_args=()
   [ -f "$data/eval2000.glm" ] && glm_args=(--glm "$data/eval2000.glm")
   log "sclite: $1 $2 (SWB = sw_*, CallHome = en_*)"
-  python -m sew_fairseq.cli.score --hyp-trn "$3/hyp.trn" --stm "$data/eval2000.stm" "${glm_args[@]}" --out-dir "$3/sclite"
+  sew-score --hyp-trn "$3/hyp.trn" --stm "$data/eval2000.stm" "${glm_args[@]}" --out-dir "$3/sclite"
 }
 if run_stage 4; then stage_decode 14 sclite; fi

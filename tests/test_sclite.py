@@ -6,6 +6,9 @@ run the real SCTK programs (Debian package ``sctk``) and are skipped where they 
 import json
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +142,10 @@ def test_score_cli(tmp_path, capsys):
     assert scores["all"]["wer"] == 0.0 and scores["swbd"]["ref_words"] == 10 and "callhome" not in scores
     assert "swbd" in capsys.readouterr().out
     assert main(["--hyp-trn", str(hyp), "--stm", str(tmp_path / "missing.stm"), "--out-dir", str(tmp_path / "o2")]) == 1
+
+
+def test_sew_score_is_installed_with_help():
+    # the console script setup.py declares (make setup installs it next to this interpreter)
+    exe = Path(sys.executable).parent / "sew-score"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("usage: sew-score") and "--hyp-trn" in out and "--glm" in out

@@ -1,6 +1,6 @@
 """Score decoded conversational speech with NIST sclite and a GLM (Hub5'00 / eval2000 style).
 
-    python -m sew_fairseq.cli.score --hyp-trn exp/decode-eval2000/hyp.trn \\
+    sew-score --hyp-trn exp/decode-eval2000/hyp.trn \\
         --stm manifests/eval2000.stm --glm manifests/eval2000.glm --out-dir exp/decode-eval2000/sclite
 
 ``--hyp-trn`` is ``sew-infer``'s output for a split built by ``manifests.switchboard`` (its utterance ids
@@ -18,7 +18,7 @@ from ..decoding.sclite import HUB5_SUBSETS, SctkError, format_table, score_ctm, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sew_fairseq.cli.score", description=__doc__,
+    p = argparse.ArgumentParser(prog="sew-score", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--hyp-trn", help="hypotheses as a trn file whose ids are segment ids (sew-infer's hyp.trn)")
