@@ -18,28 +18,12 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/stages.sh"   # log, parse_common_option, init_work, stage_lm ... stage_decode
 
-stage=0
-stop_stage=4
 corpus_dir=/data/LibriSpeech
 finetuning_dir=          # default: <corpus-dir>/librispeech_finetuning or <corpus-dir>/../librispeech_finetuning
 work=exp/librispeech
-preset=sew_d_mid         # any recipes/pretraining/*.yaml
-ft=100h                  # any recipes/finetuning/*.yaml: 10m 1h 10h 100h 960h (+ _stable variants)
-pretrained=              # skip stage 2: fine-tune this checkpoint instead
-lm_order=4
-lm_text=                 # default: $work/data/lm.txt (the training transcripts)
-lm_arpa=                 # use this ARPA/KenLM binary instead of estimating one
-ngpu=auto                # auto = all visible GPUs (0 -> CPU)
-workers=8                # manifest workers
 decode_splits="dev-clean dev-other test-clean test-other"
-beam=500
-pretrain_args=           # extra hydra overrides for stage 2, e.g. 'optimization.max_update=1000'
-finetune_args=           # extra hydra overrides for stage 3
 
-usage() { sed -n '2,/^set -e/{/^#/p}' "$0"; echo
-  echo "Options: --stage N --stop-stage M --corpus-dir DIR --finetuning-dir DIR --work-dir DIR --preset NAME"
-  echo "         --finetune-config 10m|1h|10h|100h|960h --pretrained CKPT --lm-order N --lm-text FILE --lm-arpa FILE"
-  echo "         --ngpu N|auto --workers N --decode-splits 'a b' --beam N --pretrain-args 'k=v ...' --finetune-args 'k=v ...'"; }
+usage() { print_usage "--corpus-dir DIR --finetuning-dir DIR --lm-text FILE"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --corpus-dir) corpus_dir=$2; shift 2 ;;

@@ -25,8 +25,6 @@
 set -euo pipefail
 . "$(dirname "$0")/lib/stages.sh"   # log, parse_common_option, init_work, stage_lm ... stage_decode
 
-stage=0
-stop_stage=4
 swbd_dir=/data/LDC97S62
 transcripts=             # default: swb_ms98_transcriptions in or beside --swbd-dir
 hub5_audio=/data/LDC2002S09/hub5e_00
@@ -35,24 +33,10 @@ fisher_dirs=             # e.g. "/data/LDC2004T19 /data/LDC2005T19"
 sph2pipe=                # needed for LDC's shorten-compressed sph
 dev_conversations=30
 work=exp/switchboard
-preset=sew_d_mid         # any recipes/pretraining/*.yaml
-ft=100h                  # hyper-parameters of recipes/finetuning/$ft.yaml; the data is Switchboard train
-pretrained=              # skip stage 2: fine-tune this checkpoint
-lm_order=4
-lm_arpa=                 # use this ARPA/KenLM binary instead of estimating one
-ngpu=auto                # auto = all visible GPUs (0 -> CPU)
-workers=8                # manifest workers
 decode_splits="dev eval2000"
-beam=500
-pretrain_args=           # extra hydra overrides for stage 2, e.g. 'optimization.max_update=1000'
-finetune_args=           # extra hydra overrides for stage 3
 
-usage() { sed -n '2,/^set -e/{/^#/p}' "$0"; echo
-  echo "Options: --stage N --stop-stage M --swbd-dir DIR --transcripts DIR --hub5-audio DIR --hub5-transcripts DIR"
-  echo "         --fisher-dirs 'DIR DIR' --sph2pipe PATH --dev-conversations N --work-dir DIR --preset NAME"
-  echo "         --finetune-config 10m|1h|10h|100h|960h --pretrained CKPT --lm-order N --lm-arpa FILE --ngpu N|auto"
-  echo "         --workers N --decode-splits 'a b' --beam N --pretrain-args 'k=v ...' --finetune-args 'k=v ...'"
-  echo "         (--hub5-audio '' skips eval2000)"; }
+usage() { print_usage "--swbd-dir DIR --transcripts DIR --hub5-audio DIR (--hub5-audio '' skips eval2000)" \
+  "--hub5-transcripts DIR --fisher-dirs 'DIR DIR' --sph2pipe PATH --dev-conversations N"; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --swbd-dir|--corpus-dir) swbd_dir=$2; shift 2 ;;

@@ -1,9 +1,36 @@
 # Stages and helpers shared by the corpus recipes (librispeech.sh, voxpopuli.sh, tedlium.sh, switchboard.sh).
-# Sourced, not run. A recipe sets its defaults, parses its own flags (falling back to parse_common_option),
-# calls init_work, runs its own stage 0 and then these stages. They read the recipe's variables:
+# Sourced, not run. Sourcing sets the defaults every recipe shares (below); a recipe then sets its own (corpus
+# folders, work, decode_splits), parses its own flags (falling back to parse_common_option), calls init_work,
+# runs its own stage 0 and then these stages. They read the recipe's variables:
 #   stage stop_stage work preset ft pretrained lm_order lm_text lm_arpa ngpu decode_splits beam
 #   pretrain_args finetune_args
 # and init_work sets: here data lm_dir pt_dir ft_dir (and the defaults of lm_text and pretrained).
+
+# Defaults shared by the recipes; each has a flag in parse_common_option.
+stage=0
+stop_stage=4
+preset=sew_d_mid         # any recipes/pretraining/*.yaml
+ft=100h                  # any recipes/finetuning/*.yaml: 10m 1h 10h 100h 960h (+ _stable variants)
+pretrained=              # skip stage 2: fine-tune this checkpoint instead
+lm_order=4
+lm_text=                 # default: $work/data/lm.txt (stage 0's training transcripts)
+lm_arpa=                 # use this ARPA/KenLM binary instead of estimating one
+ngpu=auto                # auto = all visible GPUs (0 -> CPU)
+workers=8                # manifest workers
+beam=500
+pretrain_args=           # extra hydra overrides for stage 2, e.g. 'optimization.max_update=1000'
+finetune_args=           # extra hydra overrides for stage 3
+
+# The recipe's header comment, then "Options:" with the recipe's own options ($@, one line each) and the
+# common ones of parse_common_option.
+print_usage() {
+  sed -n '2,/^set -e/{/^#/p}' "$0"; echo
+  local prefix="Options:"
+  for line in "$@"; do echo "$prefix $line"; prefix="        "; done
+  echo "$prefix --stage N --stop-stage M --work-dir DIR --preset NAME --finetune-config 10m|1h|10h|100h|960h"
+  echo "         --pretrained CKPT --lm-order N --lm-arpa FILE --ngpu N|auto --workers N --decode-splits 'a b'"
+  echo "         --beam N --pretrain-args 'k=v ...' --finetune-args 'k=v ...'"
+}
 
 # "date time (recipe.sh:line) message"; the line is the recipe's, also for messages of the stages below.
 log() {
