@@ -66,6 +66,7 @@ import argparse
 import json
 import logging
 import os
+import stat
 import struct
 import sys
 import tempfile
@@ -257,10 +258,20 @@ class Report:
 # ----------------------------------------------------------------------------------------- writing
 
 
-def _tmp_path(path: str) -> str:
+def _tmp_path(path: str, suffix: str = ".tmp") -> str:
+    """A new empty temporary file next to ``path`` (to be renamed onto it), with the permissions ``open(path, "w")``
+    would give: the existing file's, else 0666 less the umask (``mkstemp`` alone gives 0600). The same rule as
+    ``sew_fairseq.atomic``, which this package does not import (no fairseq here)."""
     d, base = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=d or ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=d or ".")
     os.close(fd)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
     return tmp
 
 
@@ -534,8 +545,7 @@ def write_flac(dst: PathLike, samples, sample_rate: int = SAMPLE_RATE, overwrite
     d = os.path.dirname(dst)
     if d:
         os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".flac.", suffix=".flac", dir=d or ".")
-    os.close(fd)
+    tmp = _tmp_path(dst, ".flac")
     try:
         sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
         os.replace(tmp, dst)

@@ -8,16 +8,29 @@ plots, converted checkpoints) goes through here, so a crash, a full disk or Ctrl
     with atomic_file("model.pt", suffix=".pt") as tmp:               # a path, for writers that want one
         torch.save(state, tmp)
 
+The result has the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces, else the
+default for new files under the umask (``mkstemp`` alone would leave 0600, unreadable to the rest of a group).
 The temporary file lies in the target's directory (``os.replace`` is atomic only within one file system) under a
 unique ``.tmp-*`` name, so concurrent writers (one per distributed rank) do not collide; the last rename wins.
 ``manifests/common.py`` keeps its own small copy because the corpus builders must not import fairseq.
 """
 import contextlib
 import os
+import stat
 import tempfile
 from typing import IO, Iterator, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+
+def replacement_mode(path: PathLike, directory: bool = False) -> int:
+    """Permission bits for a new ``path``: the existing file's, else 0666 (0777 for a directory) less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return (0o777 if directory else 0o666) & ~umask
 
 
 @contextlib.contextmanager
@@ -30,6 +43,7 @@ def atomic_file(path: PathLike, suffix: str = "") -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, replacement_mode(path))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

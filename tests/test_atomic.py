@@ -67,3 +67,30 @@ def test_writers_keep_the_old_file_when_they_fail(tmp_path):
         lm.write(arpa)
     assert arpa.read_text() == good
     assert _listing(tmp_path) == ["lm.arpa", "utterances.tsv"]
+
+
+def _mode(path):
+    return os.stat(path).st_mode & 0o777
+
+
+def test_outputs_get_the_permissions_open_would_give(tmp_path):
+    # mkstemp makes 0600 files (and mkdtemp 0700 folders); a result must be readable as a plain open() makes it
+    from sew_fairseq.interop.common import atomic_directory
+
+    old = os.umask(0o022)
+    try:
+        new = tmp_path / "new.txt"
+        with atomic_open(new) as f:
+            f.write("x")
+        assert _mode(new) == 0o644
+        kept = tmp_path / "kept.txt"
+        kept.write_text("old")
+        os.chmod(kept, 0o640)
+        with atomic_open(kept) as f:
+            f.write("new")
+        assert _mode(kept) == 0o640 and kept.read_text() == "new"
+        with atomic_directory(str(tmp_path / "hf")) as d:
+            (tmp_path / d / "config.json").write_text("{}")
+        assert _mode(tmp_path / "hf") == 0o755
+    finally:
+        os.umask(old)

@@ -194,3 +194,17 @@ def test_cli_help():
     for mod in ("manifests", "manifests.librispeech", "manifests.voxpopuli"):
         out = subprocess.run([sys.executable, "-m", mod, "--help"], capture_output=True, text=True, check=True).stdout
         assert "--root" in out or "sew-manifest" in out
+
+
+def test_written_files_get_the_permissions_open_would_give(tmp_path):
+    # the builders write through mkstemp (0600); manifests and audio must be readable like plain open()'s files
+    old = os.umask(0o022)
+    try:
+        common.atomic_write_text(tmp_path / "a.tsv", ["x"])
+        common.write_flac(tmp_path / "a.flac", np.zeros(1600, dtype=np.float32), 16000)
+        assert {os.stat(tmp_path / n).st_mode & 0o777 for n in ("a.tsv", "a.flac")} == {0o644}
+        os.chmod(tmp_path / "a.tsv", 0o640)
+        common.atomic_write_text(tmp_path / "a.tsv", ["y"])
+        assert os.stat(tmp_path / "a.tsv").st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)

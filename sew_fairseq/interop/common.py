@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Seq
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..atomic import atomic_file
+from ..atomic import atomic_file, replacement_mode
 
 logger = logging.getLogger(__name__)
 
@@ -287,6 +287,7 @@ def atomic_directory(path: str) -> Iterator[str]:
     tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(target) + "-", dir=parent)
     try:
         yield tmp
+        os.chmod(tmp, replacement_mode(target, directory=True))
         if os.path.isdir(target):
             old = tempfile.mkdtemp(prefix=".old-", dir=parent)
             os.replace(target, os.path.join(old, "d"))
