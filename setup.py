@@ -41,6 +41,7 @@ setup(
             "sew-train=sew_fairseq.cli.train:main",
             "sew-log-summary=sew_fairseq.cli.log_summary:main",
             "sew-infer=sew_fairseq.cli.infer:main",
+            "sew-transcribe=sew_fairseq.cli.transcribe:main",
             "sew-lm=sew_fairseq.cli.lm:main",
             "sew-score=sew_fairseq.cli.score:main",
             "sew-demo-data=sew_fairseq.cli.demo_data:main",

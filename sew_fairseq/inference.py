@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-import soundfile as sf
 import torch
+
+from manifests.audio import AudioError, audio_info, read_audio
 
 from .manifest_check import ManifestError, parse_manifest_line
 
@@ -24,6 +25,16 @@ class Utterance(NamedTuple):
     path: str
     num_samples: int
     words: Optional[str]  # reference transcript, None without a .wrd file
+    manifest: Optional[str] = None  # the .tsv it comes from, and its 1-based line there (for error messages)
+    line: Optional[int] = None
+
+
+class Skipped(NamedTuple):
+    """An utterance left out because its audio gives no samples (``sew-infer --skip-bad``)."""
+
+    utterance: Utterance
+    reason: str  # manifests.audio.AUDIO_REASONS, or wrong_rate
+    message: str  # the one-line error naming the manifest line and the file
 
 
 class Emission(NamedTuple):
@@ -64,20 +75,40 @@ def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
         logger.warning("no %s: decoding without references (no WER)", label_file)
     utterances = []
     for (number, rel, samples), words in zip(entries, references):
-        utterances.append(Utterance(os.path.splitext(rel)[0], os.path.join(root, rel), samples, words))
+        utterances.append(Utterance(os.path.splitext(rel)[0], os.path.join(root, rel), samples, words, str(tsv), number))
     return utterances
 
 
-def load_ctc_model(checkpoint: str, data: Optional[str] = None, device: str = "cpu"):
-    """(model in eval mode on ``device``, letter dictionary, cfg) of a fine-tuned fairseq CTC checkpoint."""
+def load_ctc_model(checkpoint: str, data: Optional[str] = None, device: str = "cpu", dictionary: Optional[str] = None):
+    """(model in eval mode on ``device``, output dictionary, cfg) of a fine-tuned fairseq CTC checkpoint.
+
+    The output dictionary is the one saved in the checkpoint (fairseq keeps it in ``task_state``); ``dictionary``
+    (a ``dict.ltr.txt``) replaces it, or serves a checkpoint saved without one. ``data`` overrides
+    ``task.data`` (where fairseq would otherwise look for the dictionary)."""
     from fairseq import checkpoint_utils
+    from fairseq.data import Dictionary
 
     import sew_fairseq  # noqa: F401  registers the models and patches fairseq's checkpoint loading
 
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     overrides = {"data": data} if data else {}
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides=overrides)
+    state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint, overrides)
+    task_state = state.setdefault("task_state", {}) or {}
+    state["task_state"] = task_state
+    if dictionary is not None:
+        if not os.path.isfile(dictionary):
+            raise FileNotFoundError(f"dictionary {dictionary} does not exist")
+        task_state["target_dictionary"] = Dictionary.load(dictionary)
+    elif task_state.get("target_dictionary") is None:
+        task_cfg = state["cfg"]["task"]  # load_checkpoint_to_cpu gives legacy (args) checkpoints a cfg too
+        labels = task_cfg.get("labels") or "ltr"
+        where = os.path.join(str(task_cfg.get("data") or ""), f"dict.{labels}.txt")
+        if not os.path.isfile(where):
+            raise FileNotFoundError(f"{checkpoint} holds no output dictionary and {where} does not exist: pass the "
+                                    f"dict.{labels}.txt it was fine-tuned with (--dict, or --data DIR)")
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides=overrides,
+                                                                      state=state)
     model = models[0].eval().to(device)
     return model, task.target_dictionary, cfg
 
@@ -95,24 +126,60 @@ def _batches(utterances: Sequence[Utterance], max_samples: int) -> Iterator[List
         yield batch
 
 
-def _load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
-    wav, rate = sf.read(utt.path, dtype="float32")
-    if rate != sample_rate:
-        raise ValueError(f"{utt.path}: sample rate {rate} Hz, the model needs {sample_rate} Hz")
-    if wav.ndim > 1:
-        raise ValueError(f"{utt.path}: {wav.shape[1]} channels, the model needs mono audio")
-    return wav
+def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
+    """The samples [L] float32 of a manifest utterance, channels averaged as fairseq's loader does. Like fairseq
+    (and training), never resamples. A file that gives no samples or has another rate raises :class:`ManifestError`
+    naming the manifest line and the file."""
+    try:
+        info = audio_info(utt.path)
+        if info.sample_rate != sample_rate:
+            raise AudioError(utt.path, "wrong_rate", f"sample rate {info.sample_rate} Hz, the model needs "
+                                                     f"{sample_rate} Hz (resample it, or use sew-transcribe)")
+        return read_audio(utt.path, sample_rate).samples
+    except AudioError as e:
+        raise ManifestError(utt.manifest or utt.path, utt.line, e.reason, e.detail, audio_path=utt.path,
+                            hint="fix or remove the line; --skip-bad decodes the other utterances") from None
+
+
+def forward_log_probs(model, waves: Sequence[np.ndarray], device: str = "cpu", normalize: bool = False,
+                      exit_rule=None) -> Tuple[List[torch.Tensor], List[Optional[int]]]:
+    """CTC log-probabilities of a batch of waves: one float32 CPU tensor [T_i, V] per wave (padding frames cut)
+    and, with ``exit_rule``, the exit layer of each (else None). ``normalize``: zero mean, unit variance per wave
+    (fairseq's ``task.normalize``). Padded batches give each wave what it gives alone."""
+    source = torch.zeros(len(waves), max(len(w) for w in waves))
+    padding = torch.ones(source.shape, dtype=torch.bool)
+    for i, w in enumerate(waves):
+        w = torch.from_numpy(np.asarray(w, dtype=np.float32))
+        if normalize:
+            w = torch.nn.functional.layer_norm(w, w.shape)
+        source[i, :len(w)] = w
+        padding[i, :len(w)] = False
+    exit_layers: List[Optional[int]] = [None] * len(waves)
+    if exit_rule is None:
+        out = model(source=source.to(device), padding_mask=padding.to(device))
+    else:
+        early = model.forward_early_exit(source.to(device), padding.to(device), exit_rule)
+        out, exit_layers = early.net_output, early.exit_layer.tolist()
+    log_probs = model.get_normalized_probs(out, log_probs=True).float().transpose(0, 1).cpu()  # [B, T, V]
+    frame_padding = out.get("padding_mask")
+    result = []
+    for row in range(len(waves)):
+        frames = log_probs.size(1) if frame_padding is None else int((~frame_padding[row]).sum())
+        result.append(log_probs[row, :frames].contiguous())
+    return result, exit_layers
 
 
 @torch.inference_mode()
 def compute_emissions(model, utterances: Sequence[Utterance], max_samples: int = 1_600_000, device: str = "cpu",
                       sample_rate: int = 16000, normalize: bool = False, progress: bool = True,
-                      exit_rule=None) -> Tuple[List[Emission], float]:
+                      exit_rule=None, skipped: Optional[List[Skipped]] = None) -> Tuple[List[Emission], float]:
     """CTC log-probabilities of every utterance (in the order given) and the seconds the forward passes took.
 
     ``exit_rule`` (a :class:`sew_fairseq.modules.early_exit.ExitRule`): early exit with a ``sew_ctc_early_exit``
     model. Exit decisions are per utterance, so each utterance then runs alone (batch size 1, ``max_samples``
-    ignored) and the layers after its exit are not computed; ``Emission.exit_layer`` says where it exited."""
+    ignored) and the layers after its exit are not computed; ``Emission.exit_layer`` says where it exited.
+    An utterance whose audio gives no samples raises :class:`ManifestError` (naming the manifest line and the
+    file), or, when a ``skipped`` list is given, is appended to it and left out of the result."""
     from tqdm import tqdm
 
     if exit_rule is not None:
@@ -125,31 +192,25 @@ def compute_emissions(model, utterances: Sequence[Utterance], max_samples: int =
     seconds = 0.0
     bar = tqdm(total=len(utterances), unit="utt", desc="emissions", disable=not progress)
     for batch in _batches(utterances, max_samples):
-        waves = [_load_audio(utterances[i], sample_rate) for i in batch]
-        source = torch.zeros(len(batch), max(len(w) for w in waves))
-        padding = torch.ones(source.shape, dtype=torch.bool)
-        for i, w in enumerate(waves):
-            w = torch.from_numpy(w)
-            if normalize:
-                w = torch.nn.functional.layer_norm(w, w.shape)
-            source[i, :len(w)] = w
-            padding[i, :len(w)] = False
-        start = time.perf_counter()
-        exit_layers: List[Optional[int]] = [None] * len(batch)
-        if exit_rule is None:
-            out = model(source=source.to(device), padding_mask=padding.to(device))
-        else:
-            early = model.forward_early_exit(source.to(device), padding.to(device), exit_rule)
-            out, exit_layers = early.net_output, early.exit_layer.tolist()
-        log_probs = model.get_normalized_probs(out, log_probs=True).float().transpose(0, 1).cpu()  # [B, T, V]
-        seconds += time.perf_counter() - start
-        frame_padding = out.get("padding_mask")
-        for row, index in enumerate(batch):
-            frames = log_probs.size(1) if frame_padding is None else int((~frame_padding[row]).sum())
-            results[index] = Emission(utterances[index], log_probs[row, :frames].contiguous(), exit_layers[row])
+        loaded, waves = [], []
+        for i in batch:
+            try:
+                waves.append(load_audio(utterances[i], sample_rate))
+                loaded.append(i)
+            except ManifestError as e:
+                if skipped is None:
+                    raise
+                logger.warning("skipped: %s", e)
+                skipped.append(Skipped(utterances[i], e.reason, str(e)))
+        if waves:
+            start = time.perf_counter()
+            log_probs, exit_layers = forward_log_probs(model, waves, device, normalize, exit_rule)
+            seconds += time.perf_counter() - start
+            for index, lp, layer in zip(loaded, log_probs, exit_layers):
+                results[index] = Emission(utterances[index], lp, layer)
         bar.update(len(batch))
     bar.close()
-    return results, seconds
+    return [r for r in results if r is not None], seconds
 
 
 def exit_summary(emissions: Sequence[Emission], num_layers: int) -> dict:

@@ -21,3 +21,12 @@ def demo_corpus(tmp_path_factory: pytest.TempPathFactory):
 
     return make_demo_corpus(tmp_path_factory.mktemp("demo") / "corpus", num_utterances=6, seed=0,
                             progress=False)
+
+
+@pytest.fixture(scope="session")
+def ctc_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fine-tuned ``sew_ctc`` checkpoint of a reduced SEW-D (2 layers, D=128) with random weights and the letter
+    dictionary inside, laid out as fairseq-hydra-train writes it."""
+    from convert_helpers import write_plugin_checkpoint
+
+    return write_plugin_checkpoint(tmp_path_factory.mktemp("ctc") / "checkpoint.pt", "sew_d_c", ctc=True)

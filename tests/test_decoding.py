@@ -18,6 +18,7 @@ from sew_fairseq.decoding import (
     KenLMLexiconFreeDecoder,
     UtteranceResult,
     ViterbiDecoder,
+    WordTiming,
     build_decoder,
     build_lexicon,
     cer,
@@ -90,6 +91,33 @@ def test_viterbi_spells_hello_world(dictionary):
     # logits give the same path as log-probs (decoders apply log_softmax)
     [[h2]] = ViterbiDecoder(dictionary).decode(3.0 + x[None])
     assert h2.words == hyp.words and h2.score == pytest.approx(hyp.score, rel=1e-5)
+
+
+def test_word_timings_from_the_greedy_path(dictionary):
+    x = hand_emissions(dictionary, HELLO_WORLD)
+    dec = ViterbiDecoder(dictionary)
+    [[hyp]] = dec.decode(x[None])
+    assert len(hyp.path) == len(HELLO_WORLD)
+    # HELLO: letters at frames 0-1, 3, 4-5, 7, 8-9 (blanks 2 and 6 inside it); WORLD: 12-14, 16-17; '|' at 10-11
+    assert dec.word_timings(hyp, x) == [WordTiming("HELLO", 0, 10, pytest.approx(0.9)),
+                                        WordTiming("WORLD", 12, 18, pytest.approx(0.9))]
+
+
+def test_word_timings_from_the_beam_path(dictionary, hello_lm):
+    lexicon, lm = hello_lm
+    # WORLD's O heard as A (0.5) over O (0.3) on frames 13-14: greedy reads WARLD, the LM keeps WORLD
+    frames = HELLO_WORLD[:12] + ["W", ("A", "O"), ("A", "O")] + HELLO_WORLD[14:]
+    x = hand_emissions(dictionary, frames)
+    greedy = ViterbiDecoder(dictionary)
+    [[g]] = greedy.decode(x[None])
+    beam = KenLMLexiconDecoder(dictionary, lexicon, lm)
+    [[b]] = beam.decode(x[None])
+    assert g.words == ["HELLO", "WARLD"] and b.words == ["HELLO", "WORLD"] and len(b.path) == len(frames)
+    # the same frames, but the confidence is that of the letters each decoder chose: A at 0.5 or O at 0.3
+    # (W R L D at 0.9 on frames 12, 15, 17, 18)
+    assert greedy.word_timings(g, x)[1] == WordTiming("WARLD", 12, 19, pytest.approx((4 * 0.9 + 2 * 0.5) / 6))
+    assert beam.word_timings(b, x) == [WordTiming("HELLO", 0, 10, pytest.approx(0.9)),
+                                       WordTiming("WORLD", 12, 19, pytest.approx((4 * 0.9 + 2 * 0.3) / 6))]
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +421,7 @@ def test_utterance_tsv(tmp):
 def test_decoding_imports_no_training_code():
     """Layout rule: decoding imports torch/editdistance/flashlight/fairseq's Dictionary, never models."""
     allowed_roots = {"torch", "editdistance", "flashlight", "__future__", "typing", "os", "re", "math",
-                     "logging", "warnings", "collections", "dataclasses",
+                     "logging", "warnings", "collections", "dataclasses", "json",
                      "shutil", "subprocess",  # sclite.py runs the SCTK programs
                      "manifests"}  # lexicon.py re-exports the dependency-free speller of manifests.letters
     pkg = Path(__file__).resolve().parents[1] / "sew_fairseq" / "decoding"

@@ -4,6 +4,7 @@
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2 --against hf
     sew-bench decode --utterances 200 --beam 50 --lm-weight 2 --word-score -1 --json decode.json
     sew-bench tradeoff ckpt/checkpoint_best.pt --data manifests --split dev-other   # early exit (bench_tradeoff.py)
+    sew-bench longform ckpt/checkpoint_best.pt --data corpus --split valid --minutes 1 10 --out-dir longform
 
 ``speed`` times the inference forward (``extract_features``, eval mode, fp32, no autograd) of each preset on
 N seconds of audio, and fairseq's own ``wav2vec2`` base model in the same process, and prints time per
@@ -32,6 +33,7 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
+from ..bench import longform
 from . import bench_tradeoff
 
 logger = logging.getLogger(__name__)
@@ -210,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--json", help="write the results (and, with --hypotheses, every hypothesis) to this file")
     dec.add_argument("--hypotheses", action="store_true", help="include references and hypotheses in --json")
     bench_tradeoff.add_parser(sub)  # early exit: WER against inference time
+    longform.add_parser(sub)  # long recordings: sew-transcribe against transformers' chunked pipeline
     return parser
 
 
@@ -280,6 +283,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run_decode(args)
     elif args.command == "tradeoff":
         return bench_tradeoff.run(args)
+    elif args.command == "longform":
+        return longform.run(args)
     return 0
 
 

@@ -119,10 +119,10 @@ def sweep(model, dictionary, utterances, grids: Dict[str, Sequence[float]], repe
 
 def time_presets(presets: Sequence[str], utterances, repeats: int = 3) -> List[Point]:
     """Timing-only points: each preset's backbone (random weights, no heads) on the same utterances, batch 1."""
-    from ..inference import _load_audio
+    from ..inference import load_audio
     from ..presets import build_preset
 
-    waves = [torch.from_numpy(_load_audio(u, 16000)).unsqueeze(0) for u in utterances]
+    waves = [torch.from_numpy(load_audio(u, 16000)).unsqueeze(0) for u in utterances]
     audio_s = sum(u.num_samples for u in utterances) / 16000
     points = []
     for name in presets:

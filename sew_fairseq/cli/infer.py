@@ -16,7 +16,9 @@ sclite format (``text (utterance-id)``), ``utterances.tsv`` (id, reference, hypo
 run one at a time (batch size 1), ``results.json`` adds the exit-layer histogram and ``utterances.tsv`` an
 ``exit_layer`` column. ``--tune`` computes the emissions once, decodes the split for each (lm weight, word score)
 of a grid (a random subset of it when the grid exceeds ``--tune-budget``) and prints and saves
-(``tune.json``) the best setting.
+(``tune.json``) the best setting. An utterance whose audio is missing, empty, unreadable or truncated stops the run
+with a one-line error naming the manifest line and the file (exit status 1); ``--skip-bad`` leaves such utterances
+out, lists them in ``results.json`` (``skipped``) and decodes the rest.
 """
 import argparse
 import itertools
@@ -28,10 +30,9 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-import torch
-
 from ..atomic import atomic_open
-from ..modules.early_exit import DEFAULT_THRESHOLDS, EXIT_CRITERIA, ExitRule
+from .options import (add_decoder_arguments, add_device_argument, add_early_exit_arguments, check_decoder_arguments,
+                      check_early_exit_arguments, decoder_from_arguments, exit_rule_from_arguments)
 
 logger = logging.getLogger("sew_fairseq.cli.infer")
 
@@ -45,48 +46,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="fine-tuned CTC checkpoint (sew_ctc / wav2vec_ctc)")
     p.add_argument("--data", required=True, help="manifest directory: <split>.tsv, <split>.wrd, dict.ltr.txt")
     p.add_argument("--split", required=True, help="split to decode (<data>/<split>.tsv)")
-    p.add_argument("--decoder", choices=["viterbi", "kenlm", "kenlm-lexfree"], default="viterbi",
-                   help="viterbi = greedy; kenlm = lexicon + word LM beam search; kenlm-lexfree = letter LM (default viterbi)")
-    p.add_argument("--lexicon", help="lexicon file (WORD<TAB>W O R D |), for --decoder kenlm")
-    p.add_argument("--lm", help="ARPA or KenLM binary LM: words for kenlm, letters for kenlm-lexfree")
-    p.add_argument("--beam", type=int, default=50, help="beam size (default 50)")
-    p.add_argument("--beam-size-token", type=int, default=None, help="tokens considered per frame (default: all)")
-    p.add_argument("--beam-threshold", type=float, default=25.0, help="beam score threshold (default 25)")
-    p.add_argument("--lm-weight", type=float, default=2.0, help="LM weight (default 2)")
-    p.add_argument("--word-score", type=float, default=-1.0, help="word insertion score (default -1)")
-    p.add_argument("--unk-score", type=float, default=float("-inf"), help="unknown-word score (default -inf)")
-    p.add_argument("--sil-score", type=float, default=0.0, help="word-boundary (silence) score (default 0)")
-    p.add_argument("--nbest", type=int, default=1, help="hypotheses per utterance written to utterances.tsv (default 1)")
+    add_decoder_arguments(p, nbest=True)
     p.add_argument("--max-samples", type=int, default=1_600_000, help="padded samples per batch (default 1.6M)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    add_device_argument(p)
     p.add_argument("--results-dir", help="output directory (default <checkpoint dir>/decode-<split>-<decoder>)")
     p.add_argument("--tune", action="store_true", help="search --lm-weight and --word-score on this split")
     p.add_argument("--tune-lm-weights", type=float, nargs="+", default=DEFAULT_LM_WEIGHTS, help="grid of LM weights")
     p.add_argument("--tune-word-scores", type=float, nargs="+", default=DEFAULT_WORD_SCORES, help="grid of word scores")
     p.add_argument("--tune-budget", type=int, default=40, help="decodes at most; a random subset of a larger grid")
     p.add_argument("--seed", type=int, default=0, help="seed of the random tuning subset")
-    p.add_argument("--early-exit", choices=list(EXIT_CRITERIA), default=None,
-                   help="early exit with a sew_ctc_early_exit checkpoint: stop at the first branch whose entropy "
-                        "(mean of -p log p over frames and classes) is below, or confidence (mean max probability) "
-                        "above, --exit-threshold; utterances run one at a time")
-    p.add_argument("--exit-threshold", type=float, default=None,
-                   help=f"threshold of --early-exit (default: HuBERT-EE's best, entropy "
-                        f"{DEFAULT_THRESHOLDS['entropy']}, confidence {DEFAULT_THRESHOLDS['confidence']})")
+    add_early_exit_arguments(p)
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out utterances whose audio is missing, empty, unreadable or truncated (listed in "
+                        "results.json under 'skipped') instead of stopping at the first one")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
-
-
-def _decoder(args, dictionary, lm_weight: float, word_score: float):
-    from ..decoding import build_decoder
-
-    if args.decoder == "viterbi":
-        return build_decoder("viterbi", dictionary, nbest=args.nbest)
-    opts = dict(beam=args.beam, beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
-                lm_weight=lm_weight, sil_score=args.sil_score, nbest=args.nbest)
-    if args.decoder == "kenlm":
-        return build_decoder("kenlm", dictionary, lexicon=args.lexicon, lm=args.lm, word_score=word_score,
-                             unk_score=args.unk_score, **opts)
-    return build_decoder("kenlm-lexfree", dictionary, lm=args.lm, **opts)
 
 
 def decode_all(decoder, emissions) -> List[List]:
@@ -149,7 +123,8 @@ def tune(args, dictionary, emissions) -> Dict:
         grid = random.Random(args.seed).sample(grid, args.tune_budget)
     rows = []
     for lm_weight, word_score in grid:
-        result = score(emissions, decode_all(_decoder(args, dictionary, lm_weight, word_score), emissions))
+        result = score(emissions, decode_all(decoder_from_arguments(args, dictionary, lm_weight, word_score),
+                                             emissions))
         rows.append({"lm_weight": lm_weight, "word_score": word_score, **result})
         print(f"lm_weight {lm_weight:5.2f}  word_score {word_score:5.2f}  WER {result['wer']:6.2f}  "
               f"CER {result['cer']:6.2f}", flush=True)
@@ -160,31 +135,25 @@ def tune(args, dictionary, emissions) -> Dict:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
-    if args.decoder != "viterbi" and not args.lm:
-        print(f"sew-infer: error: --decoder {args.decoder} needs --lm", file=sys.stderr)
-        return 2
-    if args.decoder == "kenlm" and not args.lexicon:
-        print("sew-infer: error: --decoder kenlm needs --lexicon (see sew_fairseq.decoding.lexicon)", file=sys.stderr)
-        return 2
-    if args.tune and args.decoder == "viterbi":
-        print("sew-infer: error: --tune searches LM weights; use it with --decoder kenlm or kenlm-lexfree", file=sys.stderr)
-        return 2
-    if args.exit_threshold is not None and not args.early_exit:
-        print("sew-infer: error: --exit-threshold needs --early-exit entropy|confidence", file=sys.stderr)
+    problem = check_decoder_arguments(args) or check_early_exit_arguments(args)
+    if problem is None and args.tune and args.decoder == "viterbi":
+        problem = "--tune searches LM weights; use it with --decoder kenlm or kenlm-lexfree"
+    if problem:
+        print(f"sew-infer: error: {problem}", file=sys.stderr)
         return 2
     from ..inference import compute_emissions, exit_summary, load_ctc_model, read_split
 
-    exit_rule = None
-    if args.early_exit:
-        if args.exit_threshold is None:
-            args.exit_threshold = DEFAULT_THRESHOLDS[args.early_exit]
-        exit_rule = ExitRule(args.early_exit, args.exit_threshold)
+    exit_rule = exit_rule_from_arguments(args)
+    skipped = [] if args.skip_bad else None
     try:
         utterances = read_split(args.data, args.split)
         model, dictionary, cfg = load_ctc_model(args.checkpoint, args.data, args.device)
         normalize = bool(getattr(cfg.task, "normalize", False))
         emissions, forward_s = compute_emissions(model, utterances, args.max_samples, args.device,
-                                                 normalize=normalize, progress=not args.quiet, exit_rule=exit_rule)
+                                                 normalize=normalize, progress=not args.quiet, exit_rule=exit_rule,
+                                                 skipped=skipped)
+        if not emissions:
+            raise ValueError(f"no utterance of {args.split} could be decoded ({len(skipped or [])} skipped)")
         if args.tune:
             result = tune(args, dictionary, emissions)
             out_dir = results_dir(args, "tune")
@@ -195,18 +164,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"best: --lm-weight {b['lm_weight']} --word-score {b['word_score']}  WER {b['wer']:.2f}  "
                   f"CER {b['cer']:.2f}  ({len(result['trials'])} decodes; {out_dir}/tune.json)")
             return 0
-        decoder = _decoder(args, dictionary, args.lm_weight, args.word_score)
+        decoder = decoder_from_arguments(args, dictionary)
         start = time.perf_counter()
         nbests = decode_all(decoder, emissions)
         decode_s = time.perf_counter() - start
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"sew-infer: error: {e}", file=sys.stderr)
         return 1
-    audio_s = sum(u.num_samples for u in utterances) / 16000
+    audio_s = sum(e.utterance.num_samples for e in emissions) / 16000
     summary = {"checkpoint": os.path.abspath(args.checkpoint), "split": args.split, "decoder": args.decoder,
-               "utterances": len(utterances), "audio_seconds": audio_s, "forward_seconds": forward_s,
+               "utterances": len(emissions), "audio_seconds": audio_s, "forward_seconds": forward_s,
                "decode_seconds": decode_s, "rtf": (forward_s + decode_s) / audio_s,
                **score(emissions, nbests)}
+    if skipped is not None:
+        summary["skipped"] = [{"id": k.utterance.id, "audio": k.utterance.path, "line": k.utterance.line,
+                               "reason": k.reason, "error": k.message} for k in skipped]
+        if skipped:
+            print(f"sew-infer: warning: {len(skipped)} utterance(s) skipped (listed in results.json): "
+                  + "; ".join(k.message.split(". Fix:")[0] for k in skipped[:3]), file=sys.stderr)
     if args.decoder != "viterbi":
         summary.update(lm=args.lm, lexicon=args.lexicon, beam=args.beam, lm_weight=args.lm_weight,
                        word_score=args.word_score)
@@ -226,7 +201,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"early exit ({exit_rule.criterion} threshold {exit_rule.threshold:g}): utterances per exit layer "
               f"{ee['exit_layer_histogram']} of {ee['num_layers']} layers, mean {ee['mean_layers']:.2f} layers")
     scores = f"WER {summary['wer']:.2f}  CER {summary['cer']:.2f}  " if "wer" in summary else ""
-    print(f"{args.split}: {len(utterances)} utterances, {audio_s:.1f} s  {scores}RTF {summary['rtf']:.4f} "
+    print(f"{args.split}: {len(emissions)} utterances, {audio_s:.1f} s  {scores}RTF {summary['rtf']:.4f} "
           f"(forward {forward_s:.2f} s, decode {decode_s:.2f} s) -> {out_dir}")
     return 0
 

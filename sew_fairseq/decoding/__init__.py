@@ -29,6 +29,7 @@ from .lexicon import (
     write_lexicon,
 )
 from .metrics import ErrorRate, cer, char_errors, wer, word_errors
+from .timestamps import WordTiming, letter_groups, word_timings
 from .trn import UtteranceResult, read_trn, sanitize_utt_id, write_trn, write_utterance_tsv
 
 __all__ = [
@@ -38,5 +39,6 @@ __all__ = [
     "LMVocabularyReport", "build_lexicon", "check_lm_vocabulary", "read_lexicon", "spell", "to_letters",
     "words_from_wrd_files", "write_lexicon",
     "ErrorRate", "cer", "char_errors", "wer", "word_errors",
+    "WordTiming", "letter_groups", "word_timings",
     "UtteranceResult", "read_trn", "sanitize_utt_id", "write_trn", "write_utterance_tsv",
 ]

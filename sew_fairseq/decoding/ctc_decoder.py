@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import warnings
-from typing import Iterable, List, NamedTuple, Optional, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -41,12 +41,14 @@ KINDS = ("viterbi", "kenlm", "kenlm-lexfree")
 
 class Hypothesis(NamedTuple):
     """One decoding: ``words``, the letter path as ``.ltr``-style ``tokens`` (``"H E L L O | W O R L D"``,
-    ``|`` between words only) and the decoder's ``score`` (Viterbi: summed frame log-probabilities;
-    beam search: acoustic + weighted LM + word/silence scores)."""
+    ``|`` between words only), the decoder's ``score`` (Viterbi: summed frame log-probabilities;
+    beam search: acoustic + weighted LM + word/silence scores) and ``path``, the dictionary index chosen at
+    each frame (length T, blanks and repeats included; what word timestamps are read from, see :mod:`.timestamps`)."""
 
     words: List[str]
     tokens: str
     score: float
+    path: Tuple[int, ...] = ()
 
     @property
     def text(self) -> str:
@@ -109,8 +111,9 @@ class CTCDecoder:
         return x, lens
 
     # -- outputs ----------------------------------------------------------------------------------
-    def _hypothesis(self, path: Iterable[int], score: float, words: Optional[List[str]] = None) -> Hypothesis:
-        """Collapse repeats, drop blanks/specials, split at ``|``; ``words`` overrides the split."""
+    def _hypothesis(self, path: Sequence[int], score: float, words: Optional[List[str]] = None) -> Hypothesis:
+        """Collapse repeats of the frame ``path``, drop blanks/specials, split at ``|``; ``words`` overrides the
+        split."""
         collapsed: List[int] = []
         prev = None
         for i in path:
@@ -131,7 +134,7 @@ class CTCDecoder:
         tokens = " | ".join(" ".join(w) for w in split)
         if words is None:
             words = ["".join(w) for w in split]
-        return Hypothesis(words, tokens, float(score))
+        return Hypothesis(words, tokens, float(score), tuple(path))
 
     def decode(self, emissions: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> List[List[Hypothesis]]:
         """Decode ``emissions`` [B, T, V] (``lengths`` [B]: valid frames) into n-best lists, best first."""
@@ -141,6 +144,14 @@ class CTCDecoder:
 
     def _decode_one(self, x: torch.Tensor) -> List[Hypothesis]:  # x: [T, V] log-probs, contiguous
         raise NotImplementedError
+
+    def word_timings(self, hyp: Hypothesis, log_probs: torch.Tensor):
+        """Frames and confidence of each word of ``hyp`` (decoded from ``log_probs`` [T, V]) along its frame path:
+        a list of :class:`.timestamps.WordTiming`."""
+        from .timestamps import word_timings
+
+        return word_timings(hyp.words, hyp.path, torch.log_softmax(log_probs.float(), -1), sorted(self._hidden),
+                            self.silence)
 
 
 class ViterbiDecoder(CTCDecoder):
@@ -189,6 +200,7 @@ class _BeamDecoder(CTCDecoder):
     end_with_boundary = True
 
     def _run(self, x: torch.Tensor, word_dict=None) -> List[Hypothesis]:
+        frames = x.shape[0]
         if self.end_with_boundary:
             # lexicon spellings end with '|', so a word completes only once '|' is emitted: append one
             # frame that is '|' with certainty (log-prob 0) so the last word completes even when the model
@@ -205,7 +217,8 @@ class _BeamDecoder(CTCDecoder):
             words = None
             if word_dict is not None:
                 words = [word_dict.get_entry(i) for i in r.words if i >= 0]
-            hyp = self._hypothesis(r.tokens, r.score, words)
+            # r.tokens holds one index per frame between a start and an end symbol: frame t is r.tokens[t + 1]
+            hyp = self._hypothesis(list(r.tokens)[1:1 + frames], r.score, words)
             key = (tuple(hyp.words), hyp.tokens)
             if key not in seen:
                 seen.add(key)

@@ -1,0 +1,204 @@
+"""``sew-bench longform``: long recordings, ``sew-transcribe`` against transformers' chunked ASR pipeline.
+
+    sew-bench longform ckpt/checkpoint_best.pt --data corpus --split valid --minutes 1 10 --out-dir longform
+
+The recordings are a split's utterances concatenated in manifest order (repeated until the length is reached),
+with ``--gap`` seconds of silence between them; the reference is their transcripts in the same order. For each
+length, in one run and on the same machine:
+
+* ours: the installed ``sew-transcribe`` command in a child process (greedy decoding): WER, forward seconds (from
+  its summary.json: model forward only), forward seconds per audio second against the split's short utterances
+  transcribed the same way, and the child's peak resident memory;
+* transformers: the checkpoint exported with :func:`sew_fairseq.interop.hf.to_hf`, run through
+  ``pipeline("automatic-speech-recognition", chunk_length_s=...)`` (its stride default: chunk / 6 on each side) in
+  a child process: WER, the seconds of the whole pipeline call, peak memory.
+
+WER is over the whole recording (one reference, one hypothesis). Both children get ``--threads`` torch threads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+
+
+def make_recording(utterances, minutes: float, gap: float, path: str) -> str:
+    """Concatenate ``utterances`` (``sew_fairseq.inference.Utterance``) cyclically into a ``minutes``-long FLAC at
+    ``path``; returns the reference transcript."""
+    import soundfile as sf
+
+    from ..atomic import atomic_file
+    from ..inference import load_audio
+
+    target = int(minutes * 60 * SAMPLE_RATE)
+    silence = np.zeros(int(gap * SAMPLE_RATE), np.float32)
+    pieces: List[np.ndarray] = []
+    words: List[str] = []
+    total, i = 0, 0
+    while total < target:
+        u = utterances[i % len(utterances)]
+        wave = load_audio(u, SAMPLE_RATE)
+        pieces += [wave, silence]
+        words.append(u.words or "")
+        total += len(wave) + len(silence)
+        i += 1
+    with atomic_file(path, suffix=".flac") as tmp:
+        sf.write(tmp, np.concatenate(pieces), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return " ".join(" ".join(words).split())
+
+
+def _run_measured(cmd: Sequence[str], threads: int) -> Dict[str, object]:
+    """Run ``cmd`` as a child; (stdout, wall seconds, peak RSS in GB of that child alone, via wait4)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TQDM_DISABLE="1")
+    start = time.perf_counter()
+    with open(os.devnull, "w") as devnull:
+        proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=devnull, text=True)
+        out = proc.stdout.read()
+        _, status, rusage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit status {proc.returncode}")
+    return {"stdout": out, "wall": wall, "peak_gb": rusage.ru_maxrss / 1024 ** 2}  # ru_maxrss: KiB on Linux
+
+
+def _sew_transcribe() -> List[str]:
+    return [sys.executable, "-m", "sew_fairseq.cli.transcribe"]
+
+
+def ours(checkpoint: str, inputs: Sequence[str], out_dir: str, threads: int, extra: Sequence[str] = ()) -> dict:
+    """``sew-transcribe`` on ``inputs`` in a child process: its summary.json, the texts and the peak memory."""
+    r = _run_measured(_sew_transcribe() + [checkpoint, *inputs, "--output-dir", out_dir, "--overwrite", "--quiet",
+                                           "--formats", "txt", "json", *extra], threads)
+    with open(os.path.join(out_dir, "summary.json"), encoding="utf-8") as f:
+        summary = json.load(f)
+    summary["peak_gb"] = r["peak_gb"]
+    return summary
+
+
+def hf_worker(hf_dir: str, audio: str, chunk_seconds: float, threads: int) -> dict:
+    """In this process: transformers' ASR pipeline on ``audio``; the text and the seconds of the pipeline call."""
+    import torch
+    import transformers
+
+    from manifests.audio import read_audio
+
+    torch.set_num_threads(threads)
+    pipe = transformers.pipeline("automatic-speech-recognition", model=hf_dir, device=-1)
+    wave = read_audio(audio, SAMPLE_RATE).samples
+    start = time.perf_counter()
+    kwargs = {"chunk_length_s": chunk_seconds} if chunk_seconds > 0 else {}
+    text = pipe({"raw": wave, "sampling_rate": SAMPLE_RATE}, **kwargs)["text"]
+    return {"seconds": time.perf_counter() - start, "text": text}
+
+
+def theirs(hf_dir: str, audio: str, chunk_seconds: float, threads: int) -> dict:
+    r = _run_measured([sys.executable, "-m", "sew_fairseq.bench.longform", "--hf-worker", hf_dir, audio,
+                       str(chunk_seconds), str(threads)], threads)
+    result = json.loads(r["stdout"].strip().splitlines()[-1])
+    result["peak_gb"] = r["peak_gb"]
+    return result
+
+
+def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float], out_dir: str, gap: float = 0.25,
+                 threads: int = 2, hf_chunk_seconds: float = 10.0, hf: bool = True, extra: Sequence[str] = ()
+                 ) -> List[dict]:
+    """The rows of the table (see the module docstring); the first row is the split's short utterances."""
+    from ..decoding import wer
+    from ..inference import read_split
+
+    os.makedirs(out_dir, exist_ok=True)
+    utterances = read_split(data, split)
+    listing = os.path.join(out_dir, f"{split}.list")
+    with open(listing, "w", encoding="utf-8") as f:
+        f.writelines(u.path + "\n" for u in utterances)
+    short = ours(checkpoint, ["@" + listing], os.path.join(out_dir, "short"), threads, extra)
+    hyps = []
+    for u in utterances:
+        with open(os.path.join(out_dir, "short", os.path.splitext(os.path.basename(u.path))[0] + ".txt"),
+                  encoding="utf-8") as f:
+            hyps.append(f.read().strip())
+    short_rate = short["forward_seconds"] / short["audio_seconds"]
+    rows = [{"input": f"{len(utterances)} utterances ({short['audio_seconds']:.0f} s)", "audio_seconds":
+             short["audio_seconds"], "wer": 100 * wer([u.words for u in utterances], hyps).rate,
+             "forward_seconds": short["forward_seconds"], "forward_per_audio_second": short_rate, "relative_rate": 1.0,
+             "peak_gb": short["peak_gb"]}]
+    hf_dir = os.path.join(out_dir, "hf")
+    if hf and not os.path.isdir(hf_dir):
+        from ..interop.hf import to_hf
+
+        to_hf(checkpoint, hf_dir)
+    for m in minutes:
+        audio = os.path.join(out_dir, f"long_{m:g}min.flac")
+        reference = make_recording(utterances, m, gap, audio)
+        run_dir = os.path.join(out_dir, f"ours_{m:g}min")
+        o = ours(checkpoint, [audio], run_dir, threads, extra)
+        with open(os.path.join(run_dir, f"long_{m:g}min.txt"), encoding="utf-8") as f:
+            text = f.read().strip()
+        rate = o["forward_seconds"] / o["audio_seconds"]
+        row = {"input": f"one {m:g}-minute recording", "audio_seconds": o["audio_seconds"],
+               "wer": 100 * wer([reference], [text]).rate, "forward_seconds": o["forward_seconds"],
+               "forward_per_audio_second": rate, "relative_rate": rate / short_rate, "peak_gb": o["peak_gb"]}
+        if hf:
+            t = theirs(hf_dir, audio, hf_chunk_seconds, threads)
+            row.update(hf_wer=100 * wer([reference], [" ".join(t["text"].split())]).rate, hf_seconds=t["seconds"],
+                       hf_peak_gb=t["peak_gb"], forward_over_hf=o["forward_seconds"] / t["seconds"])
+        rows.append(row)
+    return rows
+
+
+def format_rows(rows: List[dict], hf_chunk_seconds: float) -> str:
+    head = (f"{'input':32}{'WER':>7}{'fwd s':>8}{'fwd/s':>8}{'x short':>8}{'peak GB':>8}"
+            f"{'HF WER':>8}{'HF s':>7}{'HF GB':>7}{'fwd/HF':>8}")
+    lines = [f"# ours: sew-transcribe greedy; HF: transformers pipeline, chunk_length_s={hf_chunk_seconds:g}", head]
+    for r in rows:
+        line = (f"{r['input']:32}{r['wer']:7.2f}{r['forward_seconds']:8.2f}{r['forward_per_audio_second']:8.4f}"
+                f"{r['relative_rate']:8.2f}{r['peak_gb']:8.2f}")
+        if "hf_wer" in r:
+            line += f"{r['hf_wer']:8.2f}{r['hf_seconds']:7.2f}{r['hf_peak_gb']:7.2f}{r['forward_over_hf']:8.2f}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def add_parser(sub) -> None:
+    """Register ``longform`` on ``sew-bench``'s sub-parsers."""
+    p = sub.add_parser("longform", help="long recordings: sew-transcribe against transformers' chunked pipeline",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a fine-tuned CTC checkpoint (sew_ctc)")
+    p.add_argument("--data", required=True, help="manifest directory with <split>.tsv and <split>.wrd")
+    p.add_argument("--split", required=True, help="the utterances to concatenate")
+    p.add_argument("--minutes", type=float, nargs="+", default=[10.0], help="recording lengths (default 10)")
+    p.add_argument("--gap", type=float, default=0.25, help="silence between utterances, seconds (default 0.25)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of each child (default 2)")
+    p.add_argument("--hf-chunk-seconds", type=float, default=10.0,
+                   help="transformers' chunk_length_s (default 10; 0 = one pass)")
+    p.add_argument("--no-hf", action="store_true", help="ours only (no transformers)")
+    p.add_argument("--out-dir", required=True, help="recordings, transcripts, the exported HF model, results.json")
+    p.add_argument("--transcribe-args", default="", help="extra sew-transcribe options, e.g. '--chunk-seconds 30'")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..atomic import atomic_open
+
+    rows = run_longform(args.checkpoint, args.data, args.split, args.minutes, args.out_dir, args.gap, args.threads,
+                        args.hf_chunk_seconds, not args.no_hf, args.transcribe_args.split())
+    print(format_rows(rows, args.hf_chunk_seconds))
+    with atomic_open(os.path.join(args.out_dir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--hf-worker":
+        print(json.dumps(hf_worker(sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]))))
+    else:
+        print("usage: sew-bench longform ... (this module's --hf-worker is internal)", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,90 @@
+"""Command-line options that several commands share, declared once: the CTC decoder (``--decoder``, ``--lexicon``,
+``--lm``, beam options), early exit (``--early-exit``, ``--exit-threshold``) and ``--device``.
+
+    add_decoder_arguments(parser); add_early_exit_arguments(parser)
+    problem = check_decoder_arguments(args) or check_early_exit_arguments(args)   # None, or the error text
+    decoder = decoder_from_arguments(args, dictionary)
+    rule = exit_rule_from_arguments(args)                                           # None without --early-exit
+"""
+import argparse
+from typing import Optional
+
+import torch
+
+from ..modules.early_exit import DEFAULT_THRESHOLDS, EXIT_CRITERIA, ExitRule
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda (default: cuda when available)")
+
+
+def add_decoder_arguments(p: argparse.ArgumentParser, nbest: bool = False) -> None:
+    g = p.add_argument_group("decoding")
+    g.add_argument("--decoder", choices=["viterbi", "kenlm", "kenlm-lexfree"], default="viterbi",
+                   help="viterbi = greedy; kenlm = lexicon + word LM beam search; kenlm-lexfree = letter LM "
+                        "(default viterbi)")
+    g.add_argument("--lexicon", help="lexicon file (WORD<TAB>W O R D |), for --decoder kenlm")
+    g.add_argument("--lm", help="ARPA or KenLM binary LM: words for kenlm, letters for kenlm-lexfree")
+    g.add_argument("--beam", type=int, default=50, help="beam size (default 50)")
+    g.add_argument("--beam-size-token", type=int, default=None, help="tokens considered per frame (default: all)")
+    g.add_argument("--beam-threshold", type=float, default=25.0, help="beam score threshold (default 25)")
+    g.add_argument("--lm-weight", type=float, default=2.0, help="LM weight (default 2)")
+    g.add_argument("--word-score", type=float, default=-1.0, help="word insertion score (default -1)")
+    g.add_argument("--unk-score", type=float, default=float("-inf"), help="unknown-word score (default -inf)")
+    g.add_argument("--sil-score", type=float, default=0.0, help="word-boundary (silence) score (default 0)")
+    if nbest:
+        g.add_argument("--nbest", type=int, default=1,
+                       help="hypotheses per utterance written to utterances.tsv (default 1)")
+
+
+def check_decoder_arguments(args: argparse.Namespace) -> Optional[str]:
+    """The usage error of an inconsistent decoder choice, or None."""
+    if args.decoder != "viterbi" and not args.lm:
+        return f"--decoder {args.decoder} needs --lm"
+    if args.decoder == "kenlm" and not args.lexicon:
+        return "--decoder kenlm needs --lexicon (sew-lm lexicon makes one)"
+    return None
+
+
+def decoder_from_arguments(args: argparse.Namespace, dictionary, lm_weight: Optional[float] = None,
+                           word_score: Optional[float] = None):
+    """The decoder the options describe; ``lm_weight`` / ``word_score`` override theirs (LM weight tuning)."""
+    from ..decoding import build_decoder
+
+    nbest = getattr(args, "nbest", 1)
+    if args.decoder == "viterbi":
+        return build_decoder("viterbi", dictionary, nbest=nbest)
+    opts = dict(beam=args.beam, beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
+                lm_weight=args.lm_weight if lm_weight is None else lm_weight, sil_score=args.sil_score, nbest=nbest)
+    if args.decoder == "kenlm":
+        return build_decoder("kenlm", dictionary, lexicon=args.lexicon, lm=args.lm,
+                             word_score=args.word_score if word_score is None else word_score,
+                             unk_score=args.unk_score, **opts)
+    return build_decoder("kenlm-lexfree", dictionary, lm=args.lm, **opts)
+
+
+def add_early_exit_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("early exit")
+    g.add_argument("--early-exit", choices=list(EXIT_CRITERIA), default=None,
+                   help="early exit with a sew_ctc_early_exit checkpoint: stop at the first branch whose entropy "
+                        "(mean of -p log p over frames and classes) is below, or confidence (mean max probability) "
+                        "above, --exit-threshold; inputs then run one at a time")
+    g.add_argument("--exit-threshold", type=float, default=None,
+                   help=f"threshold of --early-exit (default: HuBERT-EE's best, entropy "
+                        f"{DEFAULT_THRESHOLDS['entropy']}, confidence {DEFAULT_THRESHOLDS['confidence']})")
+
+
+def check_early_exit_arguments(args: argparse.Namespace) -> Optional[str]:
+    if args.exit_threshold is not None and not args.early_exit:
+        return "--exit-threshold needs --early-exit entropy|confidence"
+    return None
+
+
+def exit_rule_from_arguments(args: argparse.Namespace) -> Optional[ExitRule]:
+    """The :class:`ExitRule` of ``--early-exit`` (filling in the default threshold), or None."""
+    if not args.early_exit:
+        return None
+    if args.exit_threshold is None:
+        args.exit_threshold = DEFAULT_THRESHOLDS[args.early_exit]
+    return ExitRule(args.early_exit, args.exit_threshold).check()

@@ -1,0 +1,96 @@
+"""``sew-transcribe``: transcribe audio files with a fine-tuned CTC checkpoint: any format, any length, timestamps.
+
+    sew-transcribe ckpt/checkpoint_best.pt talk.mp3 --output-dir out              # one file -> out/talk.{txt,json,...}
+    sew-transcribe ckpt/checkpoint_best.pt recordings/ --output-dir out           # a folder, searched recursively
+    sew-transcribe ckpt/checkpoint_best.pt @files.txt --output-dir out --formats txt ctm
+    sew-transcribe ckpt/checkpoint_best.pt recordings/ --output-dir out --decoder kenlm \\
+        --lexicon lexicon.txt --lm 4-gram.arpa --beam 500 --lm-weight 2 --word-score -1 --skip-bad
+
+INPUT is an audio file (anything libsndfile reads: wav, flac, ogg/opus, mp3, NIST SPHERE, ...; any rate, resampled
+to the model's with soxr; channels averaged, or ``--channel N``), a folder (searched recursively) or ``@LIST`` (one
+path per line). Outputs mirror each input's path relative to the folder it was found in (a file given by itself: its
+base name): ``<rel>.txt``, ``<rel>.json`` (text, words with start/end seconds and confidence), ``<rel>.srt``,
+``<rel>.vtt``, and for all files ``transcripts.ctm`` (NIST CTM, for sclite) and ``summary.json`` (files,
+audio_seconds, forward_seconds, decode_seconds, setup_seconds, skipped). Each file's outputs are written as soon
+as it is done; a re-run skips files whose outputs exist (``--overwrite`` redoes them).
+
+Long recordings run in chunks of ``--chunk-seconds`` with ``--overlap-seconds`` of context on each side, so memory
+does not grow with the length; each output frame comes from the interior of one chunk. A file that cannot be read
+(missing, empty, not audio, truncated, no samples) stops the run with a one-line error naming it (exit status 1;
+what was done is kept); ``--skip-bad`` lists it in summary.json and carries on.
+"""
+import argparse
+import logging
+import sys
+import time
+from typing import Optional, Sequence
+
+from .options import (add_decoder_arguments, add_device_argument, add_early_exit_arguments, check_decoder_arguments,
+                      check_early_exit_arguments, decoder_from_arguments, exit_rule_from_arguments)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..decoding.transcripts import FORMATS
+    from ..transcribe import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
+
+    p = argparse.ArgumentParser(prog="sew-transcribe", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="fine-tuned CTC checkpoint (sew_ctc, sew_ctc_early_exit, wav2vec_ctc)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, folder, or @LIST of paths")
+    p.add_argument("--output-dir", "-o", required=True, help="where the transcripts go")
+    p.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS),
+                   help="outputs to write (default: all of %(default)s)")
+    p.add_argument("--dict", help="output dictionary (dict.ltr.txt) for a checkpoint saved without one")
+    p.add_argument("--channel", type=int, default=None, help="transcribe channel N (0-based) instead of the mean")
+    p.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS,
+                   help="chunk length for long recordings (default %(default)s)")
+    p.add_argument("--overlap-seconds", type=float, default=DEFAULT_OVERLAP_SECONDS,
+                   help="context on each side of a chunk (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help="chunks per forward pass (default %(default)s)")
+    add_device_argument(p)
+    add_decoder_arguments(p)
+    add_early_exit_arguments(p)
+    p.add_argument("--skip-bad", action="store_true",
+                   help="list unreadable files in summary.json and carry on, instead of stopping at the first")
+    p.add_argument("--overwrite", action="store_true", help="redo files whose outputs exist")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
+    problem = check_decoder_arguments(args) or check_early_exit_arguments(args)
+    if problem:
+        print(f"sew-transcribe: error: {problem}", file=sys.stderr)
+        return 2
+    from manifests.audio import AudioError
+
+    from ..transcribe import InputError, Transcriber, resolve_inputs, transcribe_files
+
+    start = time.perf_counter()
+    try:
+        files = resolve_inputs(args.inputs)
+        tr = Transcriber.from_checkpoint(args.checkpoint, device=args.device, dictionary=args.dict,
+                                         chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
+                                         batch_size=args.batch_size, exit_rule=exit_rule_from_arguments(args),
+                                         decoder=lambda dictionary: decoder_from_arguments(args, dictionary))
+        summary = transcribe_files(tr, files, args.output_dir, args.formats, skip_bad=args.skip_bad,
+                                   overwrite=args.overwrite, channel=args.channel, progress=not args.quiet,
+                                   setup_seconds=time.perf_counter() - start)
+    except (AudioError, InputError, ValueError, FileNotFoundError, OSError) as e:
+        print(f"sew-transcribe: error: {e}", file=sys.stderr)
+        return 1
+    rtf = (summary["forward_seconds"] + summary["decode_seconds"]) / max(summary["audio_seconds"], 1e-9)
+    print(f"{summary['files']} file(s), {summary['audio_seconds']:.1f} s of audio, forward "
+          f"{summary['forward_seconds']:.2f} s, decode {summary['decode_seconds']:.2f} s (RTF {rtf:.4f})"
+          + (f", {summary['reused']} already done" if summary["reused"] else "")
+          + (f", {len(summary['skipped'])} skipped" if summary["skipped"] else "") + f" -> {args.output_dir}")
+    for s in summary["skipped"]:
+        print(f"sew-transcribe: skipped {s['error']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

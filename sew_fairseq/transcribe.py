@@ -1,0 +1,436 @@
+"""Transcribing real recordings with a fine-tuned CTC checkpoint: any audio file, any length, word timestamps.
+
+    from sew_fairseq.transcribe import Transcriber
+    tr = Transcriber.from_checkpoint("ckpt/checkpoint_best.pt", device="cpu")
+    tr.labels                         # output symbols; index = column of the log-probabilities (blank "<s>" = 0)
+    lp = tr.log_probs(wave, 44100)    # 1-D float32 numpy wave -> torch.Tensor [T, V] float32 log-probabilities
+    t = tr.transcribe("talk.mp3")     # .text, .words (each .word .start .end .confidence, seconds), .duration
+
+What happens to a file (``sew-transcribe`` runs the same engine):
+
+1. Reading (:mod:`manifests.audio`): anything libsndfile reads, streamed block by block, channels averaged
+   (``channel=N`` picks one), resampled once to the model's rate with soxr.
+2. Chunking: a recording longer than ``chunk_seconds`` is cut into chunks of that length which overlap by
+   ``overlap_seconds`` on each side (chunk starts are ``chunk - 2 * overlap`` apart and fall on a multiple of two
+   frames, so the squeeze pairs frames as a pass over the whole file would). The last chunk is moved back to end
+   at the file's end, so every chunk has the same length and a full context; equal-length chunks run
+   ``batch_size`` at a time. Memory stays that of ``batch_size`` chunks however long the file is.
+3. Stitching: where two chunks overlap, each frame is taken from the chunk in whose interior it lies (the boundary
+   is the middle of the overlap), so no frame comes from within ``overlap / 2`` of a chunk's cut edge. The stitched
+   log-probabilities have exactly the frames of one pass over the whole file; a file no longer than one chunk *is*
+   one pass.
+4. Decoding: greedy or flashlight-text + KenLM beam search (:mod:`sew_fairseq.decoding`) over the whole file's
+   log-probabilities (always fp32), and word timestamps from the frame path (:mod:`sew_fairseq.decoding.timestamps`).
+
+Shapes: L samples, T frames (20 ms apart), V output symbols.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from manifests.audio import AudioError, AudioInfo, audio_info, stream_audio
+
+from .inference import forward_log_probs
+
+logger = logging.getLogger(__name__)
+
+#: Chunking defaults, chosen from measurements on a 10-minute recording (README, "Transcribing"): 20 s chunks with
+#: 2 s of context on each side.
+DEFAULT_CHUNK_SECONDS = 20.0
+DEFAULT_OVERLAP_SECONDS = 2.0
+DEFAULT_BATCH_SIZE = 4
+
+
+class Word(NamedTuple):
+    """A recognised word: ``start`` / ``end`` in seconds of the original recording, ``confidence`` in [0, 1]."""
+
+    word: str
+    start: float
+    end: float
+    confidence: float
+
+
+@dataclass
+class Transcript:
+    """What :meth:`Transcriber.transcribe` returns for one recording."""
+
+    text: str
+    words: List[Word]
+    duration: float  # seconds of the original recording
+    audio: Optional[str] = None  # its path (None for a wave given in memory)
+    sample_rate: Optional[int] = None  # the recording's own rate
+    channels: Optional[int] = None
+    forward_seconds: float = 0.0  # model forward passes only
+    decode_seconds: float = 0.0
+    chunks: int = 1
+    exit_layers: List[int] = field(default_factory=list)  # early exit: the layers each chunk used
+
+    def to_dict(self) -> dict:
+        d = {"audio": self.audio, "duration": round(self.duration, 6), "text": self.text,
+             "words": [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3),
+                        "confidence": round(w.confidence, 4)} for w in self.words],
+             "sample_rate": self.sample_rate, "channels": self.channels, "chunks": self.chunks,
+             "forward_seconds": round(self.forward_seconds, 4), "decode_seconds": round(self.decode_seconds, 4)}
+        if self.exit_layers:
+            d["exit_layers"] = self.exit_layers
+        return d
+
+
+class Chunk(NamedTuple):
+    """``samples`` [l] starting at sample ``start`` of the (resampled) recording."""
+
+    start: int
+    samples: np.ndarray
+
+
+def chunk_stream(blocks: Iterable[np.ndarray], chunk: int, overlap: int, align: int) -> Iterator[Chunk]:
+    """Cut a stream of sample blocks into overlapping chunks (see the module docstring), holding at most one chunk
+    plus one block in memory. ``chunk``, ``overlap``, ``align``: in samples; ``chunk - 2 * overlap`` must be a
+    positive multiple of ``align``. A stream no longer than ``chunk`` gives one chunk, all of it."""
+    step = chunk - 2 * overlap
+    if step <= 0 or step % align:
+        raise ValueError(f"chunk {chunk} - 2 x overlap {overlap} samples must be a positive multiple of {align}")
+    buf = np.zeros(0, np.float32)
+    buf_start = 0  # sample index of buf[0]
+    next_start = 0
+    emitted: Optional[int] = None  # start of the last chunk given out
+    for block in blocks:
+        buf = np.concatenate([buf, block]) if len(buf) else block
+        # a regular chunk goes out once audio exists beyond its end (else it may be the last one)
+        while buf_start + len(buf) > next_start + chunk:
+            yield Chunk(next_start, buf[next_start - buf_start:next_start - buf_start + chunk].copy())
+            emitted = next_start
+            next_start += step
+            buf = buf[emitted - buf_start:]  # the last chunk may start inside the one just given out
+            buf_start = emitted
+    total = buf_start + len(buf)
+    if total == 0:
+        return
+    if emitted is None:
+        yield Chunk(0, buf)
+        return
+    last = max(0, -(-(total - chunk) // align) * align)  # the aligned start whose chunk reaches the end
+    yield Chunk(last, buf[last - buf_start:])
+
+
+def stitch(pieces: Sequence[Tuple[int, torch.Tensor]]) -> torch.Tensor:
+    """Join per-chunk log-probabilities ``(first frame, [F_i, V])`` into one [T, V]: each frame from the chunk in
+    whose interior it lies (the middle of each overlap is the boundary)."""
+    if len(pieces) == 1:
+        return pieces[0][1]
+    parts = []
+    begin = 0
+    for i, (first, lp) in enumerate(pieces):
+        end = first + lp.shape[0]
+        if i + 1 < len(pieces):
+            nxt = pieces[i + 1][0]
+            if nxt > end:
+                raise ValueError(f"chunks do not overlap: frames {end}..{nxt} are missing")
+            end = (nxt + end + 1) // 2  # the frame farthest from both cut edges; a tie goes to the earlier chunk
+        parts.append(lp[begin - first:end - first])
+        begin = end
+    return torch.cat(parts)
+
+
+def _frame_stride(model) -> int:
+    """Samples between two output frames: the product of the conv feature extractor's strides (320 for every
+    wav2vec 2.0 / SEW front end)."""
+    w2v = getattr(getattr(model, "w2v_encoder", None), "w2v_model", None)
+    layers = getattr(w2v, "feature_extractor", None)
+    strides = []
+    for block in getattr(layers, "conv_layers", []):
+        conv = next((m for m in block.modules() if isinstance(m, torch.nn.Conv1d)), None)
+        if conv is not None:
+            strides.append(conv.stride[0])
+    return int(np.prod(strides)) if strides else 320
+
+
+def _squeeze_factor(model) -> int:
+    w2v = getattr(getattr(model, "w2v_encoder", None), "w2v_model", None)
+    return int(getattr(getattr(w2v, "encoder", None), "squeeze_factor", 1) or 1)
+
+
+class Transcriber:
+    """A fine-tuned CTC model, its output symbols, a decoder and the chunking settings (see the module docstring).
+
+    Args:
+        model: a loaded fairseq CTC model in eval mode (``sew_ctc``, ``sew_ctc_early_exit``, ``wav2vec_ctc``).
+        dictionary: its fairseq output dictionary (blank ``<s>``, word boundary ``|``).
+        sample_rate: the model's rate (16000); inputs at other rates are resampled to it.
+        normalize: zero-mean, unit-variance input per chunk (the checkpoint's ``task.normalize``).
+        decoder: a :class:`sew_fairseq.decoding.CTCDecoder`, or a function of ``dictionary`` that makes one
+            (default: greedy).
+        exit_rule: early exit (a ``sew_ctc_early_exit`` model); chunks then run one at a time.
+    """
+
+    def __init__(self, model, dictionary, *, sample_rate: int = 16000, normalize: bool = False, device: str = "cpu",
+                 chunk_seconds: float = DEFAULT_CHUNK_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
+                 batch_size: int = DEFAULT_BATCH_SIZE, decoder=None, exit_rule=None):
+        from .decoding import build_decoder
+
+        self.model, self.dictionary, self.device = model, dictionary, device
+        self.sample_rate, self.normalize = sample_rate, normalize
+        if decoder is None:
+            decoder = build_decoder("viterbi", dictionary)
+        self.decoder = decoder(dictionary) if callable(decoder) and not hasattr(decoder, "decode") else decoder
+        if exit_rule is not None:
+            if not hasattr(model, "forward_early_exit"):
+                raise ValueError(f"early exit needs a checkpoint with exit branches (model sew_ctc_early_exit); "
+                                 f"this one is a {type(model).__name__}")
+            exit_rule.check()
+            batch_size = 1
+        self.exit_rule = exit_rule
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.frame_stride = _frame_stride(model)
+        self.align = self.frame_stride * _squeeze_factor(model)
+        self.chunk = int(round(chunk_seconds * sample_rate / self.align)) * self.align
+        self.overlap = int(round(overlap_seconds * sample_rate / self.align)) * self.align
+        if self.overlap <= 0 or self.chunk - 2 * self.overlap <= 0:
+            raise ValueError(f"need 0 < overlap and 2 x overlap < chunk: chunk {chunk_seconds} s, overlap "
+                             f"{overlap_seconds} s (in steps of {self.align / sample_rate:g} s)")
+
+    @classmethod
+    def from_checkpoint(cls, path: str, device: str = "cpu", dictionary: Optional[str] = None, **kwargs
+                        ) -> "Transcriber":
+        """Load a fine-tuned fairseq CTC checkpoint; its output dictionary is inside it (``dictionary``: the path of
+        a ``dict.ltr.txt`` for one without). ``kwargs`` go to the constructor."""
+        from .inference import load_ctc_model
+
+        model, target_dictionary, cfg = load_ctc_model(path, device=device, dictionary=dictionary)
+        task = cfg.task
+        return cls(model, target_dictionary, sample_rate=int(getattr(task, "sample_rate", 16000) or 16000),
+                   normalize=bool(getattr(task, "normalize", False)), device=device, **kwargs)
+
+    @property
+    def labels(self) -> List[str]:
+        """The output symbols: column i of the log-probabilities is ``labels[i]``."""
+        return list(self.dictionary.symbols)
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.frame_stride / self.sample_rate
+
+    # -- emissions ---------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _emissions(self, blocks: Iterable[np.ndarray], source: str = "<wave>"
+                   ) -> Tuple[torch.Tensor, float, int, List[int]]:
+        """(log-probs [T, V], forward seconds, chunks, exit layers) of a stream of sample blocks at the model's
+        rate; ``source`` names it in errors."""
+        pieces: List[Tuple[int, torch.Tensor]] = []
+        exits: List[int] = []
+        seconds = 0.0
+        batch: List[Chunk] = []
+
+        def run() -> None:
+            nonlocal seconds
+            start = time.perf_counter()
+            lps, layers = forward_log_probs(self.model, [c.samples for c in batch], self.device, self.normalize,
+                                            self.exit_rule)
+            seconds += time.perf_counter() - start
+            pieces.extend((c.start // self.frame_stride, lp) for c, lp in zip(batch, lps))
+            exits.extend(layer for layer in layers if layer is not None)
+            batch.clear()
+
+        for chunk in chunk_stream(blocks, self.chunk, self.overlap, self.align):
+            if len(chunk.samples) < 400:  # shorter than the front end's receptive field (25 ms at 16 kHz)
+                raise AudioError(source, "too_short", f"{len(chunk.samples)} samples at {self.sample_rate} Hz: "
+                                                      f"too short for the model (at least 400, 25 ms)")
+            batch.append(chunk)
+            if len(batch) == self.batch_size:
+                run()
+        if batch:
+            run()
+        if not pieces:
+            raise AudioError(source, "no_frames", "no samples")
+        return stitch(pieces), seconds, len(pieces), exits
+
+    def _blocks_of_wave(self, wave: np.ndarray, sample_rate: int) -> List[np.ndarray]:
+        wave = np.asarray(wave, dtype=np.float32)
+        if wave.ndim != 1:
+            raise ValueError(f"expected a 1-D wave (samples,), found shape {list(wave.shape)}; average or pick "
+                             f"the channels first")
+        if sample_rate != self.sample_rate:
+            import soxr
+
+            wave = soxr.resample(wave, sample_rate, self.sample_rate, quality="HQ").astype(np.float32)
+        return [wave]
+
+    def log_probs(self, wave: np.ndarray, sample_rate: int) -> torch.Tensor:
+        """[T, V] float32 CTC log-probabilities of a 1-D float32 wave at ``sample_rate`` (resampled, chunked)."""
+        return self._emissions(self._blocks_of_wave(wave, sample_rate))[0]
+
+    # -- transcripts -------------------------------------------------------------------------------------------
+    def decode(self, log_probs: torch.Tensor) -> Tuple[str, List[Word]]:
+        """(text, words with times) of a recording's log-probabilities [T, V]."""
+        hyp = self.decoder.decode(log_probs.unsqueeze(0))[0][0]
+        timings = self.decoder.word_timings(hyp, log_probs)
+        fs = self.frame_seconds
+        words = [Word(w.word, w.start_frame * fs, w.end_frame * fs, w.confidence) for w in timings]
+        return hyp.text, words
+
+    def transcribe(self, audio: Union[str, "os.PathLike[str]", np.ndarray], sample_rate: Optional[int] = None,
+                   channel: Optional[int] = None, info: Optional[AudioInfo] = None) -> Transcript:
+        """Transcribe a file (any format, rate, channels: see :mod:`manifests.audio`) or a 1-D wave at
+        ``sample_rate``. Raises :class:`manifests.audio.AudioError` for a file that gives no samples."""
+        if isinstance(audio, np.ndarray):
+            if sample_rate is None:
+                raise ValueError("a wave needs its sample_rate")
+            blocks: Iterable[np.ndarray] = self._blocks_of_wave(audio, sample_rate)
+            path, duration, rate, channels = None, len(audio) / sample_rate, sample_rate, 1
+        else:
+            path = os.fspath(audio)
+            info = info or audio_info(path)
+            blocks = stream_audio(path, self.sample_rate, channel, info=info)
+            duration, rate, channels = info.duration, info.sample_rate, info.channels
+        log_probs, forward_s, chunks, exits = self._emissions(blocks, path or "<wave>")
+        start = time.perf_counter()
+        text, words = self.decode(log_probs)
+        decode_s = time.perf_counter() - start
+        return Transcript(text, words, duration, path, rate, channels, forward_s, decode_s, chunks, exits)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# many files (what sew-transcribe runs)
+
+
+class InputFile(NamedTuple):
+    """An input recording and the output stem it maps to (its path relative to the folder it was found in,
+    without the extension; a file given by itself: its base name)."""
+
+    path: str
+    stem: str
+
+
+class InputError(ValueError):
+    """An INPUT argument that names nothing to transcribe."""
+
+
+def resolve_inputs(inputs: Sequence[str]) -> List[InputFile]:
+    """Audio files of ``inputs``: files, directories (searched recursively, see
+    :data:`manifests.audio.AUDIO_SUFFIXES`) and ``@LIST`` files (one path per line; blank lines and ``#`` comments
+    ignored; relative paths are relative to the list's folder). Two inputs that would write the same outputs keep
+    their extension in the stem (``a.wav`` -> ``a.wav.txt``); if they still collide, :class:`InputError`."""
+    from manifests.audio import find_audio_files
+
+    found: List[Tuple[str, str]] = []  # (path, relative name)
+    for item in inputs:
+        if item.startswith("@"):
+            listing = item[1:]
+            try:
+                with open(listing, encoding="utf-8") as f:
+                    lines = f.read().splitlines()
+            except OSError as e:
+                raise InputError(f"cannot read the list {listing}: {e.strerror}") from None
+            base = os.path.dirname(os.path.abspath(listing))
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    path = line if os.path.isabs(line) else os.path.join(base, line)
+                    found.append((path, os.path.basename(path)))
+        elif os.path.isdir(item):
+            files = find_audio_files(item)
+            if not files:
+                raise InputError(f"no audio files in the directory {item}")
+            found.extend((p, os.path.relpath(p, item)) for p in files)
+        else:
+            found.append((item, os.path.basename(item)))  # a bad file is reported when it is transcribed
+    stems = [os.path.splitext(rel)[0] for _, rel in found]
+    counts = {s: stems.count(s) for s in stems}
+    out, seen = [], {}
+    for (path, rel), stem in zip(found, stems):
+        stem = rel if counts[stem] > 1 else stem
+        if stem in seen:
+            raise InputError(f"{seen[stem]} and {path} would both write {stem}.*: give their common folder as the "
+                             f"input instead, so that the outputs mirror their paths")
+        seen[stem] = path
+        out.append(InputFile(path, stem))
+    return out
+
+
+def _outputs_exist(output_dir: str, stem: str, formats: Sequence[str]) -> bool:
+    return all(os.path.exists(os.path.join(output_dir, f"{stem}.{fmt}")) for fmt in formats)
+
+
+def _read_words(path: str) -> List[Word]:
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return [Word(w["word"], w["start"], w["end"], w["confidence"]) for w in json.load(f)["words"]]
+
+
+def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], output_dir: str,
+                     formats: Sequence[str], skip_bad: bool = False, overwrite: bool = False,
+                     channel: Optional[int] = None, progress: bool = True, setup_seconds: float = 0.0) -> dict:
+    """Transcribe ``files`` into ``output_dir`` (``<stem>.<format>`` each, written atomically as soon as a file is
+    done; ``transcripts.ctm`` and ``summary.json`` at the end). Files whose outputs exist are not redone unless
+    ``overwrite``. A file that gives no samples raises :class:`manifests.audio.AudioError` (what was done before it
+    is kept, and ``summary.json`` says where it stopped), or with ``skip_bad`` is listed under ``skipped`` in
+    ``summary.json``. Returns the summary."""
+    import json
+
+    from tqdm import tqdm
+
+    from .atomic import atomic_open
+    from .decoding.transcripts import write_ctm, write_transcript
+
+    per_file = [f for f in formats if f != "ctm"]
+    if "ctm" in formats and "json" not in per_file:
+        per_file.append("json")  # the CTM is assembled from every file's words, kept in its .json
+    infos: List[Optional[AudioInfo]] = []
+    for f in files:
+        try:
+            infos.append(audio_info(f.path))
+        except AudioError:
+            infos.append(None)  # reported when its turn comes
+    summary = {"files": 0, "reused": 0, "audio_seconds": 0.0, "forward_seconds": 0.0, "decode_seconds": 0.0,
+               "setup_seconds": round(setup_seconds, 4), "skipped": []}
+    total_h = sum(i.duration for i in infos if i is not None) / 3600
+    bar = tqdm(total=round(total_h, 4), unit="h", disable=not progress, desc=f"files 0/{len(files)}",
+               bar_format="{desc} |{bar}| {n:.3f}/{total:.3f} h of audio [{elapsed}<{remaining}]")
+    done: List[InputFile] = []
+    error: Optional[AudioError] = None
+    try:
+        for n, (f, info) in enumerate(zip(files, infos), 1):
+            if not overwrite and _outputs_exist(output_dir, f.stem, per_file):
+                summary["reused"] += 1
+                done.append(f)
+            else:
+                try:
+                    t = transcriber.transcribe(f.path, channel=channel, info=info)
+                except AudioError as e:
+                    if not skip_bad:
+                        error = e
+                        raise
+                    logger.warning("skipped: %s", e)
+                    summary["skipped"].append({"audio": f.path, "reason": e.reason, "error": str(e)})
+                else:
+                    write_transcript(t, os.path.join(output_dir, f.stem), per_file)
+                    done.append(f)
+                    summary["files"] += 1
+                    summary["audio_seconds"] += t.duration
+                    summary["forward_seconds"] += t.forward_seconds
+                    summary["decode_seconds"] += t.decode_seconds
+            bar.set_description_str(f"files {n}/{len(files)}")
+            bar.update(round(info.duration / 3600, 4) if info is not None else 0)
+    finally:
+        bar.close()
+        if error is not None:
+            summary["error"] = str(error)
+        for key in ("audio_seconds", "forward_seconds", "decode_seconds"):
+            summary[key] = round(summary[key], 4)
+        os.makedirs(output_dir, exist_ok=True)
+        if "ctm" in formats:
+            write_ctm(os.path.join(output_dir, "transcripts.ctm"),
+                      [(f.stem, _read_words(os.path.join(output_dir, f"{f.stem}.json"))) for f in done])
+        with atomic_open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as out:
+            json.dump(summary, out, indent=2)
+    return summary
