@@ -375,9 +375,10 @@ def write_split(dest: PathLike, split: str, utterances: Iterable[Utterance], rep
 
 def write_segmented_split(dest: PathLike, split: str, results: Iterable[Any], strict: bool, audio_root: PathLike,
                           problems: Iterable[Tuple[str, str, str]] = (), stats: Optional[Counter] = None,
-                          info: Optional[Mapping[str, Any]] = None) -> Tuple[List[Utterance], Report]:
-    """Gather the per-recording results of a segmenting builder (TED-LIUM talks, Switchboard conversations) and
-    write the split with :func:`write_split`.
+                          info: Optional[Mapping[str, Any]] = None, extra_labels: Sequence[str] = ()
+                          ) -> Tuple[List[Utterance], Report]:
+    """Gather the per-recording results of a segmenting builder (TED-LIUM talks, Switchboard conversations; TIMIT
+    speakers) and write the split with :func:`write_split` (``extra_labels`` as there).
 
     Each result has ``utterances`` (kept segments), ``stats`` (a Counter of normalisation changes, stored in the
     report as ``normalisation``) and ``problems`` (``(reason, where, detail)``); ``problems`` adds those found
@@ -396,7 +397,7 @@ def write_segmented_split(dest: PathLike, split: str, results: Iterable[Any], st
             report.add(reason, where, detail)
     report.info["normalisation"] = dict(sorted(stats.items()))
     report.info.update(info or {})
-    write_split(dest, split, utts, report, audio_root=audio_root)
+    write_split(dest, split, utts, report, audio_root=audio_root, extra_labels=extra_labels)
     logger.info("%s\n  normalisation: %s", report.summary(),
                 ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "nothing changed")
     return utts, report
