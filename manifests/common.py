@@ -40,7 +40,8 @@ Writing (atomic and idempotent)
     ``write_corpus_files(dest, splits, lm_splits)``: ``dict.ltr.txt`` (``<symbol> <count>`` over all
     splits, count descending then symbol: ``dictionary_lines(counts)``, fairseq's Dictionary format),
     ``lexicon.txt`` (``WORD<TAB>W O R D |``, words sorted, from ``lm_splits``) and ``lm.txt`` (one
-    transcript per line of ``lm_splits``, deduplicated by utterance id): keep dev/test out of ``lm_splits``. ``atomic_write_text(path, lines)`` for other files.
+    transcript per line of ``lm_splits``, deduplicated by utterance id): keep dev/test out of ``lm_splits``.
+    ``atomic_write_text(path, lines)`` for other files.
 
 Workers
     ``parallel_map(fn, items, workers, desc, progress, unit="file")``: ``fn`` over ``items`` with a process pool

@@ -304,7 +304,8 @@ def process_speaker(task: SpeakerTask) -> SpeakerResult:
     for name in os.listdir(task.path):
         m = _SENTENCE.match(name)
         if m:
-            sentences.setdefault((m.group(1) + m.group(2)).upper(), {})[m.group(3).upper()] = os.path.join(task.path, name)
+            sentence = (m.group(1) + m.group(2)).upper()
+            sentences.setdefault(sentence, {})[m.group(3).upper()] = os.path.join(task.path, name)
     stats: Counter = Counter()
     problems: List[Problem] = []
     utts: List[Utterance] = []
