@@ -2,7 +2,7 @@
 manifests, phone CTC fine-tuning of a tiny random SEW-D (1 layer, D=64) with recipes/finetuning/timit.yaml and the
 overrides below (300 updates at lr 2e-3 on the 5 training utterances: the CTC loss per phone falls about 8-fold; the
 point is that every stage runs and prints a PER, not its value), greedy phone decoding of dev and test and the PER
-table; then sew-infer's phone-specific errors. About 25 s on 2 CPU cores.
+table; then sew-infer's phone-specific errors. About 25-30 s on 2 CPU cores.
 """
 import json
 import os
