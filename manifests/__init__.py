@@ -4,7 +4,8 @@
     sew-manifest librispeech --root /data/LibriSpeech --dest data/librispeech      # the same
 
 Every builder writes ``<split>.tsv`` / ``.wrd`` / ``.ltr`` / ``.report.json`` per split, plus
-``dict.ltr.txt``, ``lexicon.txt`` and ``lm.txt``; the shared pieces are in :mod:`manifests.common`.
+``dict.ltr.txt``, ``lexicon.txt`` and ``lm.txt`` (TIMIT also ``<split>.phn`` and ``dict.phn.txt``); the shared
+pieces are in :mod:`manifests.common`.
 This package never imports fairseq or ``sew_fairseq`` (fast start, light worker processes).
 """
-CORPORA = ("librispeech", "tedlium", "voxpopuli", "switchboard")
+CORPORA = ("librispeech", "tedlium", "voxpopuli", "switchboard", "timit")

@@ -2,7 +2,7 @@
 
 Dispatches to ``manifests.<corpus>.main``; ``sew-manifest <corpus> --help`` lists a corpus's options.
 Corpora: librispeech (+ Libri-light limited supervision), tedlium (TED-LIUM 3), voxpopuli (English ASR
-release), switchboard.
+release), switchboard, timit (TIMIT phones and words, Kaldi's splits).
 """
 import importlib
 import sys

@@ -5,8 +5,9 @@ Imports only the standard library, soundfile, soxr (on conversion), numpy and tq
 ``main(argv)`` CLI built on :func:`base_parser`; the pieces, in the order a builder uses them:
 
 Records and text
-    ``Utterance(id, audio, num_samples, words)``: one kept utterance (``audio`` an absolute path,
-    ``words`` the normalised transcript, upper case, single spaces).
+    ``Utterance(id, audio, num_samples, words, labels=())``: one kept utterance (``audio`` an absolute path,
+    ``words`` the normalised transcript, upper case, single spaces; ``labels`` further label lines by file
+    extension, e.g. ``(("phn", "sil sh iy sil"),)`` for TIMIT's phones).
     ``to_letters(words)`` (``"HELLO WORLD"`` -> ``"H E L L O | W O R L D |"``), ``build_lexicon``,
     ``lexicon_lines`` (from :mod:`manifests.letters`, the project's single speller).
     ``LETTERS``: the letter alphabet of the English corpora (A-Z and the apostrophe).
@@ -28,17 +29,19 @@ Problems
     instead of writing the split: nothing is dropped silently in either mode.
 
 Writing (atomic and idempotent)
-    ``write_split(dest, split, utterances, report=None, audio_root=None)`` streams ``utterances`` into
-    ``<split>.tsv`` (first line the audio root: ``audio_root`` or the common directory of the audio
-    files; then ``relpath<TAB>num_samples``), ``<split>.wrd`` (``words``), ``<split>.ltr``
-    (``to_letters(words)``) and ``<split>.report.json``, in the given order. All files are written to
-    temporary names first, the old ``<split>.tsv`` is removed, the label files are renamed into place and
-    the ``.tsv`` last, so a ``.tsv`` present means its labels are complete and a killed run leaves no
-    half-written manifest. Same input -> byte-identical files.
+    ``write_split(dest, split, utterances, report=None, audio_root=None, extra_labels=())`` streams
+    ``utterances`` into ``<split>.tsv`` (first line the audio root: ``audio_root`` or the common directory of
+    the audio files; then ``relpath<TAB>num_samples``), ``<split>.wrd`` (``words``), ``<split>.ltr``
+    (``to_letters(words)``), ``<split>.<ext>`` for each ``ext`` of ``extra_labels`` (the utterance's
+    ``labels`` line of that extension) and ``<split>.report.json``, in the given order. All files are
+    written to temporary names first, the old ``<split>.tsv`` is removed, the label files are renamed into
+    place and the ``.tsv`` last, so a ``.tsv`` present means its labels are complete and a killed run leaves
+    no half-written manifest. Same input -> byte-identical files.
     ``write_corpus_files(dest, splits, lm_splits)``: ``dict.ltr.txt`` (``<symbol> <count>`` over all
-    splits, count descending then symbol), ``lexicon.txt`` (``WORD<TAB>W O R D |``, words sorted, from
-    ``lm_splits``) and ``lm.txt`` (one transcript per line of ``lm_splits``, deduplicated by utterance
-    id): keep dev/test out of ``lm_splits``. ``atomic_write_text(path, lines)`` for other files.
+    splits, count descending then symbol: ``dictionary_lines(counts)``, fairseq's Dictionary format),
+    ``lexicon.txt`` (``WORD<TAB>W O R D |``, words sorted, from ``lm_splits``) and ``lm.txt`` (one
+    transcript per line of ``lm_splits``, deduplicated by utterance id): keep dev/test out of ``lm_splits``.
+    ``atomic_write_text(path, lines)`` for other files.
 
 Workers
     ``parallel_map(fn, items, workers, desc, progress, unit="file")``: ``fn`` over ``items`` with a process pool
@@ -117,6 +120,7 @@ class Utterance:
     audio: str
     num_samples: int
     words: str
+    labels: Tuple[Tuple[str, str], ...] = ()  # (extension, line) of further label files, see write_split
 
 
 # -------------------------------------------------------------------------------------------- text
@@ -301,13 +305,14 @@ def _audio_root(utterances: Sequence[Utterance]) -> str:
 
 
 def write_split(dest: PathLike, split: str, utterances: Iterable[Utterance], report: Optional[Report] = None,
-                audio_root: Optional[PathLike] = None) -> Report:
-    """Write ``<split>.tsv/.wrd/.ltr/.report.json`` atomically (see the module docstring).
+                audio_root: Optional[PathLike] = None, extra_labels: Sequence[str] = ()) -> Report:
+    """Write ``<split>.tsv/.wrd/.ltr[/.<extra label>]/.report.json`` atomically (see the module docstring).
 
     ``utterances`` is streamed to temporary files when ``audio_root`` is given (else it is listed first to
     find the common directory); an exception while iterating it leaves the old files as they were and no
     temporary file. Raises ManifestError (after writing the report) when ``report.strict`` and it counted
-    problems, or when an utterance is outside ``audio_root``, has no words or a non-positive sample count.
+    problems, or when an utterance is outside ``audio_root``, has no words, a non-positive sample count or an
+    empty or missing line of one of ``extra_labels``.
     """
     dest = os.fspath(dest)
     os.makedirs(dest, exist_ok=True)
@@ -321,30 +326,43 @@ def write_split(dest: PathLike, split: str, utterances: Iterable[Utterance], rep
         root = _audio_root(utterances)
     else:
         root = os.path.abspath(os.fspath(audio_root))
-    paths = [base + ".tsv", base + ".wrd", base + ".ltr", base + ".report.json"]
+    extra_labels = tuple(extra_labels)
+    paths = [base + ".tsv", base + ".wrd", base + ".ltr"] + [f"{base}.{ext}" for ext in extra_labels] \
+        + [base + ".report.json"]
     tmps: List[str] = []
+    files: List[Any] = []
     try:
         for path in paths:
             tmps.append(_tmp_path(path))
         kept = 0
-        with open(tmps[0], "w", encoding="utf-8", newline="\n") as tsv, \
-                open(tmps[1], "w", encoding="utf-8", newline="\n") as wrd, \
-                open(tmps[2], "w", encoding="utf-8", newline="\n") as ltr:
-            tsv.write(root + "\n")
-            for u in utterances:
-                rel = os.path.relpath(u.audio, root)
-                if rel.startswith(".."):
-                    raise ManifestError(f"{split}: {u.audio} is not under the audio root {root}")
-                if not u.words.strip() or u.num_samples <= 0:
-                    raise ManifestError(f"{split}: utterance {u.id} ({u.audio}) has no words or no samples")
-                tsv.write(f"{rel}\t{u.num_samples}\n")
-                wrd.write(u.words + "\n")
-                ltr.write(to_letters(u.words) + "\n")
-                kept += 1
+        for t in tmps[:-1]:
+            files.append(open(t, "w", encoding="utf-8", newline="\n"))
+        tsv, wrd, ltr, extra = files[0], files[1], files[2], files[3:]
+        tsv.write(root + "\n")
+        for u in utterances:
+            rel = os.path.relpath(u.audio, root)
+            if rel.startswith(".."):
+                raise ManifestError(f"{split}: {u.audio} is not under the audio root {root}")
+            if not u.words.strip() or u.num_samples <= 0:
+                raise ManifestError(f"{split}: utterance {u.id} ({u.audio}) has no words or no samples")
+            lines = dict(u.labels)
+            if any(not lines.get(ext, "").strip() for ext in extra_labels):
+                raise ManifestError(f"{split}: utterance {u.id} ({u.audio}) has no or an empty "
+                                    f"{'/'.join(extra_labels)} label line")
+            tsv.write(f"{rel}\t{u.num_samples}\n")
+            wrd.write(u.words + "\n")
+            ltr.write(to_letters(u.words) + "\n")
+            for ext, f in zip(extra_labels, extra):
+                f.write(lines[ext] + "\n")
+            kept += 1
+        for f in files:
+            f.close()
         report.kept = kept
-        with open(tmps[3], "w", encoding="utf-8", newline="\n") as f:
+        with open(tmps[-1], "w", encoding="utf-8", newline="\n") as f:
             f.write(json.dumps(report.to_dict(), indent=1) + "\n")
     except BaseException:
+        for f in files:
+            f.close()
         for t in tmps:
             if os.path.exists(t):
                 os.unlink(t)
@@ -358,9 +376,10 @@ def write_split(dest: PathLike, split: str, utterances: Iterable[Utterance], rep
 
 def write_segmented_split(dest: PathLike, split: str, results: Iterable[Any], strict: bool, audio_root: PathLike,
                           problems: Iterable[Tuple[str, str, str]] = (), stats: Optional[Counter] = None,
-                          info: Optional[Mapping[str, Any]] = None) -> Tuple[List[Utterance], Report]:
-    """Gather the per-recording results of a segmenting builder (TED-LIUM talks, Switchboard conversations) and
-    write the split with :func:`write_split`.
+                          info: Optional[Mapping[str, Any]] = None, extra_labels: Sequence[str] = ()
+                          ) -> Tuple[List[Utterance], Report]:
+    """Gather the per-recording results of a segmenting builder (TED-LIUM talks, Switchboard conversations; TIMIT
+    speakers) and write the split with :func:`write_split` (``extra_labels`` as there).
 
     Each result has ``utterances`` (kept segments), ``stats`` (a Counter of normalisation changes, stored in the
     report as ``normalisation``) and ``problems`` (``(reason, where, detail)``); ``problems`` adds those found
@@ -379,10 +398,15 @@ def write_segmented_split(dest: PathLike, split: str, results: Iterable[Any], st
             report.add(reason, where, detail)
     report.info["normalisation"] = dict(sorted(stats.items()))
     report.info.update(info or {})
-    write_split(dest, split, utts, report, audio_root=audio_root)
+    write_split(dest, split, utts, report, audio_root=audio_root, extra_labels=extra_labels)
     logger.info("%s\n  normalisation: %s", report.summary(),
                 ", ".join(f"{k} {v}" for k, v in sorted(stats.items())) or "nothing changed")
     return utts, report
+
+
+def dictionary_lines(counts: Mapping[str, int]) -> List[str]:
+    """fairseq Dictionary lines ``<symbol> <count>``, count descending then symbol."""
+    return [f"{s} {n}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def letter_counts(splits: Mapping[str, Sequence[Utterance]]) -> Counter:
@@ -406,7 +430,7 @@ def write_corpus_files(dest: PathLike, splits: Mapping[str, Sequence[Utterance]]
     counts = letter_counts(splits)
     paths = {k: os.path.join(dest, n) for k, n in (("dict", "dict.ltr.txt"), ("lexicon", "lexicon.txt"),
                                                      ("lm_text", "lm.txt"))}
-    atomic_write_text(paths["dict"], [f"{s} {n}" for s, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))])
+    atomic_write_text(paths["dict"], dictionary_lines(counts))
     seen = set()
     lm_lines: List[str] = []
     for name in lm_splits:

@@ -1,7 +1,8 @@
 """Emissions of a fine-tuned CTC checkpoint over a fairseq manifest split (used by ``sew-infer``).
 
 A split is ``<data>/<split>.tsv`` (first line the audio root, then ``relpath<TAB>num_samples``) with its labels
-``<split>.wrd`` (one transcript per line, same order) and the letter dictionary ``<data>/dict.ltr.txt``.
+``<split>.wrd`` (one transcript per line, same order; or ``<split>.phn``, phone sequences, for a phone model) and
+the dictionary the checkpoint was fine-tuned with (``<data>/dict.ltr.txt``, ``dict.phn.txt``).
 Shapes: B utterances, L samples, T frames, V letters (blank ``<s>``).
 """
 import logging
@@ -24,7 +25,7 @@ class Utterance(NamedTuple):
     id: str  # the audio path relative to the manifest root, without extension
     path: str
     num_samples: int
-    words: Optional[str]  # reference transcript, None without a .wrd file
+    words: Optional[str]  # reference transcript (words, or phones with labels="phn"), None without a label file
     manifest: Optional[str] = None  # the .tsv it comes from, and its 1-based line there (for error messages)
     line: Optional[int] = None
 
@@ -44,7 +45,8 @@ class Emission(NamedTuple):
 
 
 def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
-    """The utterances of ``<data>/<split>.tsv`` with the references of ``<data>/<split>.<labels>`` if present."""
+    """The utterances of ``<data>/<split>.tsv`` with the references of ``<data>/<split>.<labels>`` if present
+    (``labels``: ``wrd`` words, ``phn`` phones)."""
     tsv = Path(data) / f"{split}.tsv"
     try:
         lines = tsv.read_text(encoding="utf-8").splitlines()

@@ -177,8 +177,8 @@ class Transcriber:
 
         self.model, self.dictionary, self.device = model, dictionary, device
         self.sample_rate, self.normalize = sample_rate, normalize
-        if decoder is None:
-            decoder = build_decoder("viterbi", dictionary)
+        if decoder is None:  # greedy; token by token for a dictionary without word boundaries (phones)
+            decoder = build_decoder("viterbi", dictionary, word_boundary="|" if "|" in dictionary.indices else None)
         self.decoder = decoder(dictionary) if callable(decoder) and not hasattr(decoder, "decode") else decoder
         if exit_rule is not None:
             if not hasattr(model, "forward_early_exit"):

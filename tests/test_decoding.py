@@ -25,6 +25,8 @@ from sew_fairseq.decoding import (
     char_errors,
     check_lm_vocabulary,
     estimate_arpa,
+    per,
+    phone_errors,
     read_arpa,
     read_lexicon,
     read_trn,
@@ -118,6 +120,37 @@ def test_word_timings_from_the_beam_path(dictionary, hello_lm):
     assert greedy.word_timings(g, x)[1] == WordTiming("WARLD", 12, 19, pytest.approx((4 * 0.9 + 2 * 0.5) / 6))
     assert beam.word_timings(b, x) == [WordTiming("HELLO", 0, 10, pytest.approx(0.9)),
                                        WordTiming("WORLD", 12, 19, pytest.approx((4 * 0.9 + 2 * 0.3) / 6))]
+
+
+@pytest.fixture(scope="module")
+def phone_dictionary(tmp) -> Dictionary:
+    """A TIMIT-like dict.phn.txt (39-phone symbols, no word boundary)."""
+    path = tmp / "dict.phn.txt"
+    path.write_text("sil 30\niy 9\nsh 8\nhh 7\nae 6\nd 5\n")
+    return Dictionary.load(str(path))
+
+
+def test_viterbi_token_level_for_phones(phone_dictionary, hello_lm):
+    # sil sil _ sh iy iy _ iy sil hh ae d d: repeats collapse, the blank keeps the second iy
+    frames = ["sil", "sil", BLANK, "sh", "iy", "iy", BLANK, "iy", "sil", "hh", "ae", "d", "d"]
+    x = hand_emissions(phone_dictionary, frames)
+    [[hyp]] = ViterbiDecoder(phone_dictionary, word_boundary=None).decode(x[None])
+    assert hyp.words == ["sil", "sh", "iy", "iy", "sil", "hh", "ae", "d"]
+    assert hyp.tokens == "sil sh iy iy sil hh ae d" and hyp.text == hyp.tokens
+    assert hyp.score == pytest.approx(len(frames) * math.log(0.9), rel=1e-5)
+    [[same]] = build_decoder("viterbi", phone_dictionary, word_boundary=None).decode(x[None])
+    assert same == hyp
+    # each phone's frames: sil 0-1, sh 3, iy 4-5, iy 7, sil 8, hh 9, ae 10, d 11-12
+    spans = [(w.word, w.start_frame, w.end_frame) for w in ViterbiDecoder(phone_dictionary, word_boundary=None).word_timings(hyp, x)]
+    assert spans == [("sil", 0, 2), ("sh", 3, 4), ("iy", 4, 6), ("iy", 7, 8), ("sil", 8, 9), ("hh", 9, 10),
+                     ("ae", 10, 11), ("d", 11, 13)]
+    with pytest.raises(ValueError, match=r"word boundary '\|' is not in .*word_boundary=None .*--labels phn"):
+        ViterbiDecoder(phone_dictionary)
+    lexicon, lm = hello_lm
+    with pytest.raises(ValueError, match="needs a word boundary symbol"):
+        KenLMLexiconDecoder(phone_dictionary, lexicon, lm, word_boundary=None)
+    with pytest.raises(ValueError, match="needs a word boundary symbol"):
+        KenLMLexiconFreeDecoder(phone_dictionary, lm, word_boundary=None)
 
 
 @pytest.fixture(scope="module")
@@ -389,6 +422,18 @@ def test_wer_cer_hand_computed():
         wer(["a", "b"], ["a"])
 
 
+def test_per_hand_computed():
+    # sil is not scored: ref "sh iy hh ae d" (5), hyp "sh iy hh eh d" -> 1 substitution
+    assert tuple(phone_errors("sil sh iy sil hh ae d sil", "sh iy hh eh d sil")) == (1, 5, 0.2)
+    # scoring every symbol (Kaldi's TIMIT scoring): 8 reference phones, 2 sil deleted + 1 substitution
+    assert tuple(phone_errors("sil sh iy sil hh ae d sil", "sh iy hh eh d sil", ignore=())[:2]) == (3, 8)
+    corpus = per(["sil aa b", "k sil"], ["aa", "k t"])  # (1 deletion + 1 insertion) / (2 + 1)
+    assert (corpus.errors, corpus.ref_len) == (2, 3) and corpus.rate == pytest.approx(2 / 3)
+    assert per(["sil"], ["sil sil"]).rate == 0.0  # nothing left to score, nothing wrong
+    with pytest.raises(ValueError, match="1 references but 2 hypotheses"):
+        per(["a"], ["a", "b"])
+
+
 # --- trn / tsv ---------------------------------------------------------------------------------------
 
 def test_trn_format_and_round_trip(tmp):
@@ -416,6 +461,10 @@ def test_utterance_tsv(tmp):
     ]
     write_utterance_tsv(tmp / "utt2.tsv", rows[:1])
     assert (tmp / "utt2.tsv").read_text().splitlines()[0] == "id\tref\thyp\tword_errors\tref_words"
+    write_utterance_tsv(tmp / "phn.tsv", [UtteranceResult("u1", "sil sh iy sil", "sh ih")], unit="phone",
+                        ignore=("sil",))
+    assert (tmp / "phn.tsv").read_text().splitlines() == ["id\tref\thyp\tphone_errors\tref_phones",
+                                                          "u1\tsil sh iy sil\tsh ih\t1\t2"]
 
 
 def test_decoding_imports_no_training_code():

@@ -106,6 +106,22 @@ def test_write_split_failure_mid_write_keeps_old_files(tmp_path):
     assert os.listdir(tmp_path / "fresh") == []
 
 
+def test_write_split_extra_label_files(tmp_path):
+    """``extra_labels`` adds ``<split>.<ext>`` files (TIMIT's phones) in the same atomic write, in manifest order."""
+    utts = [Utterance(u.id, u.audio, u.num_samples, u.words, (("phn", f"sil p{i} sil"),))
+            for i, u in enumerate(_utts(tmp_path))]
+    out = tmp_path / "out"
+    write_split(out, "train", utts, extra_labels=["phn"])
+    assert (out / "train.phn").read_text() == "sil p0 sil\nsil p1 sil\nsil p2 sil\n"
+    assert (out / "train.wrd").read_text() == "HELLO WORLD\nIT'S A TEST\nA\n"
+    before = {p: (out / p).read_bytes() for p in os.listdir(out)}
+    # an utterance without a phone line: nothing of the split changes, no temporary file is left
+    bad = utts[:2] + [Utterance("u9", utts[2].audio, 5, "A")]
+    with pytest.raises(ManifestError, match=r"u9 .* phn label line"):
+        write_split(out, "train", bad, extra_labels=["phn"])
+    assert {p: (out / p).read_bytes() for p in os.listdir(out)} == before
+
+
 def test_write_split_strict_and_bad_utterances(tmp_path):
     utts = _utts(tmp_path)
     report = Report("dev", strict=True)

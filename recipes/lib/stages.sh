@@ -1,4 +1,5 @@
-# Stages and helpers shared by the corpus recipes (librispeech.sh, voxpopuli.sh, tedlium.sh, switchboard.sh).
+# Stages and helpers shared by the corpus recipes (librispeech.sh, voxpopuli.sh, tedlium.sh, switchboard.sh,
+# timit.sh).
 # Sourced, not run. Sourcing sets the defaults every recipe shares (below); a recipe then sets its own (corpus
 # folders, work, decode_splits), parses its own flags (falling back to parse_common_option), calls init_work,
 # runs its own stage 0 and then these stages. They read the recipe's variables:
@@ -130,10 +131,11 @@ stage_pretrain() {  # $1 = corpus words for the log, $2 = train subset, $3 = val
   [ -f "$pt_dir/ckpt/checkpoint_best.pt" ] || { log "pretraining failed: see $pt_dir/train.log"; exit 1; }
 }
 
-# Stage 3: sew-train with recipes/finetuning/$ft.yaml from $pretrained into $ft_dir.
+# Stage 3 (${ft_stage:-3}: timit.sh has no pretraining and fine-tunes in stage 1): sew-train with
+# recipes/finetuning/$ft.yaml from $pretrained into $ft_dir.
 stage_finetune() {  # $1 = "on <subset> " for the log (or ""), $2... = extra overrides (e.g. the subsets)
   local on=$1; shift
-  log "stage 3: fine-tune $pretrained ${on}with recipes/finetuning/$ft.yaml (log: $ft_dir/train.log)"
+  log "stage ${ft_stage:-3}: fine-tune $pretrained ${on}with recipes/finetuning/$ft.yaml (log: $ft_dir/train.log)"
   [ -f "$pretrained" ] || { log "no pretrained checkpoint $pretrained (run stage 2 or give --pretrained)"; exit 1; }
   mkdir -p "$ft_dir"
   # shellcheck disable=SC2046,SC2086

@@ -6,6 +6,7 @@
     sew-infer ckpt/checkpoint_best.pt --data manifests --split dev-other --decoder kenlm \\
         --lexicon lexicon.txt --lm 4-gram.arpa --tune --tune-budget 40                       # search weights
     sew-infer ckpt/checkpoint_best.pt --data manifests --split dev-other --early-exit entropy --exit-threshold 0.0035
+    sew-infer timit_ckpt/checkpoint_best.pt --data data/timit --split test --labels phn   # TIMIT phones: PER
 
 Prints WER, CER and the real-time factor (model forward + decoding time / audio duration) and writes, in
 ``--results-dir`` (default: ``<checkpoint dir>/decode-<split>-<decoder>``): ``hyp.trn`` and ``ref.trn`` in NIST
@@ -19,6 +20,13 @@ of a grid (a random subset of it when the grid exceeds ``--tune-budget``) and pr
 (``tune.json``) the best setting. An utterance whose audio is missing, empty, unreadable or truncated stops the run
 with a one-line error naming the manifest line and the file (exit status 1); ``--skip-bad`` leaves such utterances
 out, lists them in ``results.json`` (``skipped``) and decodes the rest.
+
+``--labels phn`` (the default for a checkpoint fine-tuned with ``task.labels=phn``, e.g. recipes/finetuning/timit.yaml)
+decodes phones: greedy, token by token (a phone dictionary has no word boundary ``|``; the hypothesis is the
+collapsed phone sequence), references from ``<split>.phn``, and prints the phone error rate PER: edit distance over
+the phones with ``sil`` not scored, as TIMIT results are reported (``results.json`` also has ``per_with_sil``,
+every symbol scored, as Kaldi's TIMIT scoring counts). ``hyp.trn``/``ref.trn`` then hold phone sequences and
+``utterances.tsv`` phone error counts (without ``sil``).
 """
 import argparse
 import itertools
@@ -37,6 +45,7 @@ from .options import (add_decoder_arguments, add_device_argument, add_early_exit
 logger = logging.getLogger("sew_fairseq.cli.infer")
 
 DEFAULT_LM_WEIGHTS = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0]
+PHONE_IGNORE = ("sil",)  # not scored in the PER of --labels phn (TIMIT's folded closures, pauses and h#)
 DEFAULT_WORD_SCORES = [-2.0, -1.0, 0.0, 1.0, 2.0]
 
 
@@ -59,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out utterances whose audio is missing, empty, unreadable or truncated (listed in "
                         "results.json under 'skipped') instead of stopping at the first one")
+    p.add_argument("--labels", choices=["wrd", "phn"], default=None,
+                   help="what to score: wrd = words of <split>.wrd (WER, CER), phn = phones of <split>.phn (PER "
+                        "without sil; greedy token-level decoding); default: phn for a checkpoint fine-tuned with "
+                        "task.labels=phn, else wrd")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -68,13 +81,18 @@ def decode_all(decoder, emissions) -> List[List]:
     return [decoder.decode(e.log_probs.unsqueeze(0))[0] for e in emissions]
 
 
-def score(emissions, nbests) -> Dict[str, float]:
-    from ..decoding import cer, wer
+def score(emissions, nbests, labels: str = "wrd") -> Dict[str, float]:
+    """WER and CER of word references, or (``labels="phn"``) PER without ``sil`` and with every symbol."""
+    from ..decoding import cer, per, wer
 
     refs = [e.utterance.words for e in emissions]
     if any(r is None for r in refs):
         return {}
     hyps = [" ".join(n[0].words) if n else "" for n in nbests]
+    if labels == "phn":
+        p, p_all = per(refs, hyps, ignore=PHONE_IGNORE), per(refs, hyps, ignore=())
+        return {"per": 100 * p.rate, "phone_errors": p.errors, "phones": p.ref_len, "per_ignores": list(PHONE_IGNORE),
+                "per_with_sil": 100 * p_all.rate}
     w, c = wer(refs, hyps), cer(refs, hyps)
     return {"wer": 100 * w.rate, "cer": 100 * c.rate, "word_errors": w.errors, "words": w.ref_len}
 
@@ -90,7 +108,7 @@ def reference_oov(lexicon_path: str, emissions) -> Dict[str, object]:
             "oov_rate": 100 * len(oov) / max(1, len(words)), "oov_examples": sorted(set(oov))[:10]}
 
 
-def write_results(out_dir: str, emissions, nbests, summary: Dict) -> None:
+def write_results(out_dir: str, emissions, nbests, summary: Dict, labels: str = "wrd") -> None:
     from ..decoding import UtteranceResult, write_trn, write_utterance_tsv
 
     os.makedirs(out_dir, exist_ok=True)
@@ -101,7 +119,8 @@ def write_results(out_dir: str, emissions, nbests, summary: Dict) -> None:
         write_trn(os.path.join(out_dir, "ref.trn"), [(i, e.utterance.words) for i, e in zip(ids, emissions)])
     write_utterance_tsv(os.path.join(out_dir, "utterances.tsv"),
                         [UtteranceResult(i, e.utterance.words or "", h, e.exit_layer)
-                         for i, e, h in zip(ids, emissions, hyps)])
+                         for i, e, h in zip(ids, emissions, hyps)],
+                        unit="phone" if labels == "phn" else "word", ignore=PHONE_IGNORE if labels == "phn" else ())
     with atomic_open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
 
@@ -132,6 +151,22 @@ def tune(args, dictionary, emissions) -> Dict:
     return {"best": best, "trials": rows}
 
 
+def resolve_labels(args, cfg) -> Optional[str]:
+    """Set ``args.labels`` from the checkpoint's ``task.labels`` when not given; a message if they disagree."""
+    trained = getattr(cfg.task, "labels", None)
+    if args.labels is None:
+        args.labels = "phn" if trained == "phn" else "wrd"
+    if args.labels == "phn" and trained != "phn":
+        return (f"--labels phn needs a checkpoint fine-tuned on phones (task.labels=phn); {args.checkpoint} has "
+                f"task.labels={trained}")
+    if args.labels == "wrd" and trained == "phn":
+        return f"{args.checkpoint} was fine-tuned on phones (task.labels=phn): score it with --labels phn"
+    if args.labels == "phn" and args.decoder != "viterbi":
+        return (f"{args.checkpoint} outputs phones, decoded greedily (--decoder viterbi); --decoder {args.decoder} "
+                f"searches words of a lexicon and LM")
+    return None
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
@@ -141,13 +176,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if problem:
         print(f"sew-infer: error: {problem}", file=sys.stderr)
         return 2
+    if args.labels == "phn" and args.decoder != "viterbi":
+        print(f"sew-infer: error: --labels phn decodes phones greedily (--decoder viterbi); --decoder {args.decoder} "
+              f"searches words of a lexicon and LM", file=sys.stderr)
+        return 2
     from ..inference import compute_emissions, exit_summary, load_ctc_model, read_split
 
     exit_rule = exit_rule_from_arguments(args)
     skipped = [] if args.skip_bad else None
     try:
-        utterances = read_split(args.data, args.split)
         model, dictionary, cfg = load_ctc_model(args.checkpoint, args.data, args.device)
+        problem = resolve_labels(args, cfg)
+        if problem:
+            print(f"sew-infer: error: {problem}", file=sys.stderr)
+            return 2
+        utterances = read_split(args.data, args.split, args.labels)
         normalize = bool(getattr(cfg.task, "normalize", False))
         emissions, forward_s = compute_emissions(model, utterances, args.max_samples, args.device,
                                                  normalize=normalize, progress=not args.quiet, exit_rule=exit_rule,
@@ -174,8 +217,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     audio_s = sum(e.utterance.num_samples for e in emissions) / 16000
     summary = {"checkpoint": os.path.abspath(args.checkpoint), "split": args.split, "decoder": args.decoder,
                "utterances": len(emissions), "audio_seconds": audio_s, "forward_seconds": forward_s,
-               "decode_seconds": decode_s, "rtf": (forward_s + decode_s) / audio_s,
-               **score(emissions, nbests)}
+               "decode_seconds": decode_s, "rtf": (forward_s + decode_s) / audio_s, "labels": args.labels,
+               **score(emissions, nbests, args.labels)}
     if skipped is not None:
         summary["skipped"] = [{"id": k.utterance.id, "audio": k.utterance.path, "line": k.utterance.line,
                                "reason": k.reason, "error": k.message} for k in skipped]
@@ -195,12 +238,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary["early_exit"] = {"criterion": exit_rule.criterion, "threshold": exit_rule.threshold,
                                  "exit_layers": list(model.exit_layers), **exit_summary(emissions, model.num_layers)}
     out_dir = results_dir(args, "decode")
-    write_results(out_dir, emissions, nbests, summary)
+    write_results(out_dir, emissions, nbests, summary, args.labels)
     if exit_rule is not None:
         ee = summary["early_exit"]
         print(f"early exit ({exit_rule.criterion} threshold {exit_rule.threshold:g}): utterances per exit layer "
               f"{ee['exit_layer_histogram']} of {ee['num_layers']} layers, mean {ee['mean_layers']:.2f} layers")
     scores = f"WER {summary['wer']:.2f}  CER {summary['cer']:.2f}  " if "wer" in summary else ""
+    if "per" in summary:
+        scores = f"PER {summary['per']:.2f} (sil not scored; {summary['per_with_sil']:.2f} with sil)  "
     print(f"{args.split}: {len(emissions)} utterances, {audio_s:.1f} s  {scores}RTF {summary['rtf']:.4f} "
           f"(forward {forward_s:.2f} s, decode {decode_s:.2f} s) -> {out_dir}")
     return 0

@@ -6,6 +6,11 @@ Emissions are per-frame scores over a fairseq letter dictionary (``dict.ltr.txt`
 (``dictionary.bos()``, fairseq's fine-tuning convention), the word boundary is ``|``; ``<pad>`` and
 ``</s>`` are never output.
 
+Token-level dictionaries without a word boundary (TIMIT's phones, ``dict.phn.txt``: ``sil``, ``aa``, ...) decode
+with ``word_boundary=None``: each output symbol is then a "word" of the hypothesis (``words`` = the collapsed
+symbols, ``tokens`` the same joined by spaces); only :class:`ViterbiDecoder` supports it (the KenLM decoders need
+the boundary to find words).
+
 Decoders:
 
 * :class:`ViterbiDecoder`: argmax per frame, collapse repeats, drop blanks (no LM).
@@ -43,7 +48,9 @@ class Hypothesis(NamedTuple):
     """One decoding: ``words``, the letter path as ``.ltr``-style ``tokens`` (``"H E L L O | W O R L D"``,
     ``|`` between words only), the decoder's ``score`` (Viterbi: summed frame log-probabilities;
     beam search: acoustic + weighted LM + word/silence scores) and ``path``, the dictionary index chosen at
-    each frame (length T, blanks and repeats included; what word timestamps are read from, see :mod:`.timestamps`)."""
+    each frame (length T, blanks and repeats included; what word timestamps are read from, see :mod:`.timestamps`).
+    Without a word boundary (``word_boundary=None``) ``words`` are the output symbols themselves
+    (``["sil", "sh", "iy"]``) and ``tokens`` is ``"sil sh iy"``."""
 
     words: List[str]
     tokens: str
@@ -66,10 +73,11 @@ def load_letter_dictionary(path: PathLike):
 
 
 class CTCDecoder:
-    """Shared checks and post-processing. ``dictionary``: a fairseq ``Dictionary`` (or a path to one)."""
+    """Shared checks and post-processing. ``dictionary``: a fairseq ``Dictionary`` (or a path to one);
+    ``word_boundary``: the symbol between words (``|``), or None for token-level output (see the module docstring)."""
 
     def __init__(self, dictionary, nbest: int = 1, blank_symbol: Optional[str] = None,
-                 word_boundary: str = "|"):
+                 word_boundary: Optional[str] = "|"):
         if isinstance(dictionary, (str, os.PathLike)):
             dictionary = load_letter_dictionary(dictionary)
         self.dictionary = dictionary
@@ -83,10 +91,15 @@ class CTCDecoder:
             self.blank = dictionary.index(blank_symbol)
         else:
             raise ValueError(f"blank symbol {blank_symbol!r} is not in the letter dictionary")
-        if word_boundary not in dictionary.indices:
+        if word_boundary is None:
+            self.silence: Optional[int] = None
+        elif word_boundary not in dictionary.indices:
             raise ValueError(f"word boundary {word_boundary!r} is not in the letter dictionary "
-                             f"({self.vocab_size} symbols); fairseq letter dictionaries have '|'")
-        self.silence = dictionary.index(word_boundary)
+                             f"({self.vocab_size} symbols); fairseq letter dictionaries have '|'. A dictionary of "
+                             f"phones or other units without a word boundary decodes token by token with "
+                             f"word_boundary=None and the viterbi decoder (sew-infer --labels phn)")
+        else:
+            self.silence = dictionary.index(word_boundary)
         # symbols never output: the blank and fairseq's <pad>/</s> (and <s> if it is not the blank)
         self._hidden = {self.blank, dictionary.pad(), dictionary.eos(), dictionary.bos()}
         self.letters = [s for i, s in enumerate(dictionary.symbols) if i not in self._hidden]
@@ -113,13 +126,16 @@ class CTCDecoder:
     # -- outputs ----------------------------------------------------------------------------------
     def _hypothesis(self, path: Sequence[int], score: float, words: Optional[List[str]] = None) -> Hypothesis:
         """Collapse repeats of the frame ``path``, drop blanks/specials, split at ``|``; ``words`` overrides the
-        split."""
+        split. Without a word boundary the collapsed symbols are the words."""
         collapsed: List[int] = []
         prev = None
         for i in path:
             if i != prev:
                 collapsed.append(i)
             prev = i
+        if self.silence is None:
+            symbols = [self.dictionary.symbols[i] for i in collapsed if i >= 0 and i not in self._hidden]
+            return Hypothesis(symbols if words is None else words, " ".join(symbols), float(score), tuple(path))
         split: List[List[str]] = [[]]
         for i in collapsed:
             if i < 0 or i in self._hidden:
@@ -198,6 +214,12 @@ def _report_missing(message: str, strict: bool) -> None:
 
 class _BeamDecoder(CTCDecoder):
     end_with_boundary = True
+
+    def __init__(self, dictionary, nbest: int, blank_symbol: Optional[str], word_boundary: Optional[str]):
+        if word_boundary is None:
+            raise ValueError(f"{type(self).__name__} needs a word boundary symbol (the '|' of letter dictionaries); "
+                             f"decode token-level emissions such as phones with the viterbi decoder")
+        super().__init__(dictionary, nbest, blank_symbol, word_boundary)
 
     def _run(self, x: torch.Tensor, word_dict=None) -> List[Hypothesis]:
         frames = x.shape[0]

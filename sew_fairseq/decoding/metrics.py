@@ -1,13 +1,14 @@
-"""Word and character error rates (Levenshtein distance via ``editdistance``).
+"""Word, character and phone error rates (Levenshtein distance via ``editdistance``).
 
 Corpus-level rates are total errors over total reference length (not a mean of per-utterance
 rates). Words are whitespace-separated tokens; characters are those of the words joined by single
 spaces, spaces included (``ignore_spaces=True`` drops them). Text is compared as given: normalise
-case and punctuation before calling.
+case and punctuation before calling. Phones are whitespace-separated symbols (``sil sh iy hh ae d``);
+:func:`per` removes the ``ignore`` symbols (``sil``) from references and hypotheses before aligning them.
 """
 from __future__ import annotations
 
-from typing import List, NamedTuple, Sequence
+from typing import Iterable, List, NamedTuple, Sequence
 
 import editdistance
 
@@ -59,3 +60,26 @@ def cer(refs: Sequence[str], hyps: Sequence[str], ignore_spaces: bool = False) -
     _check(refs, hyps)
     per = [char_errors(r, h, ignore_spaces) for r, h in zip(refs, hyps)]
     return _rate(sum(p.errors for p in per), sum(p.ref_len for p in per))
+
+
+def phone_errors(ref: str, hyp: str, ignore: Iterable[str] = ("sil",)) -> ErrorRate:
+    """One utterance's phone edit distance and reference phone count, the ``ignore`` symbols removed from both."""
+    skip = set(ignore)
+    r = [p for p in ref.split() if p not in skip]
+    h = [p for p in hyp.split() if p not in skip]
+    return _rate(int(editdistance.eval(r, h)), len(r))
+
+
+def per(refs: Sequence[str], hyps: Sequence[str], ignore: Iterable[str] = ("sil",)) -> ErrorRate:
+    """Corpus phone error rate: sum of phone edits / sum of reference phones, ``ignore`` symbols not scored.
+
+    TIMIT phone error rates are conventionally reported over the 39 folded phones with silence (``sil``: the
+    closures, pauses and ``h#``) not scored; ``ignore=()`` scores every symbol, as Kaldi's TIMIT scoring does.
+
+    >>> per(["sil sh iy sil hh ae d"], ["sh iy hh eh d sil"])
+    ErrorRate(errors=1, ref_len=5, rate=0.2)
+    """
+    _check(refs, hyps)
+    ignore = tuple(ignore)
+    scores = [phone_errors(r, h, ignore) for r, h in zip(refs, hyps)]
+    return _rate(sum(p.errors for p in scores), sum(p.ref_len for p in scores))

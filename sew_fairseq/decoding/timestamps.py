@@ -16,7 +16,7 @@ Shapes: ``log_probs`` [T, V] log-probabilities (log-softmax of the emissions), `
 from __future__ import annotations
 
 import logging
-from typing import List, NamedTuple, Sequence
+from typing import List, NamedTuple, Optional, Sequence
 
 import torch
 
@@ -32,12 +32,17 @@ class WordTiming(NamedTuple):
     confidence: float
 
 
-def letter_groups(path: Sequence[int], hidden: Sequence[int], boundary: int) -> List[List[int]]:
+def letter_groups(path: Sequence[int], hidden: Sequence[int], boundary: Optional[int]) -> List[List[int]]:
     """The frame indices of each word's letters along ``path``: ``hidden`` symbols (blank, specials) belong to no
-    word, ``boundary`` (``|``) ends one."""
+    word, ``boundary`` (``|``) ends one. Without a boundary (token-level output, e.g. phones) each run of one symbol
+    is a word of its own, as the decoder's hypothesis counts them."""
     hidden_set = set(hidden)
     groups: List[List[int]] = [[]]
+    previous = None
     for t, symbol in enumerate(path):
+        if boundary is None and symbol != previous and groups[-1]:
+            groups.append([])  # a new token starts (a blank between two equal symbols makes two tokens)
+        previous = symbol
         if symbol == boundary or symbol < 0:
             if groups[-1]:
                 groups.append([])
@@ -49,7 +54,7 @@ def letter_groups(path: Sequence[int], hidden: Sequence[int], boundary: int) -> 
 
 
 def word_timings(words: Sequence[str], path: Sequence[int], log_probs: torch.Tensor, hidden: Sequence[int],
-                 boundary: int) -> List[WordTiming]:
+                 boundary: Optional[int]) -> List[WordTiming]:
     """:class:`WordTiming` of each of ``words`` (a hypothesis' words, in order) along its frame ``path``.
 
     ``words`` and the path's letter groups correspond one to one for every decoder here (the lexicon decoder's

@@ -14,7 +14,7 @@ import re
 from typing import Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from ..atomic import atomic_open
-from .metrics import word_errors
+from .metrics import phone_errors, word_errors
 
 PathLike = Union[str, "os.PathLike[str]"]
 Entries = Union[Mapping[str, str], Iterable[Tuple[str, str]]]
@@ -85,19 +85,23 @@ class UtteranceResult(NamedTuple):
     exit_layer: Optional[int] = None  # early-exit models: the layer whose branch answered
 
 
-TSV_HEADER = ("id", "ref", "hyp", "word_errors", "ref_words")
-
-
-def write_utterance_tsv(path: PathLike, results: Sequence[UtteranceResult]) -> None:
+def write_utterance_tsv(path: PathLike, results: Sequence[UtteranceResult], unit: str = "word",
+                        ignore: Iterable[str] = ()) -> None:
     """A tab-separated report: ``id ref hyp word_errors ref_words`` (+ ``exit_layer`` if any result has one).
 
-    Tabs and newlines inside texts become spaces.
+    ``unit="phone"``: the columns are ``phone_errors ref_phones``, counted without the ``ignore`` symbols (as
+    :func:`~sew_fairseq.decoding.metrics.per`; ``sew-infer --labels phn`` passes ``("sil",)``). Tabs and newlines
+    inside texts become spaces.
     """
+    if unit not in ("word", "phone"):
+        raise ValueError(f"unit must be 'word' or 'phone', not {unit!r}")
+    ignore = tuple(ignore)
+    header = ("id", "ref", "hyp", f"{unit}_errors", f"ref_{unit}s")
     with_exit = any(r.exit_layer is not None for r in results)
     with atomic_open(path, "w", encoding="utf-8") as f:
-        f.write("\t".join(TSV_HEADER + (("exit_layer",) if with_exit else ())) + "\n")
+        f.write("\t".join(header + (("exit_layer",) if with_exit else ())) + "\n")
         for r in results:
-            err = word_errors(r.ref, r.hyp)
+            err = word_errors(r.ref, r.hyp) if unit == "word" else phone_errors(r.ref, r.hyp, ignore)
             row = [sanitize_utt_id(r.utt_id), " ".join(r.ref.split()), " ".join(r.hyp.split()),
                    str(err.errors), str(err.ref_len)]
             if with_exit:
