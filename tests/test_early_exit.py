@@ -294,3 +294,18 @@ def test_sew_bench_tradeoff_writes_csv_and_png(joint, corpus, tmp_path):
     assert all(float(r["forward_seconds"]) > 0 for r in rows)
     assert (tmp_path / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "sew_d, 4 layers, D=64" in proc.stdout
+
+
+def test_sew_transcribe_early_exit(joint, corpus, tmp_path):
+    checkpoint, _ = joint
+    audio = sorted((corpus / "audio").iterdir())[:3]
+    outs = {}
+    for name, extra in (("plain", []), ("never", ["--early-exit", "entropy", "--exit-threshold", "0"]),
+                        ("first", ["--early-exit", "confidence", "--exit-threshold", "0"])):
+        proc = sew("sew-transcribe", str(checkpoint), *map(str, audio), "--output-dir", str(tmp_path / name),
+                   "--formats", "json", *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outs[name] = [json.loads((tmp_path / name / f"{a.stem}.json").read_text()) for a in audio]
+    assert [o["text"] for o in outs["never"]] == [o["text"] for o in outs["plain"]]
+    assert all(o["exit_layers"] == [4] for o in outs["never"]) and "exit_layers" not in outs["plain"][0]
+    assert all(o["exit_layers"] == [1] for o in outs["first"])
