@@ -367,14 +367,43 @@ def _read_words(path: str) -> List[Word]:
         return [Word(w["word"], w["start"], w["end"], w["confidence"]) for w in json.load(f)["words"]]
 
 
+def _read_text(output_dir: str, stem: str) -> str:
+    import json
+
+    path = os.path.join(output_dir, stem)
+    if os.path.exists(path + ".json"):
+        with open(path + ".json", encoding="utf-8") as f:
+            return json.load(f)["text"]
+    with open(path + ".txt", encoding="utf-8") as f:
+        return f.read().strip()
+
+
+def score_transcripts(output_dir: str, files: Sequence[InputFile], references: dict, phones: bool) -> dict:
+    """Error rates of the transcripts of ``files`` that have a reference (``references``: output stem -> text):
+    WER and CER, or for a phone model (``phones``) PER with ``sil`` not scored and with every symbol."""
+    from .decoding import cer, per, wer
+    from .decoding.trn import sanitize_utt_id
+
+    pairs = [(references[sanitize_utt_id(f.stem)], _read_text(output_dir, f.stem)) for f in files
+             if sanitize_utt_id(f.stem) in references]
+    if not pairs:
+        return {"scored": 0}
+    refs, hyps = [" ".join(r.split()) for r, _ in pairs], [h for _, h in pairs]
+    if phones:
+        return {"scored": len(pairs), "per": 100 * per(refs, hyps).rate, "per_with_sil": 100 * per(refs, hyps, ()).rate}
+    return {"scored": len(pairs), "wer": 100 * wer(refs, hyps).rate, "cer": 100 * cer(refs, hyps).rate}
+
+
 def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], output_dir: str,
                      formats: Sequence[str], skip_bad: bool = False, overwrite: bool = False,
-                     channel: Optional[int] = None, progress: bool = True, setup_seconds: float = 0.0) -> dict:
+                     channel: Optional[int] = None, progress: bool = True, setup_seconds: float = 0.0,
+                     references: Optional[dict] = None) -> dict:
     """Transcribe ``files`` into ``output_dir`` (``<stem>.<format>`` each, written atomically as soon as a file is
     done; ``transcripts.ctm`` and ``summary.json`` at the end). Files whose outputs exist are not redone unless
     ``overwrite``. A file that gives no samples raises :class:`manifests.audio.AudioError` (what was done before it
     is kept, and ``summary.json`` says where it stopped), or with ``skip_bad`` is listed under ``skipped`` in
-    ``summary.json``. Returns the summary."""
+    ``summary.json``. ``references`` (output stem -> text) adds their error rates (:func:`score_transcripts`) to
+    the summary. Returns the summary."""
     import json
 
     from tqdm import tqdm
@@ -383,8 +412,8 @@ def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], outpu
     from .decoding.transcripts import write_ctm, write_transcript
 
     per_file = [f for f in formats if f != "ctm"]
-    if "ctm" in formats and "json" not in per_file:
-        per_file.append("json")  # the CTM is assembled from every file's words, kept in its .json
+    if ("ctm" in formats or references) and "json" not in per_file:
+        per_file.append("json")  # the CTM and the scores are assembled from every file's .json
     infos: List[Optional[AudioInfo]] = []
     for f in files:
         try:
@@ -428,6 +457,9 @@ def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], outpu
         for key in ("audio_seconds", "forward_seconds", "decode_seconds"):
             summary[key] = round(summary[key], 4)
         os.makedirs(output_dir, exist_ok=True)
+        if references is not None and error is None:
+            phones = "|" not in transcriber.dictionary.indices
+            summary.update(score_transcripts(output_dir, done, references, phones))
         if "ctm" in formats:
             write_ctm(os.path.join(output_dir, "transcripts.ctm"),
                       [(f.stem, _read_words(os.path.join(output_dir, f"{f.stem}.json"))) for f in done])

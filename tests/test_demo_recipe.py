@@ -89,11 +89,16 @@ def test_demo_transcribe_equals_sew_infer_and_times_words(demo, tmp_path, capsys
     utterances = read_split(str(work / "corpus"), "valid")
     listing = tmp_path / "valid.list"
     listing.write_text("".join(u.path + "\n" for u in utterances))
-    assert main([str(ckpt), f"@{listing}", "--output-dir", str(tmp_path / "out"), "--quiet"]) == 0
+    decoded = work / "finetune_continuous" / "decode-valid-viterbi"
+    assert main([str(ckpt), f"@{listing}", "--output-dir", str(tmp_path / "out"), "--quiet",
+                 "--references", str(decoded / "ref.trn")]) == 0
     capsys.readouterr()
-    infer = dict(read_trn(work / "finetune_continuous" / "decode-valid-viterbi" / "hyp.trn"))
+    infer = dict(read_trn(decoded / "hyp.trn"))
     ours = {u.id: (tmp_path / "out" / f"{u.id}.txt").read_text().strip() for u in utterances}
     assert ours == infer and len(ours) == 40
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    infer_result = json.loads((decoded / "results.json").read_text())
+    assert summary["scored"] == 40 and summary["wer"] == pytest.approx(infer_result["wer"])
 
     for chunk_seconds, count in ((20.0, 3), (4.0, 10)):
         tr = Transcriber.from_checkpoint(str(ckpt), chunk_seconds=chunk_seconds, overlap_seconds=1.0)
