@@ -69,15 +69,21 @@ def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
 
 
 def load_ctc_model(checkpoint: str, data: Optional[str] = None, device: str = "cpu"):
-    """(model in eval mode on ``device``, letter dictionary, cfg) of a fine-tuned fairseq CTC checkpoint."""
+    """(model in eval mode on ``device``, letter dictionary, cfg) of a fine-tuned fairseq CTC checkpoint.
+
+    Any fine-tuned CTC model of this plugin (``sew_ctc``, ``sew_ctc_early_exit``) or of fairseq (``wav2vec_ctc``;
+    ``hubert_ctc``, read as ``sew_ctc`` by :func:`sew_fairseq.models.backbones.as_sew_ctc`)."""
     from fairseq import checkpoint_utils
 
     import sew_fairseq  # noqa: F401  registers the models and patches fairseq's checkpoint loading
+    from .models.backbones import as_sew_ctc
 
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     overrides = {"data": data} if data else {}
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides=overrides)
+    state = as_sew_ctc(checkpoint_utils.load_checkpoint_to_cpu(checkpoint, overrides), checkpoint)
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides=overrides,
+                                                                     state=state)
     model = models[0].eval().to(device)
     return model, task.target_dictionary, cfg
 

@@ -21,3 +21,11 @@ def demo_corpus(tmp_path_factory: pytest.TempPathFactory):
 
     return make_demo_corpus(tmp_path_factory.mktemp("demo") / "corpus", num_utterances=6, seed=0,
                             progress=False)
+
+
+@pytest.fixture(scope="session")
+def fairseq_made(tmp_path_factory: pytest.TempPathFactory):
+    """Tiny wav2vec 2.0 / HuBERT checkpoints, pretrained and fine-tuned by fairseq itself (tests/fairseq_made.py)."""
+    from fairseq_made import make_fairseq_checkpoints
+
+    return make_fairseq_checkpoints(tmp_path_factory.mktemp("fairseq_made"))
