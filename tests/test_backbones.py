@@ -153,3 +153,19 @@ def test_sew_infer_decodes_fairseq_ctc_checkpoints(name, fairseq_made, tmp_path)
     n = len((fairseq_made.corpus / "train.wrd").read_text().splitlines())
     assert json.loads((tmp_path / "results.json").read_text())["utterances"] == n
     assert len((tmp_path / "hyp.trn").read_text().splitlines()) == n
+
+
+@pytest.mark.parametrize("name,hf_class", [("hubert_ctc", "HubertForCTC"), ("wav2vec_ctc", "Wav2Vec2ForCTC")])
+def test_fairseq_ctc_checkpoints_convert_to_transformers(name, hf_class, fairseq_made, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from sew_fairseq.interop.hf import to_hf
+    from sew_fairseq.inference import load_ctc_model
+
+    to_hf(str(getattr(fairseq_made, name)), str(tmp_path / "hf"))
+    hf = transformers.AutoModelForCTC.from_pretrained(tmp_path / "hf").eval()
+    assert type(hf).__name__ == hf_class
+    ours, _, _ = load_ctc_model(str(getattr(fairseq_made, name)))
+    source = wave(fairseq_made.corpus)
+    with torch.no_grad():
+        reference = torch.log_softmax(hf(source).logits, dim=-1)
+    assert (log_probs(ours, source) - reference).abs().max().item() <= 1e-4
