@@ -169,3 +169,22 @@ def test_fairseq_ctc_checkpoints_convert_to_transformers(name, hf_class, fairseq
     with torch.no_grad():
         reference = torch.log_softmax(hf(source).logits, dim=-1)
     assert (log_probs(ours, source) - reference).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("name,hf_class", [("hubert", "HubertModel"), ("wav2vec2", "Wav2Vec2Model")])
+def test_fairseq_pretrained_checkpoints_convert_to_transformers(name, hf_class, fairseq_made, tmp_path):
+    """Pretrained checkpoints too (their heads, and HuBERT's label embeddings, are left out)."""
+    transformers = pytest.importorskip("transformers")
+    from fairseq import checkpoint_utils
+
+    from sew_fairseq.interop.hf import to_hf
+
+    to_hf(str(getattr(fairseq_made, name)), str(tmp_path / "hf"))
+    hf = transformers.AutoModel.from_pretrained(tmp_path / "hf").eval()
+    assert type(hf).__name__ == hf_class
+    models, _, _ = checkpoint_utils.load_model_ensemble_and_task([str(getattr(fairseq_made, name))])
+    source = wave(fairseq_made.corpus)
+    with torch.no_grad():
+        ours = models[0].eval().extract_features(source, None)
+        ours = ours["x"] if isinstance(ours, dict) else ours[0]  # fairseq's HubertModel: (features, padding_mask)
+        assert (ours - hf(source).last_hidden_state).abs().max().item() <= 1e-4
