@@ -163,7 +163,7 @@ class BackboneEncoder(Wav2VecEncoder):
                 w2v_args.criterion = None
                 w2v_args.lr_scheduler = None
             _set(cfg, "w2v_args", w2v_args)
-        if cfg.w2v_args is not None:
+        if isinstance(cfg.w2v_args, Namespace):  # legacy argparse config
             _set(cfg, "w2v_args", _as_omegaconf(cfg.w2v_args))
         if _model_name(cfg.w2v_args) not in HUBERT_MODELS:
             super().__init__(cfg, output_size)
