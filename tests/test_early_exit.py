@@ -420,6 +420,20 @@ def test_hubert_ee_two_stage_on_fairseqs_hubert_ctc(fairseq_made, tmp_path):
     assert (tmp_path / "entropy" / "hyp.trn").read_text() == (tmp_path / "plain" / "hyp.trn").read_text()
 
 
+def test_two_stage_on_fairseqs_wav2vec_ctc(fairseq_made, tmp_path):
+    """Stage 2 from a wav2vec 2.0 fine-tuned by fairseq itself (wav2vec_ctc): default exits 5, 8, 11 of 12."""
+    from sew_fairseq.checkpoint import safe_load
+
+    log = run(finetune_command("early_exit_two_stage", fairseq_made.corpus, tmp_path, [
+        f"model.finetuned_path={fairseq_made.wav2vec_ctc}", "common.log_interval=1", "optimization.max_update=2"]))
+    before = safe_load(fairseq_made.wav2vec_ctc)["model"]
+    after = safe_load(tmp_path / "ckpt" / "checkpoint_last.pt")["model"]
+    assert sorted(k for k in after if k.startswith("w2v_encoder.")) == sorted(before)
+    assert all(torch.equal(after[k], before[k]) for k in before)
+    assert trained_parameters(log) == sum(v.numel() for k, v in after.items() if k.startswith("exit_branches."))
+    assert all(f'"loss_exit{k}"' in log for k in (5, 8, 11))
+
+
 def test_hubert_ee_two_stage_on_transformers_hubert_for_ctc(fairseq_made, tmp_path):
     """The recipe on transformers' HubertForCTC (large style: pre-LN, 12 layers) after sew-convert from-hf."""
     pytest.importorskip("transformers")
