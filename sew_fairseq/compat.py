@@ -69,6 +69,12 @@ Fixes (each a function of this module):
     ``dataset.required_batch_size_multiple`` (8 by default) fails with "The dataset is empty".
     Why: fairseq-fixed's ``data_utils.batch_by_size`` drops the last batch when its size is not a
     multiple of ``required_batch_size_multiple`` (fairseq 0.12.2 kept it). Fix: the last batch is kept.
+``fix_hubert_ctc_autoregressive``
+    Symptom: fine-tuning with fairseq's ``hubert_ctc`` model, or loading a fine-tuned HuBERT checkpoint with
+    ``load_model_ensemble_and_task``, fails with ``ConfigAttributeError: Key 'autoregressive' not in
+    'HubertCtcConfig'`` (fairseq issue #4916). Why: ``HubertEncoder`` reads ``cfg.autoregressive``, a field only
+    its seq2seq config declares. Fix: ``hubert_ctc``'s registered dataclass gets the field (default False), as
+    fairseq PR #4917 proposed; the model, the config store and ``hubert_asr.HubertCtcConfig`` use it.
 ``fix_cpu_data_parallel_spawn``
     Symptom: ``common.cpu=true distributed_training.distributed_world_size=2`` fails with
     ``AssertionError: world size is 2 but have 0 available devices``, and without that check fairseq
@@ -111,6 +117,7 @@ __all__ = [
     "fix_root_logger_debug",
     "fix_atomic_checkpoint_copy",
     "fix_batch_by_size_keeps_last_batch",
+    "fix_hubert_ctc_autoregressive",
 ]
 
 #: What each patch replaced, keyed by ``"module.attribute"``; filled the first time it patches.
@@ -722,6 +729,47 @@ def fix_batch_by_size_keeps_last_batch() -> str:
     return APPLIED
 
 
+_HUBERT_ASR = "fairseq.models.hubert.hubert_asr"
+
+
+def has_hubert_ctc_autoregressive_bug() -> bool:
+    """True if fairseq's ``HubertEncoder`` reads ``cfg.autoregressive`` and ``HubertCtcConfig`` lacks it."""
+    try:
+        module = importlib.import_module(_HUBERT_ASR)
+        source = inspect.getsource(module.HubertEncoder.__init__)
+    except (ImportError, AttributeError, OSError, TypeError):
+        return False
+    config = _original(_HUBERT_ASR, "HubertCtcConfig")
+    return "cfg.autoregressive" in source and "autoregressive" not in config.__dataclass_fields__
+
+
+def fix_hubert_ctc_autoregressive() -> str:
+    """Fix (k): give ``hubert_ctc``'s config the ``autoregressive`` field its encoder reads (default False)."""
+    import dataclasses
+
+    from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
+    from hydra.core.config_store import ConfigStore
+
+    module = importlib.import_module(_HUBERT_ASR)
+    if getattr(module.HubertCtcConfig, "_sew_fairseq_fixed", False):
+        return ALREADY_APPLIED
+    if not has_hubert_ctc_autoregressive_bug():
+        return NOT_NEEDED
+    original = module.HubertCtcConfig
+    fixed = dataclasses.make_dataclass(
+        original.__name__, [("autoregressive", bool, dataclasses.field(default=False, metadata={
+            "help": "decoders that take previous tokens (seq2seq); always false for CTC"}))],
+        bases=(original,), namespace={"_sew_fairseq_fixed": True, "__module__": original.__module__})
+    _replace(_HUBERT_ASR, "HubertCtcConfig", fixed)
+    # what register_model("hubert_ctc", dataclass=HubertCtcConfig) set up, with the fixed class
+    MODEL_DATACLASS_REGISTRY["hubert_ctc"] = fixed
+    setattr(MODEL_REGISTRY["hubert_ctc"], "__dataclass", fixed)
+    node = fixed()
+    node._name = "hubert_ctc"
+    ConfigStore.instance().store(name="hubert_ctc", group="model", node=node, provider="fairseq")
+    return APPLIED
+
+
 def fix_root_logger_debug() -> str:
     """Fix (h): undo fairseq's ``logging.basicConfig(level=logging.DEBUG)`` at import."""
     import logging as _logging
@@ -758,6 +806,7 @@ _FIXES: Tuple[Callable[[], str], ...] = (
     fix_cpu_data_parallel_spawn,
     fix_atomic_checkpoint_copy,
     fix_batch_by_size_keeps_last_batch,
+    fix_hubert_ctc_autoregressive,
 )
 
 

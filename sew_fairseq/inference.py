@@ -84,18 +84,21 @@ def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
 def load_ctc_model(checkpoint: str, data: Optional[str] = None, device: str = "cpu", dictionary: Optional[str] = None):
     """(model in eval mode on ``device``, output dictionary, cfg) of a fine-tuned fairseq CTC checkpoint.
 
-    The output dictionary is the one saved in the checkpoint (fairseq keeps it in ``task_state``); ``dictionary``
-    (a ``dict.ltr.txt``) replaces it, or serves a checkpoint saved without one. ``data`` overrides
-    ``task.data`` (where fairseq would otherwise look for the dictionary)."""
+    Any fine-tuned CTC model of this plugin (``sew_ctc``, ``sew_ctc_early_exit``) or of fairseq (``wav2vec_ctc``;
+    ``hubert_ctc``, read as ``sew_ctc`` by :func:`sew_fairseq.models.backbones.as_sew_ctc`). The output dictionary
+    is the one saved in the checkpoint (fairseq keeps it in ``task_state``); ``dictionary`` (a ``dict.ltr.txt``)
+    replaces it, or serves a checkpoint saved without one. ``data`` overrides ``task.data`` (where fairseq would
+    otherwise look for the dictionary)."""
     from fairseq import checkpoint_utils
     from fairseq.data import Dictionary
 
     import sew_fairseq  # noqa: F401  registers the models and patches fairseq's checkpoint loading
+    from .models.backbones import as_sew_ctc
 
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     overrides = {"data": data} if data else {}
-    state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint, overrides)
+    state = as_sew_ctc(checkpoint_utils.load_checkpoint_to_cpu(checkpoint, overrides), checkpoint)
     task_state = state.setdefault("task_state", {}) or {}
     state["task_state"] = task_state
     if dictionary is not None:

@@ -30,3 +30,11 @@ def ctc_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from convert_helpers import write_plugin_checkpoint
 
     return write_plugin_checkpoint(tmp_path_factory.mktemp("ctc") / "checkpoint.pt", "sew_d_c", ctc=True)
+
+
+@pytest.fixture(scope="session")
+def fairseq_made(tmp_path_factory: pytest.TempPathFactory):
+    """Tiny wav2vec 2.0 / HuBERT checkpoints, pretrained and fine-tuned by fairseq itself (tests/fairseq_made.py)."""
+    from fairseq_made import make_fairseq_checkpoints
+
+    return make_fairseq_checkpoints(tmp_path_factory.mktemp("fairseq_made"))

@@ -43,7 +43,7 @@ def test_apply_patches_is_idempotent() -> None:
         "fix_mask_no_overlap", "fix_mask_zero_static_masks", "fix_checkpoint_weights_only",
         "fix_all_gather_list_cpu", "fix_broadcast_object_weights_only", "fix_fp16_on_cpu",
         "fix_cpu_data_parallel_spawn", "fix_root_logger_debug", "fix_atomic_checkpoint_copy",
-        "fix_batch_by_size_keeps_last_batch",
+        "fix_batch_by_size_keeps_last_batch", "fix_hubert_ctc_autoregressive",
     }
     # the root-logger fix has nothing to do when logging was configured before fairseq (pytest does)
     assert status.pop("fix_root_logger_debug") in (compat.ALREADY_APPLIED, compat.NOT_NEEDED)
@@ -309,3 +309,27 @@ def test_batch_by_size_keeps_the_last_batch(count, expected) -> None:
     batches = data_utils.batch_by_size(np.arange(count), None, **kwargs)
     assert [len(b) for b in batches] == expected
     assert np.array_equal(np.concatenate(batches), np.arange(count))
+
+
+def test_hubert_ctc_config_gets_the_autoregressive_field_its_encoder_reads() -> None:
+    """fairseq issue #4916: HubertEncoder reads cfg.autoregressive, which HubertCtcConfig lacks (fine-tuning with
+    fairseq's own hubert_ctc is run end to end by the session fixture of tests/test_backbones.py)."""
+    import inspect
+
+    from fairseq.dataclass.utils import merge_with_parent
+    from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
+    from fairseq.models.hubert import hubert_asr
+    from hydra.core.config_store import ConfigStore
+    from omegaconf.errors import ConfigAttributeError
+
+    original = compat.ORIGINALS["fairseq.models.hubert.hubert_asr.HubertCtcConfig"]
+    assert "cfg.autoregressive" in inspect.getsource(hubert_asr.HubertEncoder.__init__)
+    saved = OmegaConf.create({"_name": "hubert_ctc", "w2v_path": "pretrained.pt"})  # as a checkpoint holds it
+    with pytest.raises(ConfigAttributeError, match="autoregressive"):
+        merge_with_parent(original(), saved.copy()).autoregressive
+    fixed = MODEL_DATACLASS_REGISTRY["hubert_ctc"]
+    assert fixed is hubert_asr.HubertCtcConfig and issubclass(fixed, original)
+    assert getattr(MODEL_REGISTRY["hubert_ctc"], "__dataclass") is fixed
+    assert merge_with_parent(fixed(), saved.copy()).autoregressive is False
+    assert ConfigStore.instance().load("model/hubert_ctc.yaml").node.autoregressive is False
+    assert compat.fix_hubert_ctc_autoregressive() == compat.ALREADY_APPLIED

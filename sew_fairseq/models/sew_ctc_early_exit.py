@@ -22,17 +22,17 @@ from typing import Dict, List, NamedTuple, Optional
 import torch
 import torch.nn as nn
 from fairseq.models import register_model
-from fairseq.models.wav2vec.wav2vec2_asr import Wav2VecEncoder
 from omegaconf import DictConfig, open_dict
 
 from ..modules.early_exit import ExitBranch, ExitRule
 from ..modules.squeeze import SqueezedEncoder, Upsample
+from .backbones import BackboneEncoder, as_sew_ctc
 from .encoder_steps import backbone_input, encoder_num_layers, encoder_steps
 from .sew_ctc import SEWCtc, SEWCtcConfig
 
 logger = logging.getLogger(__name__)
 
-CTC_MODELS = ("sew_ctc", "wav2vec_ctc_v2", "wav2vec_ctc", "sew_ctc_early_exit")
+CTC_MODELS = ("sew_ctc", "wav2vec_ctc_v2", "wav2vec_ctc", "sew_ctc_early_exit", "hubert_ctc")
 # HuBERT-EE's exits after layers 5, 8 and 11 of 12, as fractions of the depth
 DEFAULT_EXIT_FRACTIONS = (5 / 12, 8 / 12, 11 / 12)
 
@@ -42,7 +42,8 @@ class SEWCtcEarlyExitConfig(SEWCtcConfig):
     # not mandatory here (fairseq cannot load a checkpoint whose config keeps a missing value): two-stage training
     # starts from finetuned_path instead
     w2v_path: Optional[str] = field(default=None, metadata={
-        "help": "pretrained checkpoint (sew, sew_d, w2v2_mlp, wav2vec2) for joint training; or give finetuned_path"})
+        "help": "pretrained checkpoint (sew, sew_d, w2v2_mlp, wav2vec2, hubert) for joint training; or give "
+                "finetuned_path"})
     exit_layers: List[int] = field(default_factory=list, metadata={
         "help": "branch after each of these layers (1-based counts, each in 1..layers-1); empty = the layers at "
                 "5/12, 8/12 and 11/12 of the backbone's depth, rounded down (5, 8, 11 of 12; 10, 16, 22 of 24)"})
@@ -55,8 +56,8 @@ class SEWCtcEarlyExitConfig(SEWCtcConfig):
     exit_loss_weight: float = field(default=1.0, metadata={
         "help": "lambda of the training loss: final CTC + lambda * sum of the branches' CTC losses"})
     finetuned_path: Optional[str] = field(default=None, metadata={
-        "help": "a fine-tuned CTC checkpoint (sew_ctc) that initialises the backbone and final projection "
-                "(two-stage training); model.w2v_path is then not read"})
+        "help": "a fine-tuned CTC checkpoint (sew_ctc, or fairseq's wav2vec_ctc / hubert_ctc) that initialises the "
+                "backbone and final projection (two-stage training); model.w2v_path is then not read"})
     freeze_backbone: bool = field(default=False, metadata={
         "help": "two-stage training: freeze the backbone and final projection and run them in eval mode; "
                 "only the branches learn (needs finetuned_path)"})
@@ -80,7 +81,7 @@ def _load_finetuned(cfg: SEWCtcEarlyExitConfig) -> Dict[str, torch.Tensor]:
     """The ``w2v_encoder.*`` weights of ``cfg.finetuned_path``; sets ``cfg.w2v_args`` to its backbone config."""
     from fairseq import checkpoint_utils
 
-    state = checkpoint_utils.load_checkpoint_to_cpu(cfg.finetuned_path)
+    state = as_sew_ctc(checkpoint_utils.load_checkpoint_to_cpu(cfg.finetuned_path), cfg.finetuned_path)
     model_cfg = state["cfg"]["model"] if state.get("cfg") is not None else None
     if model_cfg is None or model_cfg.get("_name") not in CTC_MODELS or model_cfg.get("w2v_args") is None:
         name = None if model_cfg is None else model_cfg.get("_name")
@@ -100,7 +101,7 @@ class EarlyExitOutput(NamedTuple):
 class SEWCtcEarlyExit(SEWCtc):
     """``sew_ctc`` + exit branches. ``forward(..., return_exits=True)`` also returns every branch's logits."""
 
-    def __init__(self, cfg: SEWCtcEarlyExitConfig, w2v_encoder: Wav2VecEncoder, num_classes: int):
+    def __init__(self, cfg: SEWCtcEarlyExitConfig, w2v_encoder: BackboneEncoder, num_classes: int):
         super().__init__(cfg, w2v_encoder)
         backbone = cfg.w2v_args.model
         encoder = w2v_encoder.w2v_model.encoder
@@ -141,7 +142,7 @@ class SEWCtcEarlyExit(SEWCtc):
             elif not cfg.w2v_path:
                 raise ValueError("sew_ctc_early_exit needs model.w2v_path (a pretrained checkpoint: joint training) or "
                                  "model.finetuned_path (a fine-tuned CTC checkpoint: two-stage training)")
-        encoder = Wav2VecEncoder(cfg, len(task.target_dictionary))
+        encoder = BackboneEncoder(cfg, len(task.target_dictionary))
         if weights is not None:
             encoder.load_state_dict(weights, strict=True)
         return cls(cfg, encoder, len(task.target_dictionary))
