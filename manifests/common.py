@@ -66,17 +66,17 @@ CLI
     :class:`ManifestError` or ``OSError`` as ``<prog>: error: ...`` and returns the exit code (1).
 """
 import argparse
+import contextlib
 import json
 import logging
 import os
-import stat
 import struct
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
+from .atomic import atomic_file, atomic_files, atomic_write_text  # noqa: F401  (atomic_write_text: builders)
 from .letters import WORD_BOUNDARY, build_lexicon, lexicon_lines, spell, to_letters  # noqa: F401
 
 logger = logging.getLogger("manifests")
@@ -262,42 +262,6 @@ class Report:
 # ----------------------------------------------------------------------------------------- writing
 
 
-def _tmp_path(path: str, suffix: str = ".tmp") -> str:
-    """A new empty temporary file next to ``path`` (to be renamed onto it), with the permissions ``open(path, "w")``
-    would give: the existing file's, else 0666 less the umask (``mkstemp`` alone gives 0600). The same rule as
-    ``sew_fairseq.atomic``, which this package does not import (no fairseq here)."""
-    d, base = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=d or ".")
-    os.close(fd)
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(tmp, mode)
-    return tmp
-
-
-def _write_tmp(path: str, lines: Iterable[str]) -> str:
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            for line in lines:
-                f.write(line)
-                f.write("\n")
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
-
-
-def atomic_write_text(path: PathLike, lines: Iterable[str]) -> None:
-    """Write ``lines`` (newline-terminated) to ``path`` through a temporary file and ``os.replace``."""
-    path = os.fspath(path)
-    os.replace(_write_tmp(path, lines), path)
-
-
 def _audio_root(utterances: Sequence[Utterance]) -> str:
     if not utterances:
         return ""
@@ -327,18 +291,14 @@ def write_split(dest: PathLike, split: str, utterances: Iterable[Utterance], rep
     else:
         root = os.path.abspath(os.fspath(audio_root))
     extra_labels = tuple(extra_labels)
-    paths = [base + ".tsv", base + ".wrd", base + ".ltr"] + [f"{base}.{ext}" for ext in extra_labels] \
-        + [base + ".report.json"]
-    tmps: List[str] = []
-    files: List[Any] = []
-    try:
-        for path in paths:
-            tmps.append(_tmp_path(path))
-        kept = 0
-        for t in tmps[:-1]:
-            files.append(open(t, "w", encoding="utf-8", newline="\n"))
-        tsv, wrd, ltr, extra = files[0], files[1], files[2], files[3:]
+    # the label files and the report first, the .tsv last: a .tsv present means its labels are complete
+    paths = [base + ".wrd", base + ".ltr"] + [f"{base}.{ext}" for ext in extra_labels] + [base + ".report.json",
+                                                                                            base + ".tsv"]
+    with atomic_files(paths) as tmps, contextlib.ExitStack() as stack:
+        wrd, ltr, *extra = [stack.enter_context(open(t, "w", encoding="utf-8", newline="\n")) for t in tmps[:-2]]
+        tsv = stack.enter_context(open(tmps[-1], "w", encoding="utf-8", newline="\n"))
         tsv.write(root + "\n")
+        kept = 0
         for u in utterances:
             rel = os.path.relpath(u.audio, root)
             if rel.startswith(".."):
@@ -355,22 +315,10 @@ def write_split(dest: PathLike, split: str, utterances: Iterable[Utterance], rep
             for ext, f in zip(extra_labels, extra):
                 f.write(lines[ext] + "\n")
             kept += 1
-        for f in files:
-            f.close()
         report.kept = kept
-        with open(tmps[-1], "w", encoding="utf-8", newline="\n") as f:
+        with open(tmps[-2], "w", encoding="utf-8", newline="\n") as f:
             f.write(json.dumps(report.to_dict(), indent=1) + "\n")
-    except BaseException:
-        for f in files:
-            f.close()
-        for t in tmps:
-            if os.path.exists(t):
-                os.unlink(t)
-        raise
-    if os.path.exists(paths[0]):
-        os.unlink(paths[0])  # from here until the last rename, the split reads as absent
-    for path, tmp in list(zip(paths, tmps))[1:] + [(paths[0], tmps[0])]:  # the .tsv last
-        os.replace(tmp, path)
+        stack.close()  # every file flushed and closed before the renames
     return report
 
 
@@ -566,17 +514,8 @@ def write_flac(dst: PathLike, samples, sample_rate: int = SAMPLE_RATE, overwrite
     done = None if overwrite else _existing_frames(dst)
     if done is not None:
         return done
-    d = os.path.dirname(dst)
-    if d:
-        os.makedirs(d, exist_ok=True)
-    tmp = _tmp_path(dst, ".flac")
-    try:
+    with atomic_file(dst, ".flac") as tmp:
         sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return len(samples)
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .atomic import atomic_open
+from manifests.atomic import atomic_open
 
 logger = logging.getLogger(__name__)
 

@@ -408,7 +408,7 @@ def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], outpu
 
     from tqdm import tqdm
 
-    from .atomic import atomic_open
+    from manifests.atomic import atomic_open
     from .decoding.transcripts import write_ctm, write_transcript
 
     per_file = [f for f in formats if f != "ctm"]

@@ -128,8 +128,8 @@ def test_train_960_and_librilight_sets(full_tree, tmp_path):
     names = {p.name[:-4] for p in dest.glob("*.tsv")}
     assert names == {"train-clean-100", "train-clean-360", "train-other-500", "dev-other", "train-960",
                      "train-10m", "train-1h", "train-10h"}
-    # the subsets recipes/finetuning/*.yaml train and validate on all exist
-    for yaml in (REPO / "recipes/finetuning").glob("*.yaml"):
+    # the subsets the LibriSpeech recipes/finetuning/*.yaml train and validate on all exist (timit.yaml: TIMIT's)
+    for yaml in sorted(set((REPO / "recipes/finetuning").glob("*.yaml")) - {REPO / "recipes/finetuning/timit.yaml"}):
         for line in yaml.read_text().split("\n"):
             if line.strip().startswith(("train_subset:", "valid_subset:")):
                 assert line.split(":")[1].strip() in names, (yaml.name, line)

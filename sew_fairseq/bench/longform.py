@@ -35,7 +35,7 @@ def make_recording(utterances, minutes: float, gap: float, path: str) -> str:
     ``path``; returns the reference transcript."""
     import soundfile as sf
 
-    from ..atomic import atomic_file
+    from manifests.atomic import atomic_file
     from ..inference import load_audio
 
     target = int(minutes * 60 * SAMPLE_RATE)
@@ -186,7 +186,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atomic import atomic_open
+    from manifests.atomic import atomic_open
 
     rows = run_longform(args.checkpoint, args.data, args.split, args.minutes, args.out_dir, args.gap, args.threads,
                         args.hf_chunk_seconds, not args.no_hf, args.transcribe_args.split())

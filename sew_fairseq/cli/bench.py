@@ -220,7 +220,7 @@ def run_decode(args: argparse.Namespace) -> int:
     """``sew-bench decode``: run :func:`sew_fairseq.bench_decode.run_decode_bench`, print the table."""
     import json
 
-    from ..atomic import atomic_open
+    from manifests.atomic import atomic_open
     from ..bench_decode import format_result, run_decode_bench
 
     if args.utterances < 1 or args.beam < 1 or args.threads < 1 or args.repeats < 1:

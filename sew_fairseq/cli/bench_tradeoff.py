@@ -23,7 +23,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 
-from ..atomic import atomic_file, atomic_open
+from manifests.atomic import atomic_file, atomic_open
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from ..atomic import atomic_open
+from manifests.atomic import atomic_open
 from .options import (add_decoder_arguments, add_device_argument, add_early_exit_arguments, check_decoder_arguments,
                       check_early_exit_arguments, decoder_from_arguments, exit_rule_from_arguments)
 

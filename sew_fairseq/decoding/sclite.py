@@ -24,7 +24,7 @@ import shutil
 import subprocess
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-from ..atomic import atomic_file, atomic_open
+from manifests.atomic import atomic_file, atomic_open
 from .trn import read_trn
 
 PathLike = Union[str, "os.PathLike[str]"]

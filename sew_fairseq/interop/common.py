@@ -5,17 +5,14 @@ Shapes: B batch, L samples, T frames, D ``encoder_embed_dim``, V letters.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
-import tempfile
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..atomic import atomic_file, replacement_mode
+from manifests.atomic import atomic_file
 
 logger = logging.getLogger(__name__)
 
@@ -321,30 +318,6 @@ def atomic_save(obj: Any, path: str) -> None:
     """``torch.save`` to ``path`` through :func:`atomic_file`."""
     with atomic_file(path, ".pt") as tmp:
         torch.save(obj, tmp)
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str) -> Iterator[str]:
-    """Yield a temporary directory next to ``path``; on success it replaces ``path`` (which must not be a file)."""
-    target = os.path.abspath(path)
-    if os.path.isfile(target):
-        raise ConversionError(f"{path} is a file; give a directory to write")
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(target) + "-", dir=parent)
-    try:
-        yield tmp
-        os.chmod(tmp, replacement_mode(target, directory=True))
-        if os.path.isdir(target):
-            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-            os.replace(target, os.path.join(old, "d"))
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def parse_dictionary(path: str):

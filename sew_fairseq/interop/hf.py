@@ -27,8 +27,10 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
+from manifests.atomic import atomic_directory
+
 from .common import (FAIRSEQ_FAMILIES, HEAD_PREFIXES, PROJ_PREFIX, W2V_PREFIX, ConversionError, PluginCheckpoint,
-                     atomic_directory, atomic_save, build_encoder, build_pretraining_model, check_state, checkpoint_dict,
+                     atomic_save, build_encoder, build_pretraining_model, check_state, checkpoint_dict,
                      finetuning_cfg, pretraining_cfg, pretraining_task_state, read_plugin_checkpoint)
 
 logger = logging.getLogger(__name__)
@@ -304,6 +306,8 @@ def processor_files(out_dir: str, dictionary: Any, normalize: bool, ctc: bool) -
 def to_hf(checkpoint: str, out_dir: str) -> str:
     """Plugin checkpoint (pretrained ``sew`` / ``sew_d`` / ``wav2vec2`` / ``hubert``, or a fine-tuned ``sew_ctc``,
     fairseq ``wav2vec_ctc`` or ``hubert_ctc``) -> transformers directory; returns its path."""
+    if os.path.isfile(out_dir):
+        raise ConversionError(f"{out_dir} is a file; give a directory to write")
     ckpt = read_plugin_checkpoint(checkpoint)
     build_encoder(ckpt, checkpoint)  # names and shapes checked in the checkpoint's own (our) names first
     extra = None

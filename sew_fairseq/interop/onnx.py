@@ -19,7 +19,7 @@ import warnings
 import torch
 import torch.nn as nn
 
-from ..atomic import atomic_file
+from manifests.atomic import atomic_file
 from .common import FAIRSEQ_FAMILIES, ConversionError, build_encoder, read_plugin_checkpoint
 
 logger = logging.getLogger(__name__)
