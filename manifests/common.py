@@ -77,6 +77,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
 from .atomic import atomic_file, atomic_files, atomic_write_text  # noqa: F401  (atomic_write_text: builders)
+from .records import ManifestError, Utterance  # noqa: F401  (the builders import them from here too)
 from .letters import WORD_BOUNDARY, build_lexicon, lexicon_lines, spell, to_letters  # noqa: F401
 
 logger = logging.getLogger("manifests")
@@ -103,24 +104,6 @@ REASONS = (
     "duplicate_id",              # an utterance id seen twice
     "too_short",                 # audio shorter than the model's receptive field
 )
-
-
-class ManifestError(Exception):
-    """Bad input in strict mode, or input a builder cannot use at all (message names file and line)."""
-
-
-# ----------------------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One kept utterance: ``id``, absolute ``audio`` path, ``num_samples`` (16 kHz), ``words``."""
-
-    id: str
-    audio: str
-    num_samples: int
-    words: str
-    labels: Tuple[Tuple[str, str], ...] = ()  # (extension, line) of further label files, see write_split
 
 
 # -------------------------------------------------------------------------------------------- text

@@ -15,19 +15,11 @@ import numpy as np
 import torch
 
 from manifests.audio import AudioError, audio_info, read_audio
+from manifests.records import ManifestError, Utterance
 
-from .manifest_check import ManifestError, parse_manifest_line
+from .manifest_check import parse_manifest_line
 
 logger = logging.getLogger(__name__)
-
-
-class Utterance(NamedTuple):
-    id: str  # the audio path relative to the manifest root, without extension
-    path: str
-    num_samples: int
-    words: Optional[str]  # reference transcript (words, or phones with labels="phn"), None without a label file
-    manifest: Optional[str] = None  # the .tsv it comes from, and its 1-based line there (for error messages)
-    line: Optional[int] = None
 
 
 class Skipped(NamedTuple):
@@ -77,7 +69,8 @@ def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
         logger.warning("no %s: decoding without references (no WER)", label_file)
     utterances = []
     for (number, rel, samples), words in zip(entries, references):
-        utterances.append(Utterance(os.path.splitext(rel)[0], os.path.join(root, rel), samples, words, str(tsv), number))
+        utterances.append(Utterance(os.path.splitext(rel)[0], os.path.join(root, rel), samples, words,
+                                    manifest=str(tsv), line=number))
     return utterances
 
 
@@ -136,13 +129,13 @@ def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
     (and training), never resamples. A file that gives no samples or has another rate raises :class:`ManifestError`
     naming the manifest line and the file."""
     try:
-        info = audio_info(utt.path)
+        info = audio_info(utt.audio)
         if info.sample_rate != sample_rate:
-            raise AudioError(utt.path, "wrong_rate", f"sample rate {info.sample_rate} Hz, the model needs "
+            raise AudioError(utt.audio, "wrong_rate", f"sample rate {info.sample_rate} Hz, the model needs "
                                                      f"{sample_rate} Hz (resample it, or use sew-transcribe)")
-        return read_audio(utt.path, sample_rate).samples
+        return read_audio(utt.audio, sample_rate).samples
     except AudioError as e:
-        raise ManifestError(utt.manifest or utt.path, utt.line, e.reason, e.detail, audio_path=utt.path,
+        raise ManifestError(utt.manifest or utt.audio, utt.line, e.reason, e.detail, audio_path=utt.audio,
                             hint="fix or remove the line; --skip-bad decodes the other utterances") from None
 
 

@@ -98,7 +98,8 @@ def test_fairseq_hubert_ctc_loads_as_sew_ctc_with_fairseqs_own_output(fairseq_ma
     """load_ctc_model reads hubert_ctc as sew_ctc: the log-probabilities of fairseq's own HubertCtc, bit for bit."""
     from fairseq import checkpoint_utils
 
-    from sew_fairseq.inference import Utterance, compute_emissions, load_ctc_model
+    from manifests.records import Utterance
+    from sew_fairseq.inference import compute_emissions, load_ctc_model
     from sew_fairseq.models.backbones import HubertBackbone
 
     ours, dictionary, cfg = load_ctc_model(str(fairseq_made.hubert_ctc), str(fairseq_made.corpus))

@@ -88,7 +88,7 @@ def test_demo_transcribe_equals_sew_infer_and_times_words(demo, tmp_path, capsys
     ckpt = work / "finetune_continuous" / "ckpt" / "checkpoint_best.pt"
     utterances = read_split(str(work / "corpus"), "valid")
     listing = tmp_path / "valid.list"
-    listing.write_text("".join(u.path + "\n" for u in utterances))
+    listing.write_text("".join(u.audio + "\n" for u in utterances))
     decoded = work / "finetune_continuous" / "decode-valid-viterbi"
     assert main([str(ckpt), f"@{listing}", "--output-dir", str(tmp_path / "out"), "--quiet",
                  "--references", str(decoded / "ref.trn")]) == 0

@@ -34,7 +34,7 @@ def test_finetuning_recipes_follow_the_release():
             assert cfg.lr_scheduler._name == "tri_stage" and list(cfg.lr_scheduler.phase_ratio) == [0.1, 0.4, 0.5]
             assert cfg.lr_scheduler.final_lr_scale == 0.05 and cfg.model.feature_grad_mult == 0.0
             assert cfg.checkpoint.best_checkpoint_metric == "wer"
-    # FACTS.md §2 (release): 100h lr 3e-5, 80k updates, mask_channel_prob 0.5, layerdrop 0.1;
+    # the release's fine-tuning scripts: 100h lr 3e-5, 80k updates, mask_channel_prob 0.5, layerdrop 0.1;
     # 10h 5e-5, 20k, freeze 10k; 1h/10m 5e-5, 13k, mask_channel_prob 0.25, freeze 10k
     expected = {"100h": (3e-5, 80000, 0.5, 0.1, 0), "10h": (5e-5, 20000, 0.5, 0.05, 10000),
                 "1h": (5e-5, 13000, 0.25, 0.1, 10000), "10m": (5e-5, 13000, 0.25, 0.1, 10000)}

@@ -16,7 +16,7 @@ import soxr
 import torch
 
 from sew_fairseq.inference import forward_log_probs
-from sew_fairseq.transcribe import Chunk, Transcriber, chunk_stream, resolve_inputs, stitch
+from sew_fairseq.transcribe import Transcriber, chunk_stream, resolve_inputs, stitch
 
 LIBRI = "librispeech/LibriSpeech/test-clean/1089/134686/1089-134686-0000.flac"
 

@@ -220,7 +220,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                "decode_seconds": decode_s, "rtf": (forward_s + decode_s) / audio_s, "labels": args.labels,
                **score(emissions, nbests, args.labels)}
     if skipped is not None:
-        summary["skipped"] = [{"id": k.utterance.id, "audio": k.utterance.path, "line": k.utterance.line,
+        summary["skipped"] = [{"id": k.utterance.id, "audio": k.utterance.audio, "line": k.utterance.line,
                                "reason": k.reason, "error": k.message} for k in skipped]
         if skipped:
             print(f"sew-infer: warning: {len(skipped)} utterance(s) skipped (listed in results.json): "

@@ -22,7 +22,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.audio_finetuning import AudioFinetuningConfig, AudioFinetuningTask
 
-from ..manifest_check import ManifestError
+from manifests.records import ManifestError
 from .audio_pretraining_checked import _cached_check, _cfg_get
 
 logger = logging.getLogger(__name__)
