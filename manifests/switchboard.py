@@ -50,9 +50,10 @@ import subprocess
 from collections import Counter
 from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
+from .audio import (write_flac)
 from .common import (LETTERS, ManifestError, Report, Utterance, atomic_write_text, base_parser, build_lexicon,
                      lexicon_lines, outside_alphabet, parallel_map, run_main, setup_logging, write_corpus_files,
-                     write_flac, write_segmented_split)
+                     write_segmented_split)
 
 logger = logging.getLogger("manifests.switchboard")
 

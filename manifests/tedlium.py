@@ -31,9 +31,9 @@ import re
 from collections import Counter
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from .common import (LETTERS, ManifestError, Report, Utterance, base_parser, convert_audio, outside_alphabet,
-                     parallel_map, probe_audio, run_main, setup_logging, write_corpus_files,
-                     write_segmented_split)
+from .audio import (convert_audio, probe_audio)
+from .common import (LETTERS, ManifestError, Report, Utterance, base_parser, outside_alphabet, parallel_map, run_main,
+                     setup_logging, write_corpus_files, write_segmented_split)
 
 logger = logging.getLogger("manifests.tedlium")
 

@@ -28,10 +28,8 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-import stat
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from manifests.atomic import atomic_open
+from manifests.audio import AudioError, audio_info
 from manifests.records import HINTS, ManifestError
 
 logger = logging.getLogger(__name__)
@@ -50,9 +49,6 @@ MODES = ("error", "skip")
 _BATCH = 2048
 #: Bad lines logged one by one at WARNING level in skip mode; the rest go to DEBUG.
 _MAX_WARNINGS = 20
-#: fairseq's parse_path treats paths with these suffixes as plain files, others may be
-#: ``archive.zip:offset:length`` slices.
-_PLAIN_SUFFIXES = (".npy", ".wav", ".flac", ".ogg")
 
 @dataclass(frozen=True)
 class ManifestEntry:
@@ -139,45 +135,13 @@ class ManifestReport:
 # ---------------------------------------------------------------------------------------------
 
 
-def _split_zip_slice(path: str) -> Tuple[str, Optional[Tuple[int, int]]]:
-    """``archive.zip:123:456`` -> (``archive.zip``, (123, 456)); other paths unchanged."""
-    if Path(path).suffix in _PLAIN_SUFFIXES:
-        return path, None
-    parts = path.rsplit(":", 2)
-    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-        return parts[0], (int(parts[1]), int(parts[2]))
-    return path, None
-
-
 def _probe(path: str) -> Tuple[Optional[str], str, int, int, int]:
     """Read one audio header: (reason or None, detail, sample rate, channels, frames)."""
-    import soundfile as sf
-
-    file_path, zip_slice = _split_zip_slice(path)
     try:
-        try:
-            st = os.stat(file_path)
-        except FileNotFoundError:
-            return "missing", "file not found", 0, 0, 0
-        if stat.S_ISDIR(st.st_mode):
-            return "unreadable", "is a directory, not an audio file", 0, 0, 0
-        if (st.st_size if zip_slice is None else zip_slice[1]) == 0:
-            return "empty", "file is empty (0 bytes)", 0, 0, 0
-        if zip_slice is None:
-            source: Union[str, io.BytesIO] = file_path
-        else:
-            with open(file_path, "rb") as f:
-                f.seek(zip_slice[0])
-                source = io.BytesIO(f.read(zip_slice[1]))
-        with sf.SoundFile(source) as info:  # header only, like soundfile.info but cheaper
-            rate, channels, num_frames = info.samplerate, info.channels, info.frames
-            fmt = f"{info.format} {info.subtype}"
-    except Exception as e:  # libsndfile errors, permissions, I/O errors: all "cannot read"
-        detail = " ".join(str(e).split()) or type(e).__name__
-        return "unreadable", f"cannot read audio header ({detail})", 0, 0, 0
-    if num_frames <= 0:
-        return "no_frames", f"no audio frames ({fmt})", 0, 0, 0
-    return None, "", int(rate), int(channels), int(num_frames)
+        info = audio_info(path)
+    except AudioError as e:
+        return e.reason, e.detail, 0, 0, 0
+    return None, "", info.sample_rate, info.channels, info.frames
 
 
 def _probe_many(paths: Sequence[str]) -> List[Tuple[Optional[str], str, int, int, int]]:

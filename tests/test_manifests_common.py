@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from manifests import common
-from manifests.common import (ManifestError, Report, Utterance, convert_audio, parallel_map, probe_audio,
+from manifests import audio, common
+from manifests.audio import convert_audio, probe_audio
+from manifests.common import (ManifestError, Report, Utterance, parallel_map,
                               spell_number, write_corpus_files, write_split)
 
 FLAC = "librispeech/LibriSpeech/test-clean/1089/134691/1089-134691-0000.flac"
@@ -177,7 +178,7 @@ def test_probe_audio(fixtures_dir, tmp_path):
 def test_flac_streaminfo_matches_soundfile(fixtures_dir):
     for path in sorted((fixtures_dir / "librispeech").rglob("*.flac")):
         i = sf.info(str(path))
-        assert common.flac_streaminfo(str(path)) == (i.samplerate, i.channels, i.frames)
+        assert audio.flac_streaminfo(str(path)) == (i.samplerate, i.channels, i.frames)
 
 
 def test_convert_audio(fixtures_dir, tmp_path):
@@ -217,7 +218,7 @@ def test_written_files_get_the_permissions_open_would_give(tmp_path):
     old = os.umask(0o022)
     try:
         common.atomic_write_text(tmp_path / "a.tsv", ["x"])
-        common.write_flac(tmp_path / "a.flac", np.zeros(1600, dtype=np.float32), 16000)
+        audio.write_flac(tmp_path / "a.flac", np.zeros(1600, dtype=np.float32), 16000)
         assert {os.stat(tmp_path / n).st_mode & 0o777 for n in ("a.tsv", "a.flac")} == {0o644}
         os.chmod(tmp_path / "a.tsv", 0o640)
         common.atomic_write_text(tmp_path / "a.tsv", ["y"])
