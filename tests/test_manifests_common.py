@@ -5,7 +5,10 @@ stereo TIMIT wav); broken files are made here.
 """
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +19,7 @@ from manifests.audio import convert_audio, probe_audio
 from manifests.common import (ManifestError, Report, Utterance, parallel_map,
                               spell_number, write_corpus_files, write_split)
 
+REPO = Path(__file__).resolve().parents[1]
 FLAC = "librispeech/LibriSpeech/test-clean/1089/134691/1089-134691-0000.flac"
 
 
@@ -225,3 +229,22 @@ def test_written_files_get_the_permissions_open_would_give(tmp_path):
         assert os.stat(tmp_path / "a.tsv").st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+def test_every_manifests_module_imports_without_torch_or_fairseq():
+    """The light layer: each module of manifests/ imports in a Python where torch, fairseq and sew_fairseq cannot be
+    imported at all."""
+    import pkgutil
+
+    import manifests
+
+    names = sorted(m.name for m in pkgutil.iter_modules(manifests.__path__))
+    assert {"atomic", "audio", "common", "letters", "records", "librispeech", "timit"} <= set(names)
+    code = ("import sys\n"
+            "for blocked in ('torch', 'fairseq', 'sew_fairseq'):\n"
+            "    sys.modules[blocked] = None  # any import of them raises ImportError\n"
+            f"for name in {names!r}:\n"
+            "    __import__('manifests.' + name)\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
