@@ -44,7 +44,7 @@ setup(
             "sew-transcribe=sew_fairseq.cli.transcribe:main",
             "sew-lm=sew_fairseq.cli.lm:main",
             "sew-score=sew_fairseq.cli.score:main",
-            "sew-demo-data=sew_fairseq.cli.demo_data:main",
+            "sew-demo-data=manifests.demo:main",
             "sew-manifest=manifests.__main__:main",  # not via sew_fairseq: no fairseq import
         ],
     },

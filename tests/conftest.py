@@ -17,9 +17,9 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory: pytest.TempPathFactory):
     """A 6-utterance eSpeak NG demo corpus (5 train, 1 valid), generated once per session."""
-    from sew_fairseq.demo_data import make_demo_corpus
+    from manifests.demo import prepare_demo
 
-    return make_demo_corpus(tmp_path_factory.mktemp("demo") / "corpus", num_utterances=6, seed=0,
+    return prepare_demo(tmp_path_factory.mktemp("demo") / "corpus", num_utterances=6, seed=0,
                             progress=False)
 
 

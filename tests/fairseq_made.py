@@ -80,9 +80,9 @@ def fairseq_train(config_dir: Path, config_name: str, out: Path, overrides: List
 
 
 def make_fairseq_checkpoints(root: Path) -> FairseqMade:
-    from sew_fairseq.demo_data import make_demo_corpus
+    from manifests.demo import prepare_demo
 
-    corpus = Path(make_demo_corpus(root / "corpus", num_utterances=10, seed=0, progress=False,
+    corpus = Path(prepare_demo(root / "corpus", num_utterances=10, seed=0, progress=False,
                                    num_voices=1).train_tsv).parent
     km = write_km_labels(corpus, root / "km")
     examples = fairseq_examples()

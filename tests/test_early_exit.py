@@ -192,9 +192,9 @@ def finetune_command(recipe: str, data: Path, out: Path, extra) -> list:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    from sew_fairseq.demo_data import make_demo_corpus
+    from manifests.demo import prepare_demo
 
-    corpus = make_demo_corpus(tmp_path_factory.mktemp("ee") / "corpus", num_utterances=24, seed=0, progress=False,
+    corpus = prepare_demo(tmp_path_factory.mktemp("ee") / "corpus", num_utterances=24, seed=0, progress=False,
                               num_voices=1)
     return Path(corpus.train_tsv).parent
 

@@ -16,9 +16,9 @@ SPLITS = ["10m", "1h", "10h", "100h", "960h"]
 
 @pytest.fixture(scope="module")
 def letters_corpus(tmp_path_factory) -> Path:
-    from sew_fairseq.demo_data import make_demo_corpus
+    from manifests.demo import prepare_demo
 
-    corpus = make_demo_corpus(tmp_path_factory.mktemp("ft") / "corpus", num_utterances=24, seed=0,
+    corpus = prepare_demo(tmp_path_factory.mktemp("ft") / "corpus", num_utterances=24, seed=0,
                               progress=False, num_voices=1)
     return Path(corpus.train_tsv).parent
 
