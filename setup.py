@@ -25,7 +25,8 @@ setup(
         "flashlight-text==0.0.7",
         "editdistance",
         "tqdm",
-        "soxr",  # demo corpus: 22.05 -> 16 kHz
+        "soxr",  # resampling: demo corpus, sew-transcribe, corpus builders
+        "tensorboardX",  # fairseq's common.tensorboard_logdir
         "espeakng-loader",  # demo corpus: espeak-ng library and voices
         "matplotlib>=3.5",  # sew-bench tradeoff's plot
     ],

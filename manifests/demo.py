@@ -154,7 +154,7 @@ class DemoCorpus:
 
 
 @dataclass(frozen=True)
-class _Utterance:
+class _Planned:
     index: int
     split: str
     text: str  # lower case, as spoken
@@ -170,13 +170,13 @@ class _Utterance:
 
 
 def _plan(num_utterances: int, seed: int, valid_fraction: float, voices: Sequence[str],
-          audio_format: str) -> List[_Utterance]:
+          audio_format: str) -> List[_Planned]:
     rng = random.Random(seed)
     num_valid = max(1, int(round(num_utterances * valid_fraction)))
     valid = set(rng.sample(range(num_utterances), num_valid))
     plan = []
     for i in range(num_utterances):
-        plan.append(_Utterance(
+        plan.append(_Planned(
             index=i,
             split="valid" if i in valid else "train",
             text=make_sentence(rng),
@@ -199,7 +199,7 @@ _WORKER_BOOT = ("import sys; sys.path = [p for p in sys.path if p not in ('', '.
                 "from manifests.espeak import worker_main; sys.exit(worker_main())")
 
 
-def _run_shard(items: List[_Utterance], audio_dir: Path, library: str, data_dir: str,
+def _run_shard(items: List[_Planned], audio_dir: Path, library: str, data_dir: str,
                on_done: Any, procs: List[subprocess.Popen], lock: threading.Lock) -> Dict[int, int]:
     job = {
         "library": library, "data_dir": data_dir, "audio_dir": str(audio_dir),
@@ -307,7 +307,7 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="demo corpus", unit="utt", disable=not enabled, leave=False)
 
 
-def _shards(plan: Sequence[_Utterance]) -> Iterator[List[_Utterance]]:
+def _shards(plan: Sequence[_Planned]) -> Iterator[List[_Planned]]:
     for start in range(0, len(plan), SHARD_SIZE):
         yield list(plan[start:start + SHARD_SIZE])
 
@@ -405,7 +405,7 @@ def prepare_demo(dest: Union[str, os.PathLike], num_utterances: int = DEFAULT_NU
     return corpus
 
 
-def _write_corpus_files(tmp: Path, dest: Path, plan: Sequence[_Utterance], counts: Dict[int, int],
+def _write_corpus_files(tmp: Path, dest: Path, plan: Sequence[_Planned], counts: Dict[int, int],
                         params: Dict[str, Any]) -> Dict[str, Any]:
     """Manifests, labels, reports, dictionary, lexicon and LM text (the builders' writers), then corpus.json."""
     stats: Dict[str, Any] = {}

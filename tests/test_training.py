@@ -126,3 +126,5 @@ def test_sew_train_prints_the_composed_config_with_cfg_job_after_the_overrides(t
     assert proc.returncode == 0, proc.stdout[-2000:]
     package = str(REPO / "sew_fairseq")
     assert f"user_dir: {package}" in proc.stdout and f"data: {tmp_path}" in proc.stdout, proc.stdout[-2000:]
+    # nothing but the config: no tensorboardX notice (it is installed), no Hydra or torch deprecation warnings
+    assert "Warning" not in proc.stdout and "tensorboardX" not in proc.stdout, proc.stdout[:2000]
