@@ -32,7 +32,7 @@ import logging
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .audio import (probe_audio)
+from .audio import probe_audio
 from .common import (LETTERS, ManifestError, Report, Utterance, base_parser, outside_alphabet, parallel_map, run_main,
                      setup_logging, squeeze_spaces, write_corpus_files, write_split)
 

@@ -31,7 +31,7 @@ import re
 from collections import Counter
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from .audio import (convert_audio, probe_audio)
+from .audio import convert_audio, probe_audio
 from .common import (LETTERS, ManifestError, Report, Utterance, base_parser, outside_alphabet, parallel_map, run_main,
                      setup_logging, write_corpus_files, write_segmented_split)
 

@@ -42,7 +42,7 @@ import re
 import unicodedata
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .audio import (convert_audio)
+from .audio import convert_audio
 from .common import (LETTERS, ManifestError, Report, Utterance, ascii_quotes, atomic_write_text, base_parser,
                      outside_alphabet, parallel_map, run_main, setup_logging, spell_number, squeeze_spaces,
                      write_corpus_files, write_split)

@@ -14,8 +14,8 @@ import soundfile as sf
 import soxr
 
 from manifests.common import ManifestError
-from manifests.switchboard import (main, normalize_stm_text, normalize_words, prepare_switchboard, segment_id,
-                                   sphere_header)
+from manifests.switchboard import main, prepare_switchboard, segment_id, sphere_header
+from manifests.switchboard_text import normalize_stm_text, normalize_words
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures", "switchboard")
 ROOT = os.path.join(FIX, "LDC97S62")
