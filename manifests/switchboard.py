@@ -115,7 +115,8 @@ def read_ms98(path: str, stats: Counter, problems: List[Problem], keep_partial: 
             except (IndexError, ValueError):
                 m = None
             if m is None:
-                problems.append(("bad_line", where, f"expected 'swNNNN[AB]-ms98-a-NNNN start end words', got {line.strip()!r}"))
+                problems.append(("bad_line", where,
+                                 f"expected 'swNNNN[AB]-ms98-a-NNNN start end words', got {line.strip()!r}"))
                 continue
             if end <= start:
                 problems.append(("empty_segment", where, f"end {end} <= start {start}"))
@@ -141,7 +142,8 @@ def read_hub5_stm(path: str, stats: Counter, problems: List[Problem], keep_parti
                 if side not in ("A", "B", "1", "2"):
                     raise ValueError(side)
             except (IndexError, ValueError):
-                problems.append(("bad_line", where, f"expected 'file channel speaker start end <label> text', got {line.strip()!r}"))
+                problems.append(("bad_line", where,
+                                 f"expected 'file channel speaker start end <label> text', got {line.strip()!r}"))
                 continue
             side = {"1": "A", "2": "B"}.get(side, side)
             text = " ".join(t for t in fields[5:] if not (t.startswith("<") and t.endswith(">") and "," in t))
@@ -261,7 +263,8 @@ def process_conversation(task: ConversationTask) -> ConversationResult:
         seen.add(uid)
         if seg.side not in sides:
             channel = audio[:, 0 if seg.side == "A" else 1]
-            sides[seg.side] = channel if rate == SAMPLE_RATE else soxr.resample(channel, rate, SAMPLE_RATE, quality="HQ")
+            sides[seg.side] = channel if rate == SAMPLE_RATE else soxr.resample(channel, rate, SAMPLE_RATE,
+                                                                                quality="HQ")
         signal = sides[seg.side]
         if seg.end > duration:
             stats["segments_clipped_at_audio_end"] += 1
@@ -301,7 +304,8 @@ def _run_split(name: str, tasks: List[ConversationTask], dest: str, strict: bool
 
 def prepare_switchboard(root: str, dest: str, transcripts: Optional[str] = None, dev_conversations: int = 30,
                         hub5_audio: Optional[str] = None, hub5_transcripts: Optional[str] = None,
-                        fisher_dirs: Sequence[str] = (), sph2pipe: Optional[str] = None, keep_partial_words: bool = False,
+                        fisher_dirs: Sequence[str] = (), sph2pipe: Optional[str] = None,
+                        keep_partial_words: bool = False,
                         drop_hesitations: bool = False, workers: int = 1, strict: bool = False, overwrite: bool = False,
                         progress: bool = True) -> Dict[str, Report]:
     """Write ``train``, ``dev`` and (with the Hub5 inputs) ``eval2000`` (see the module docstring)."""
@@ -409,7 +413,8 @@ def build_parser(prog: Optional[str] = None):
     p.add_argument("--hub5-transcripts", help="Hub5'00 transcripts (LDC2002T43), holding reference/" + HUB5_STM)
     p.add_argument("--fisher-dir", nargs="+", default=[], help="Fisher transcript folders (LM text only)")
     p.add_argument("--sph2pipe", help="sph2pipe binary, needed for LDC's shorten-compressed sph files")
-    p.add_argument("--keep-partial-words", action="store_true", help="keep partial words (TH-) instead of removing them")
+    p.add_argument("--keep-partial-words", action="store_true",
+                   help="keep partial words (TH-) instead of removing them")
     p.add_argument("--drop-hesitations", action="store_true", help="remove uh/um from the labels")
     return p
 

@@ -16,7 +16,8 @@ BACKCHANNELS = frozenset({"uh-huh", "um-hum", "um-hmm", "uh-hum", "huh-uh", "uh-
 _DROP = frozenset({"[silence]", "<b_aside>", "<e_aside>", "[noise]", "[vocalized-noise]", "[laughter]"})
 
 
-def normalize_token(token: str, stats: Counter, keep_partial: bool = False, drop_hesitations: bool = False) -> List[str]:
+def normalize_token(token: str, stats: Counter, keep_partial: bool = False,
+                    drop_hesitations: bool = False) -> List[str]:
     """One ms98 token -> 0 or more lower-case words (the rules: manifests.switchboard's docstring); ``stats`` counts
     each rule."""
     t = token.lower()

@@ -157,7 +157,8 @@ def process_talk(task: TalkTask) -> TalkResult:
     stats: Counter = Counter()
     problems: List[Problem] = []
     if task.sph is None:
-        n = sum(1 for ln in open(task.stm, encoding="utf-8", errors="replace") if ln.strip() and not ln.startswith(";;"))
+        n = sum(1 for ln in open(task.stm, encoding="utf-8",
+                                 errors="replace") if ln.strip() and not ln.startswith(";;"))
         problems.append(("transcript_without_audio", task.stm, f"no sph/{task.talk}.sph for its {n} segment line(s)"))
         return TalkResult([], problems, stats)
     if task.stm is None:

@@ -92,7 +92,8 @@ def normalize_transcript(text: str) -> Tuple[str, List[str]]:
     """
     t = _strip_accents(ascii_quotes(text)).upper()
     t = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", t)  # thousands separators
-    t = re.sub(r"(\d+)\.(\d+)", lambda m: f" {_number(m.group(1))} POINT {' '.join(spell_number(d) for d in m.group(2))} ", t)
+    t = re.sub(r"(\d+)\.(\d+)",
+               lambda m: f" {_number(m.group(1))} POINT {' '.join(spell_number(d) for d in m.group(2))} ", t)
     t = re.sub(r"(\d+)(ST|ND|RD|TH)\b", lambda m: f" {_ordinal(_number(m.group(1)))} ", t)
     t = re.sub(r"(\d+)'?S\b", lambda m: f" {_plural(_number(m.group(1)))} ", t)
     t = re.sub(r"\d+", lambda m: f" {_number(m.group(0))} ", t)
@@ -181,7 +182,8 @@ def prepare_voxpopuli(root: str, dest: str, audio_dest: Optional[str] = None, la
             continue
         report = Report(split, strict=strict)
         rows = read_split_tsv(path, text_column, report)
-        jobs = [(os.path.join(tsv_dir, uid[:4], uid + ".ogg"), os.path.join(audio_dest, uid[:4], uid + ".flac"), overwrite)
+        jobs = [(os.path.join(tsv_dir, uid[:4], uid + ".ogg"), os.path.join(audio_dest, uid[:4], uid + ".flac"),
+                 overwrite)
                 for uid, _, _ in rows]
         results = parallel_map(_convert, jobs, workers, desc=f"voxpopuli {split}", progress=progress)
         utts = []

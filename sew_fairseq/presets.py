@@ -57,7 +57,8 @@ PRESETS: Dict[str, Preset] = {
 }
 
 # pretraining head settings of the release (wav2vec 2.0 base): quantized targets, final_dim 256
-PRETRAINING_OVERRIDES: Dict[str, Any] = {"quantize_targets": True, "final_dim": 256, "latent_temp": [2.0, 0.5, 0.999995]}
+PRETRAINING_OVERRIDES: Dict[str, Any] = {"quantize_targets": True, "final_dim": 256, "latent_temp": [2.0, 0.5,
+                                                                                                     0.999995]}
 
 
 def preset_config(name: str, **overrides: Any):

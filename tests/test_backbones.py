@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_training import REPO, run  # noqa: I100  (tests/ is on sys.path under pytest)
+REPO = Path(__file__).resolve().parents[1]
 
 RECIPES = REPO / "recipes" / "finetuning"
 
 
-def finetune(recipe: str, data: Path, out: Path, extra) -> Path:
+def finetune(run, recipe: str, data: Path, out: Path, extra) -> Path:
     """Our fine-tuning recipe for 2 updates on the CPU through fairseq-hydra-train; its checkpoint_last.pt."""
     run([str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir", str(RECIPES), "--config-name", recipe,
          f"common.user_dir={REPO / 'sew_fairseq'}", f"task.data={data}", "common.cpu=true", "common.log_format=simple",
@@ -61,14 +61,14 @@ def test_fairseq_checkpoints_load_through_the_allow_list(fairseq_made):
 
 
 @pytest.mark.parametrize("backbone", ["hubert", "wav2vec2"])
-def test_sew_ctc_fine_tunes_from_fairseq_pretrained_checkpoints(backbone, fairseq_made, tmp_path):
+def test_sew_ctc_fine_tunes_from_fairseq_pretrained_checkpoints(backbone, fairseq_made, tmp_path, run):
     from fairseq import checkpoint_utils
 
     from sew_fairseq.checkpoint import safe_load
     from sew_fairseq.models.backbones import HubertBackbone
 
     pretrained = getattr(fairseq_made, backbone)
-    checkpoint = finetune("10h", fairseq_made.corpus, tmp_path, [
+    checkpoint = finetune(run, "10h", fairseq_made.corpus, tmp_path, [
         f"model.w2v_path={pretrained}", "model.freeze_finetune_updates=0", "++model.mask_length=4",
         "model.mask_channel_length=8"])
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)])
@@ -85,8 +85,8 @@ def test_sew_ctc_fine_tunes_from_fairseq_pretrained_checkpoints(backbone, fairse
 
 
 @pytest.mark.parametrize("backbone", ["hubert", "wav2vec2"])
-def test_early_exit_joint_training_from_fairseq_pretrained_checkpoints(backbone, fairseq_made, tmp_path):
-    checkpoint = finetune("early_exit_joint", fairseq_made.corpus, tmp_path, [
+def test_early_exit_joint_training_from_fairseq_pretrained_checkpoints(backbone, fairseq_made, tmp_path, run):
+    checkpoint = finetune(run, "early_exit_joint", fairseq_made.corpus, tmp_path, [
         f"model.w2v_path={getattr(fairseq_made, backbone)}", "++model.mask_length=4", "model.mask_channel_length=8"])
     from sew_fairseq.inference import load_ctc_model
 
@@ -146,7 +146,7 @@ def test_hubert_ctc_without_its_pretrained_checkpoint_names_the_fix(fairseq_made
 
 
 @pytest.mark.parametrize("name", ["hubert_ctc", "wav2vec_ctc"])
-def test_sew_infer_decodes_fairseq_ctc_checkpoints(name, fairseq_made, tmp_path):
+def test_sew_infer_decodes_fairseq_ctc_checkpoints(name, fairseq_made, tmp_path, run):
     proc = subprocess.run([str(Path(sys.executable).parent / "sew-infer"), str(getattr(fairseq_made, name)), "--data",
                            str(fairseq_made.corpus), "--split", "train", "--results-dir", str(tmp_path), "--quiet"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)

@@ -22,7 +22,7 @@ from convert_helpers import (LETTERS, TOL, audio, release_model_cfg, write_relea
                              write_release_pretrained)
 from sew_fairseq.interop import ConversionError
 from sew_fairseq.interop.original import from_original
-from test_training import REPO, run
+REPO = Path(__file__).resolve().parents[1]
 
 transformers = pytest.importorskip("transformers")
 
@@ -120,7 +120,7 @@ def test_release_options_the_plugin_lacks_are_refused(field, value, tmp_path):
     assert not (tmp_path / "ours.pt").exists()
 
 
-def test_converted_pretrained_fine_tunes_and_converted_ctc_decodes(tmp_path, demo_corpus):
+def test_converted_pretrained_fine_tunes_and_converted_ctc_decodes(tmp_path, demo_corpus, run):
     """from-original pretrained -> 2 CTC updates with the 100h recipe; from-original CTC -> sew-infer."""
     write_release_pretrained(tmp_path / "release.pt", "sew_d_c")
     from_original(str(tmp_path / "release.pt"), str(tmp_path / "pre.pt"))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_training import REPO, run  # noqa: I100  (tests/ is on sys.path under pytest)
+REPO = Path(__file__).resolve().parents[1]
 
 SMALL = dict(encoder_layers=4, encoder_embed_dim=64, encoder_ffn_embed_dim=128, encoder_attention_heads=2,
              mlp_hidden_size=32, final_dim=32, quantize_targets=False, encoder_layerdrop=0.0)
@@ -149,7 +149,7 @@ def test_exit_at_layer_k_computes_k_layers(preset, k):
     assert first.exit_layer.tolist() == [1, 1] and calls[0] == 1
 
 
-def test_two_stage_freeze_trains_only_the_branches():
+def test_two_stage_freeze_trains_only_the_branches(run):
     model, _ = build_model("sew_d_tiny", freeze_backbone=True, no_pretrained_weights=True)
     model.train()
     assert model.exit_branches.training and not model.w2v_encoder.training  # backbone as at inference
@@ -200,7 +200,7 @@ def corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def joint(corpus, tmp_path_factory):
+def joint(corpus, tmp_path_factory, run):
     """(checkpoint, training log): a 4-layer SEW-D pretrained 2 updates, then 40 updates of joint training."""
     tmp = tmp_path_factory.mktemp("ee_runs")
     run([sys.executable, "-m", "sew_fairseq.cli.train", "--config-dir", str(REPO / "recipes" / "pretraining"),
@@ -236,7 +236,7 @@ def test_joint_training_decreases_every_branch_loss(joint):
     assert any(k.startswith("exit_branches.2.upsample.0.") for k in state["model"])  # SEW-D: branches upsample
 
 
-def test_two_stage_trains_only_the_branches(joint, corpus, tmp_path):
+def test_two_stage_trains_only_the_branches(joint, corpus, tmp_path, run):
     checkpoint, _ = joint
     run(finetune_command("early_exit_two_stage", corpus, tmp_path, [
         f"model.finetuned_path={checkpoint}", "common.log_interval=1", "optimization.max_update=3",
@@ -374,7 +374,7 @@ def test_hubert_ee_thresholds_that_never_fire_give_the_model_without_branches_ex
 
 
 @pytest.mark.parametrize("k", [5, 8, 11])
-def test_hubert_ee_exit_after_layer_k_computes_k_layers(k):
+def test_hubert_ee_exit_after_layer_k_computes_k_layers(k, run):
     from sew_fairseq.modules.early_exit import ExitRule
 
     model, _ = build_hubert_model()
@@ -395,7 +395,7 @@ def test_hubert_ee_exit_after_layer_k_computes_k_layers(k):
     assert calls[0] == k and out.layers_run == k and out.exit_layer.tolist() == [k, k]
 
 
-def hubert_two_stage(finetuned: Path, corpus: Path, out: Path):
+def hubert_two_stage(run, finetuned: Path, corpus: Path, out: Path):
     """(checkpoint, log) of the HuBERT-EE recipe for 3 updates from a fine-tuned HuBERT."""
     log = run(finetune_command("early_exit_hubert", corpus, out, [
         f"model.finetuned_path={finetuned}", "common.log_interval=1", "optimization.max_update=3",
@@ -408,11 +408,11 @@ def trained_parameters(log: str) -> int:
     return int(re.search(r"num\. trained: ([\d,]+)", log).group(1).replace(",", ""))
 
 
-def test_hubert_ee_two_stage_on_fairseqs_hubert_ctc(fairseq_made, tmp_path):
+def test_hubert_ee_two_stage_on_fairseqs_hubert_ctc(fairseq_made, tmp_path, run):
     """The recipe on a HuBERT fine-tuned by fairseq itself (hubert_ctc); early exit counts the layers it ran."""
     from sew_fairseq.checkpoint import safe_load
 
-    checkpoint, log = hubert_two_stage(fairseq_made.hubert_ctc, fairseq_made.corpus, tmp_path)
+    checkpoint, log = hubert_two_stage(run, fairseq_made.hubert_ctc, fairseq_made.corpus, tmp_path)
     before = safe_load(fairseq_made.hubert_ctc)["model"]
     after = safe_load(checkpoint)["model"]
     backbone = [k for k in after if k.startswith("w2v_encoder.")]
@@ -435,7 +435,7 @@ def test_hubert_ee_two_stage_on_fairseqs_hubert_ctc(fairseq_made, tmp_path):
     assert (tmp_path / "entropy" / "hyp.trn").read_text() == (tmp_path / "plain" / "hyp.trn").read_text()
 
 
-def test_two_stage_on_fairseqs_wav2vec_ctc(fairseq_made, tmp_path):
+def test_two_stage_on_fairseqs_wav2vec_ctc(fairseq_made, tmp_path, run):
     """Stage 2 from a wav2vec 2.0 fine-tuned by fairseq itself (wav2vec_ctc): default exits 5, 8, 11 of 12."""
     from sew_fairseq.checkpoint import safe_load
 
@@ -449,7 +449,7 @@ def test_two_stage_on_fairseqs_wav2vec_ctc(fairseq_made, tmp_path):
     assert all(f'"loss_exit{k}"' in log for k in (5, 8, 11))
 
 
-def test_hubert_ee_two_stage_on_transformers_hubert_for_ctc(fairseq_made, tmp_path):
+def test_hubert_ee_two_stage_on_transformers_hubert_for_ctc(fairseq_made, tmp_path, run):
     """The recipe on transformers' HubertForCTC (large style: pre-LN, 12 layers) after sew-convert from-hf."""
     pytest.importorskip("transformers")
     from fairseq.data import Dictionary
@@ -461,7 +461,7 @@ def test_hubert_ee_two_stage_on_transformers_hubert_for_ctc(fairseq_made, tmp_pa
     write_hf_w2v2_dir(tmp_path / "hf", "hubert", "large", ctc=True, num_hidden_layers=12,
                       vocab_size=len(Dictionary.load(str(letters))))
     from_hf(str(tmp_path / "hf"), str(tmp_path / "stage1.pt"), str(letters))
-    checkpoint, log = hubert_two_stage(tmp_path / "stage1.pt", fairseq_made.corpus, tmp_path / "ee")
+    checkpoint, log = hubert_two_stage(run, tmp_path / "stage1.pt", fairseq_made.corpus, tmp_path / "ee")
     assert all(f'"loss_exit{k}"' in log for k in (5, 8, 11))
     proc = sew("sew-infer", str(checkpoint), "--data", str(fairseq_made.corpus), "--split", "valid", "--early-exit",
                "confidence", "--exit-threshold", "0", "--results-dir", str(tmp_path / "first"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_training import REPO, run, train_command  # noqa: I100  (tests/ is on sys.path under pytest)
+REPO = Path(__file__).resolve().parents[1]
 
 RECIPES = REPO / "recipes" / "finetuning"
 SPLITS = ["10m", "1h", "10h", "100h", "960h"]
@@ -23,7 +23,7 @@ def letters_corpus(tmp_path_factory) -> Path:
     return Path(corpus.train_tsv).parent
 
 
-def test_finetuning_recipes_follow_the_release():
+def test_finetuning_recipes_follow_the_release(run, pretrain_command):
     from omegaconf import OmegaConf
 
     for split in SPLITS:
@@ -47,11 +47,11 @@ def test_finetuning_recipes_follow_the_release():
 
 
 @pytest.fixture(scope="module")
-def finetuned(letters_corpus, tmp_path_factory):
+def finetuned(letters_corpus, tmp_path_factory, run, pretrain_command):
     """(fine-tuned checkpoint, fairseq-hydra-train log): a tiny SEW-D pretrained 2 updates, fine-tuned 4."""
     tmp = tmp_path_factory.mktemp("runs")
     pretrain = tmp / "pretrain"
-    run(train_command(letters_corpus, pretrain, ["optimization.max_update=2"]))
+    run(pretrain_command(letters_corpus, pretrain, ["optimization.max_update=2"]))
     out = tmp / "finetune"
     log = run([str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir", str(RECIPES),
                "--config-name", "10h", f"common.user_dir={REPO / 'sew_fairseq'}", f"task.data={letters_corpus}",
@@ -81,10 +81,10 @@ def test_finetune_pretrained_sew_d_with_ctc(finetuned):
 
 
 @pytest.mark.parametrize("recipe", ["sew_tiny", "w2v2_tiny"])
-def test_finetune_other_backbones(recipe, letters_corpus, tmp_path):
+def test_finetune_other_backbones(recipe, letters_corpus, tmp_path, run, pretrain_command):
     """sew_ctc wraps every pretraining family of the plugin (sew_d is covered by the fixture above)."""
     pretrain = tmp_path / "pretrain"
-    cmd = train_command(letters_corpus, pretrain, ["optimization.max_update=1"])
+    cmd = pretrain_command(letters_corpus, pretrain, ["optimization.max_update=1"])
     cmd[cmd.index("sew_d_tiny")] = recipe
     run(cmd)
     out = tmp_path / "finetune"

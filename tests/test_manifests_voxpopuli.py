@@ -112,7 +112,8 @@ def test_normalisation_rules_on_real_lines(slue):
     assert "THE COMMISSION'S AMENDING LETTER NO ONE GO IN" in normalize_transcript(raw[34])[0]       # U+02BC, digit
     assert "ADAPT THE EU'S LEGAL FRAMEWORK" in normalize_transcript(raw[39])[0]
     assert normalize_transcript(raw[40])[0] == ("IT IS NOT JUST MOTHERHOOD AND APPLE PIE TO USE THE AMERICAN "
-                                                "EXPRESSION BUT IT IS OF SOME REAL VALUE")                 # U+02BD ... U+02BC
+                                                # U+02BD ... U+02BC
+                                                "EXPRESSION BUT IT IS OF SOME REAL VALUE")
     assert "THIS IS A NON BINDING REPORT" in normalize_transcript(raw[24])[0]                              # em dash
     assert "WITH MR TELICKA THAT" in normalize_transcript(raw[36])[0]                                      # accent
     assert normalize_transcript(raw[37])[1] == ["Ł"]                                                        # dropped
@@ -208,7 +209,8 @@ def test_recipe_manifest_stage(corpus, tmp_path):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     work = tmp_path / "work"
     proc = subprocess.run(["bash", str(REPO / "recipes/voxpopuli.sh"), "--stage", "0", "--stop-stage", "0",
-                           "--corpus-dir", str(root / "transcribed_data/en"), "--work-dir", str(work), "--workers", "2"],
+                           "--corpus-dir", str(root / "transcribed_data/en"), "--work-dir", str(work), "--workers",
+                           "2"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
     for split, idx in SPLIT_ROWS.items():

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_manifests_timit import EXPECTED, THIRTY_NINE  # noqa: I100  (tests/ is on sys.path under pytest)
-from timit_tree import make_tree
+from timit_tree import EXPECTED, THIRTY_NINE, make_tree
 
 REPO = Path(__file__).resolve().parents[1]
 # the model of tests/test_training.py's TINY recipe (1 layer, D=64, WFE-C with 8 channels)

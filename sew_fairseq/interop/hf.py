@@ -50,8 +50,10 @@ HF_TO_OURS: List[Tuple[str, str]] = [
     (r"^feature_projection\.projection\.", "post_extract_proj."),
     (r"^feature_projection\.", "post_extract_proj."),
     (r"^masked_spec_embed$", "mask_emb"),
-    (r"^encoder\.pos_conv_embed\.conv\.(?:parametrizations\.weight\.original0|weight_g)$", "encoder.pos_conv.0.weight_g"),
-    (r"^encoder\.pos_conv_embed\.conv\.(?:parametrizations\.weight\.original1|weight_v)$", "encoder.pos_conv.0.weight_v"),
+    (r"^encoder\.pos_conv_embed\.conv\.(?:parametrizations\.weight\.original0|weight_g)$",
+     "encoder.pos_conv.0.weight_g"),
+    (r"^encoder\.pos_conv_embed\.conv\.(?:parametrizations\.weight\.original1|weight_v)$",
+     "encoder.pos_conv.0.weight_v"),
     (r"^encoder\.pos_conv_embed\.conv\.bias$", "encoder.pos_conv.0.bias"),
     (r"^encoder\.upsample\.projection\.", "encoder.upsample.0."),
     # SEW, wav2vec 2.0 and HuBERT layers: fairseq TransformerSentenceEncoderLayer names
@@ -118,10 +120,12 @@ def hf_config(family: str, model_cfg, ctc: Optional[Mapping[str, Any]] = None):
     layers = parse_conv_layers(c.conv_feature_layers)
     act = str(c.activation_fn)
     common = dict(
-        hidden_size=c.encoder_embed_dim, num_hidden_layers=c.encoder_layers, num_attention_heads=c.encoder_attention_heads,
+        hidden_size=c.encoder_embed_dim, num_hidden_layers=c.encoder_layers,
+        num_attention_heads=c.encoder_attention_heads,
         intermediate_size=c.encoder_ffn_embed_dim, squeeze_factor=c.squeeze_factor,
         num_conv_pos_embeddings=c.conv_pos, num_conv_pos_embedding_groups=c.conv_pos_groups,
-        conv_dim=[d for d, _, _ in layers], conv_kernel=[k for _, k, _ in layers], conv_stride=[s for _, _, s in layers],
+        conv_dim=[d for d, _, _ in layers], conv_kernel=[k for _, k, _ in layers], conv_stride=[s for _, _,
+                                                                                                s in layers],
         conv_bias=bool(c.conv_bias), feat_extract_norm="layer" if c.extractor_mode == "layer_norm" else "group",
         feat_extract_activation="gelu", hidden_act=act, hidden_dropout=c.dropout, attention_dropout=c.attention_dropout,
         activation_dropout=c.activation_dropout, feat_proj_dropout=c.dropout_input, layerdrop=c.encoder_layerdrop,
@@ -196,7 +200,8 @@ def our_config(config, source: str):
         encoder_ffn_embed_dim=config.intermediate_size, encoder_attention_heads=config.num_attention_heads,
         squeeze_factor=config.squeeze_factor, conv_pos=config.num_conv_pos_embeddings,
         conv_pos_groups=config.num_conv_pos_embedding_groups, conv_feature_layers=format_conv_layers(layers),
-        conv_bias=bool(config.conv_bias), extractor_mode="layer_norm" if config.feat_extract_norm == "layer" else "default",
+        conv_bias=bool(config.conv_bias),
+        extractor_mode="layer_norm" if config.feat_extract_norm == "layer" else "default",
         activation_fn=act, dropout=config.hidden_dropout, attention_dropout=config.attention_dropout,
         activation_dropout=config.activation_dropout, dropout_input=config.feat_proj_dropout,
         encoder_layerdrop=_get(config, "layerdrop", 0.0), mask_prob=config.mask_time_prob,
@@ -300,7 +305,8 @@ def processor_files(out_dir: str, dictionary: Any, normalize: bool, ctc: bool) -
     special = os.path.join(out_dir, "special_tokens_map.json")
     if not os.path.isfile(special):
         with open(special, "w", encoding="utf-8") as f:
-            json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}, f, indent=1)
+            json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}, f,
+                      indent=1)
 
 
 def to_hf(checkpoint: str, out_dir: str) -> str:

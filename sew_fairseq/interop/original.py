@@ -132,12 +132,14 @@ def _ctc_overrides(model: Mapping[str, Any], source: str) -> Dict[str, Any]:
     from ..models.sew_ctc import SEWCtcConfig
 
     values = dict(to_plain(model))
-    refused = [f"{k}={values[k]!r}" for k, rule in CTC_RELEASE_NEUTRAL.items() if k in values and not _neutral(values[k], rule)]
+    refused = [f"{k}={values[k]!r}" for k,
+               rule in CTC_RELEASE_NEUTRAL.items() if k in values and not _neutral(values[k], rule)]
     if refused:
         raise ConversionError(f"{source}: fine-tuning options this plugin does not implement: {', '.join(refused)}")
     known = set(SEWCtcConfig.__dataclass_fields__)
     skip = {"_name", "w2v_args", "w2v_path", "data", "normalize", "ddp_backend"}
-    return {k: v for k, v in values.items() if k in known and k not in skip and not (isinstance(v, str) and v.startswith("${"))}
+    return {k: v for k,
+            v in values.items() if k in known and k not in skip and not (isinstance(v, str) and v.startswith("${"))}
 
 
 def from_original(checkpoint: str, out: str, w2v_config: Optional[str] = None, preset: Optional[str] = None,
@@ -155,7 +157,8 @@ def from_original(checkpoint: str, out: str, w2v_config: Optional[str] = None, p
 
     if name not in CTC_MODELS:  # pretrained
         if w2v_config or preset:
-            logger.warning("%s is a pretrained checkpoint with its own config: --w2v-config/--preset ignored", checkpoint)
+            logger.warning("%s is a pretrained checkpoint with its own config: --w2v-config/--preset ignored",
+                           checkpoint)
         model_cfg = translate_model_config(cfg.model, checkpoint)
         model = build_pretraining_model(model_cfg)
         if not any(k.startswith(HEAD_PREFIXES) for k in weights):
