@@ -58,6 +58,24 @@ def test_apply_patches_is_idempotent() -> None:
     assert compat.ORIGINALS == originals  # originals stay the unpatched functions
 
 
+@pytest.mark.parametrize("fix", compat.FIXES, ids=lambda fix: fix.__name__)
+def test_each_fix_is_a_module_that_names_its_test(fix) -> None:
+    """sew_fairseq/compat/<fix>.py says what breaks, why, on which versions, and which test here covers it."""
+    import inspect
+    import sys
+
+    name = fix.__name__[len("fix_"):]
+    assert fix.__module__ == f"sew_fairseq.compat.{name}"
+    module = sys.modules[fix.__module__]
+    doc = module.__doc__
+    assert doc.startswith(f"Fix ``{fix.__name__}``: ")
+    assert [line for line in doc.splitlines() if line.endswith(":") and not line.startswith(" ")] == [
+        "Breaks without it:", "Why:", "Versions:", "Fix:", "Test:"]
+    assert f"tests/test_compat.py::test_{name}" in doc and callable(globals()[f"test_{name}"])
+    assert getattr(compat, fix.__name__) is fix
+    assert len(inspect.getsource(module).splitlines()) <= 500
+
+
 # -------------------- fix_root_logger_debug
 
 
