@@ -417,6 +417,8 @@ def test_atomic_checkpoint_copy(tmp_path, monkeypatch) -> None:
             copy(str(src), str(dst), overwrite=True)
         survived = dst.read_bytes() == b"old checkpoint"
         assert survived == (copy is not PathManager.copy)
+        if survived:  # and the atomic writer removed its temporary file
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_1_8.pt", "checkpoint_last.pt"]
     monkeypatch.undo()
     assert checkpoint_utils.PathManager.copy(str(src), str(dst), overwrite=True)
     assert dst.read_bytes() == src.read_bytes()

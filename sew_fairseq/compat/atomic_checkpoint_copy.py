@@ -10,9 +10,10 @@ Why:
 Versions:
     fairseq 0.12.2 and fairseq-fixed 0.12.3.1, any torch.
 Fix:
-    inside ``fairseq.checkpoint_utils`` only, ``PathManager`` is wrapped so that a copy to a local file goes to
-    ``<dst>.tmp`` and is renamed over ``<dst>`` (``os.replace``), so a kill leaves the old file whole; remote paths
-    and every other ``PathManager`` method are fairseq's.
+    inside ``fairseq.checkpoint_utils`` only, ``PathManager`` is wrapped so that a copy to a local file goes
+    through the project's atomic writer, :func:`sew_fairseq.atomic.atomic_file` (a temporary file next to the
+    target, renamed over it), so a kill leaves the old file whole; remote paths and every other ``PathManager``
+    method are fairseq's.
 Test:
     ``tests/test_compat.py::test_atomic_checkpoint_copy`` (a copy that dies half-way truncates with fairseq's copy,
     leaves the old file with the fixed one); the fixed copy in a real run resumed after SIGKILL,
@@ -26,6 +27,7 @@ import os
 import shutil
 from typing import Any
 
+from ..atomic import atomic_file
 from ._patching import ALREADY_APPLIED, APPLIED, CHECKPOINT_UTILS, NOT_NEEDED, replace_attribute
 
 
@@ -43,9 +45,9 @@ class _AtomicCopyPathManager:
             return self._path_manager.copy(src_path, dst_path, overwrite=overwrite)
         if os.path.exists(dst_path) and not overwrite:
             return False
-        tmp = f"{dst_path}.tmp"
-        shutil.copyfile(src_path, tmp)
-        os.replace(tmp, dst_path)
+        # no suffix: the temporary ".tmp-*" file cannot be taken for a checkpoint by whatever lists "*.pt"
+        with atomic_file(dst_path) as tmp:
+            shutil.copyfile(src_path, tmp)
         return True
 
 
