@@ -7,7 +7,7 @@ wav2vec2_base_librispeech.yaml``, ``examples/wav2vec/config/finetuning/base_10h.
 ``wav2vec2``, ``hubert_ctc``, ``wav2vec_ctc``) and criteria, through ``fairseq-hydra-train``, 2 updates each on the
 synthetic demo corpus, with a tiny model: 12 layers of width 64 (so that HuBERT-EE's exits after layers 5, 8 and 11
 apply as they are) on a 32-channel copy of the wav2vec 2.0 extractor. ``common.user_dir`` loads this plugin only for
-its fixes to fairseq on current software (``sew_fairseq/compat.py``; without them fairseq's ``hubert_ctc`` does not
+its fixes to fairseq on current software (``sew_fairseq/compat/``; without them fairseq's ``hubert_ctc`` does not
 build at all).
 """
 from __future__ import annotations

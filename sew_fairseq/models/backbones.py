@@ -15,7 +15,7 @@ The parameter names are ``Wav2VecEncoder``'s (``w2v_model.*``, ``proj.*``), whic
 ``hubert_ctc``: :func:`as_sew_ctc` reads a fine-tuned ``hubert_ctc`` checkpoint as a ``sew_ctc`` one (config
 rewritten, weights unchanged but ``label_embs_concat``). That is how such checkpoints load here for inference and
 early-exit training: fairseq-fixed's own ``hubert_ctc`` reads a config key its dataclass lacks (fairseq issue
-#4916, patched by ``sew_fairseq.compat.fix_hubert_ctc_autoregressive``), and its encoder would still need the
+#4916, patched by ``sew_fairseq/compat/hubert_ctc_autoregressive.py``), and its encoder would still need the
 pretraining label directory and returns its padding under another key than ``Wav2VecCtc``.
 
 Shapes: B batch, L samples, T frames, D ``encoder_embed_dim``.

@@ -3,9 +3,10 @@
 
 fairseq's :class:`Wav2VecCtc` already does what fine-tuning needs with any model that has the wav2vec 2.0
 interface (``extract_features``, ``remove_pretraining_modules``): it loads ``model.w2v_path`` (through the
-allow-listed loader, see ``sew_fairseq/compat.py``), overrides the pretraining config's dropouts, masking and
-layerdrop with the fine-tuning ones, freezes the feature extractor (``feature_grad_mult: 0``) and the whole
-encoder for ``freeze_finetune_updates``, and adds the output projection to the letter dictionary (blank ``<s>``).
+allow-listed loader, see ``sew_fairseq/compat/checkpoint_weights_only.py``), overrides the pretraining config's
+dropouts, masking and layerdrop with the fine-tuning ones, freezes the feature extractor (``feature_grad_mult: 0``)
+and the whole encoder for ``freeze_finetune_updates``, and adds the output projection to the letter dictionary
+(blank ``<s>``).
 This module registers it under this plugin's name, and under ``wav2vec_ctc_v2``, the name of the original SEW
 release's fine-tuned checkpoints, with SEW's fine-tuning defaults. Its encoder is
 :class:`~sew_fairseq.models.backbones.BackboneEncoder`: ``Wav2VecEncoder`` that also takes fairseq HuBERT
