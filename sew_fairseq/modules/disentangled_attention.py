@@ -236,14 +236,18 @@ class DisentangledEncoder(nn.Module):
                 ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """x: [B, S, D], padding_mask [B, S] (True = pad) -> (output [B, S, D], outputs of the layers run).
 
-        ``layer``: stop after this 0-based layer (fairseq's ``tgt_layer``)."""
+        ``layer``: stop after the layer at this 0-based position in the stack (fairseq's ``tgt_layer``; positions
+        that layerdrop skips in training count)."""
         rel, rel_key = self.relative_table()  # [2k, D]
         if padding_mask is not None and not padding_mask.any():
             padding_mask = None
+        # layerdrop's decisions for the whole stack, drawn as LayerDropModuleList.__iter__ draws them
+        draws = torch.empty(len(self.layer)).uniform_()  # [L]
         results: List[torch.Tensor] = []
-        for i, block in enumerate(self.layer):  # LayerDropModuleList skips layers while training
-            x = block(x, rel, padding_mask, rel_key)
-            results.append(x)
+        for i in range(len(self.layer)):
+            if not self.layer.training or draws[i] > self.layer.p:
+                x = self.layer[i](x, rel, padding_mask, rel_key)
+                results.append(x)
             if layer is not None and i == layer:
                 break
         return x, results
