@@ -15,6 +15,7 @@ the backbone layer by layer and stops, per utterance, at the first branch whose 
 1-based layer counts: ``exit_layers: [5, 8, 11]`` puts branches after the 5th, 8th and 11th of 12 layers.
 """
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional
@@ -25,9 +26,10 @@ from fairseq.models import register_model
 from omegaconf import DictConfig, open_dict
 
 from ..modules.early_exit import ExitBranch, ExitRule
+from ..modules.layer_pass import run_layers
 from ..modules.squeeze import SqueezedEncoder, Upsample
 from .backbones import BackboneEncoder, as_sew_ctc
-from .encoder_steps import backbone_input, encoder_num_layers, encoder_steps
+from .encoder_steps import backbone_input, layer_stepper
 from .sew_ctc import SEWCtc, SEWCtcConfig
 
 logger = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class SEWCtcEarlyExit(SEWCtc):
         super().__init__(cfg, w2v_encoder)
         backbone = cfg.w2v_args.model
         encoder = w2v_encoder.w2v_model.encoder
-        self.num_layers = encoder_num_layers(encoder)
+        self.num_layers = layer_stepper(encoder).num_layers
         layers = list(cfg.exit_layers) or default_exit_layers(self.num_layers)
         bad = [k for k in layers if not 1 <= k < self.num_layers]
         if not layers or bad or len(set(layers)) != len(layers):
@@ -169,13 +171,15 @@ class SEWCtcEarlyExit(SEWCtc):
         hidden = {}
         with contextlib.ExitStack() if train_backbone else torch.no_grad():
             x, frame_mask = backbone_input(enc.w2v_model, source, padding_mask, mask=enc.apply_mask and enc.training)
-            steps = encoder_steps(enc.w2v_model.encoder, x, frame_mask)
+            encoder = layer_stepper(enc.w2v_model.encoder)
+            p = encoder.begin_layers(x, frame_mask)
             for layer in range(1, self.num_layers + 1):
-                h = steps.step()  # [B, S, D]
+                encoder.run_layer(p)
                 if layer in self.exit_layers:
-                    hidden[layer] = h
-            x = steps.finish()  # [B, T, D]
-        exits = {layer: branch(hidden[layer], steps.padding_mask, steps.to_frames)
+                    hidden[layer] = encoder.hidden_states(p)  # [B, S, D]
+            x = encoder.end_layers(p)  # [B, T, D]
+        to_frames = functools.partial(encoder.to_frames, p)
+        exits = {layer: branch(hidden[layer], p.padding_mask, to_frames)
                  for layer, branch in zip(self.exit_layers, self.exit_branches)}
         return {"encoder_out": self._final_logits(x), "padding_mask": frame_mask, "exit_outputs": exits}
 
@@ -189,17 +193,20 @@ class SEWCtcEarlyExit(SEWCtc):
         rule.check()
         enc = self.w2v_encoder
         x, frame_mask = backbone_input(enc.w2v_model, source, padding_mask, mask=False)
-        steps = encoder_steps(enc.w2v_model.encoder, x, frame_mask)
+        encoder = layer_stepper(enc.w2v_model.encoder)
+        p = encoder.begin_layers(x, frame_mask)
+        to_frames = functools.partial(encoder.to_frames, p)
         batch = source.size(0)
         exit_layer = torch.full((batch,), self.num_layers, dtype=torch.long)
         exited = torch.zeros(batch, dtype=torch.bool)
         logits: Optional[torch.Tensor] = None  # [T, B, V], filled as utterances exit
         branches = dict(zip(self.exit_layers, self.exit_branches))
         for layer in range(1, self.num_layers + 1):
-            h = steps.step()
+            encoder.run_layer(p)
             if layer not in branches:
                 continue
-            out = {"encoder_out": branches[layer](h, steps.padding_mask, steps.to_frames), "padding_mask": frame_mask}
+            out = {"encoder_out": branches[layer](encoder.hidden_states(p), p.padding_mask, to_frames),
+                   "padding_mask": frame_mask}
             # on a copy: get_logits adds blank_weight in place, and the caller normalises the returned logits again
             scored = {"encoder_out": out["encoder_out"].clone(), "padding_mask": frame_mask}
             lprobs = self.get_normalized_probs(scored, log_probs=True).transpose(0, 1)  # [B, T, V]
@@ -212,6 +219,7 @@ class SEWCtcEarlyExit(SEWCtc):
             if bool(exited.all()):
                 break
         if not bool(exited.all()):
-            final = self._final_logits(steps.finish())
+            run_layers(encoder, p)
+            final = self._final_logits(encoder.end_layers(p))  # [T, B, V]
             logits = final if logits is None else torch.where(exited.to(final.device)[None, :, None], logits, final)
-        return EarlyExitOutput({"encoder_out": logits, "padding_mask": frame_mask}, exit_layer, steps.layers_run)
+        return EarlyExitOutput({"encoder_out": logits, "padding_mask": frame_mask}, exit_layer, p.layers_run)
