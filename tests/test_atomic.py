@@ -1,4 +1,4 @@
-"""sew_fairseq.atomic: an output is the whole new content or the old one, and no temporary file is left behind;
+"""manifests.atomic: an output is the whole new content or the old one, and no temporary file is left behind;
 and the writers that use it (trn, ARPA, results) keep the old file when writing fails half-way."""
 import os
 

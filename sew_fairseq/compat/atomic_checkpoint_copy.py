@@ -11,7 +11,7 @@ Versions:
     fairseq 0.12.2 and fairseq-fixed 0.12.3.1, any torch.
 Fix:
     inside ``fairseq.checkpoint_utils`` only, ``PathManager`` is wrapped so that a copy to a local file goes
-    through the project's atomic writer, :func:`sew_fairseq.atomic.atomic_file` (a temporary file next to the
+    through the project's atomic writer, :func:`manifests.atomic.atomic_file` (a temporary file next to the
     target, renamed over it), so a kill leaves the old file whole; remote paths and every other ``PathManager``
     method are fairseq's.
 Test:
@@ -27,7 +27,7 @@ import os
 import shutil
 from typing import Any
 
-from ..atomic import atomic_file
+from manifests.atomic import atomic_file
 from ._patching import ALREADY_APPLIED, APPLIED, CHECKPOINT_UTILS, NOT_NEEDED, replace_attribute
 
 
