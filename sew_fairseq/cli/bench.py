@@ -3,8 +3,9 @@
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2 --against hf
     sew-bench decode --utterances 200 --beam 50 --lm-weight 2 --word-score -1 --json decode.json
-    sew-bench tradeoff ckpt/checkpoint_best.pt --data manifests --split dev-other   # early exit (bench_tradeoff.py)
+    sew-bench tradeoff ckpt/checkpoint_best.pt --data manifests --split dev-other   # early exit (sew_fairseq/bench/tradeoff.py)
     sew-bench longform ckpt/checkpoint_best.pt --data corpus --split valid --minutes 1 10 --out-dir longform
+    sew-bench manifests --source tests/fixtures/librispeech/LibriSpeech --files 4000 --repeats 5
 
 ``speed`` times the inference forward (``extract_features``, eval mode, fp32, no autograd) of each preset on
 N seconds of audio, and fairseq's own ``wav2vec2`` base model in the same process, and prints time per
@@ -18,7 +19,7 @@ the ratio HF time / our time.
 ``decode`` times the KenLM beam search per second of audio: our flashlight-text lexicon decoder against
 pyctcdecode (+ the ``kenlm`` module) on the same synthetic CTC emissions (50 frames/s), at the same beam
 width, LM and weights (pyctcdecode's alpha = lm_weight / ln 10, beta = word_score), and prints both WERs and
-the time ratio pyctcdecode / ours; see :mod:`sew_fairseq.bench_decode`. Needs ``pip install pyctcdecode kenlm``.
+the time ratio pyctcdecode / ours; see :mod:`sew_fairseq.bench.decode`. Needs ``pip install pyctcdecode kenlm``.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ from typing import Callable, List, Optional, Sequence
 import torch
 
 from ..bench import longform
-from . import bench_tradeoff
+from ..bench import manifests as bench_manifests
+from ..bench import tradeoff as bench_tradeoff
 
 logger = logging.getLogger(__name__)
 
@@ -213,15 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--hypotheses", action="store_true", help="include references and hypotheses in --json")
     bench_tradeoff.add_parser(sub)  # early exit: WER against inference time
     longform.add_parser(sub)  # long recordings: sew-transcribe against transformers' chunked pipeline
+    bench_manifests.add_parser(sub)  # sew-manifest librispeech against fairseq's manifest scripts
     return parser
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    """``sew-bench decode``: run :func:`sew_fairseq.bench_decode.run_decode_bench`, print the table."""
+    """``sew-bench decode``: run :func:`sew_fairseq.bench.decode.run_decode_bench`, print the table."""
     import json
 
     from manifests.atomic import atomic_open
-    from ..bench_decode import format_result, run_decode_bench
+    from ..bench.decode import format_result, run_decode_bench
 
     if args.utterances < 1 or args.beam < 1 or args.threads < 1 or args.repeats < 1:
         print("error: --utterances, --beam, --threads and --repeats must be positive", file=sys.stderr)
@@ -285,6 +288,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return bench_tradeoff.run(args)
     elif args.command == "longform":
         return longform.run(args)
+    elif args.command == "manifests":
+        return bench_manifests.run(args)
     return 0
 
 
