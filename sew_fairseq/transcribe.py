@@ -120,23 +120,54 @@ def chunk_stream(blocks: Iterable[np.ndarray], chunk: int, overlap: int, align: 
     yield Chunk(last, buf[last - buf_start:])
 
 
+class Stitcher:
+    """Joins per-chunk log-probabilities ``(first frame, [F_i, V])``, given in order, into one [T, V]: each frame
+    from the chunk in whose interior it lies (where two chunks overlap, the frame farthest from both cut edges; a tie
+    goes to the earlier chunk). It holds one pending chunk and writes the rest into one buffer that doubles as it
+    fills: many small long-lived tensors between the forwards' large transient ones would fragment the C heap, and
+    the process would grow with the recording's length."""
+
+    def __init__(self) -> None:
+        self._out: Optional[torch.Tensor] = None
+        self._frames = 0
+        self._pending: Optional[Tuple[int, torch.Tensor]] = None
+
+    def add(self, first: int, log_probs: torch.Tensor) -> None:
+        if self._pending is not None:
+            start, lp = self._pending
+            end = start + lp.shape[0]
+            if first > end:
+                raise ValueError(f"chunks do not overlap: frames {end}..{first} are missing")
+            self._append(lp[self._frames - start:(first + end + 1) // 2 - start])
+        self._pending = (first, log_probs)
+
+    def finish(self) -> torch.Tensor:
+        """[T, V]: every frame given, once."""
+        if self._pending is None:
+            raise ValueError("no chunks")
+        start, lp = self._pending
+        self._append(lp[self._frames - start:])
+        self._pending = None
+        return self._out[:self._frames]
+
+    def _append(self, x: torch.Tensor) -> None:
+        need = self._frames + x.shape[0]
+        if self._out is None or need > self._out.shape[0]:
+            grown = torch.empty(max(need, 2 * (0 if self._out is None else self._out.shape[0]), 1024), x.shape[1],
+                                dtype=x.dtype)
+            if self._out is not None:
+                grown[:self._frames] = self._out[:self._frames]
+            self._out = grown
+        self._out[self._frames:need] = x
+        self._frames = need
+
+
 def stitch(pieces: Sequence[Tuple[int, torch.Tensor]]) -> torch.Tensor:
-    """Join per-chunk log-probabilities ``(first frame, [F_i, V])`` into one [T, V]: each frame from the chunk in
-    whose interior it lies (the middle of each overlap is the boundary)."""
-    if len(pieces) == 1:
-        return pieces[0][1]
-    parts = []
-    begin = 0
-    for i, (first, lp) in enumerate(pieces):
-        end = first + lp.shape[0]
-        if i + 1 < len(pieces):
-            nxt = pieces[i + 1][0]
-            if nxt > end:
-                raise ValueError(f"chunks do not overlap: frames {end}..{nxt} are missing")
-            end = (nxt + end + 1) // 2  # the frame farthest from both cut edges; a tie goes to the earlier chunk
-        parts.append(lp[begin - first:end - first])
-        begin = end
-    return torch.cat(parts)
+    """:class:`Stitcher` over a list of ``(first frame, [F_i, V])``."""
+    stitcher = Stitcher()
+    for first, lp in pieces:
+        stitcher.add(first, lp)
+    return stitcher.finish()
 
 
 def _frame_stride(model) -> int:
@@ -225,18 +256,21 @@ class Transcriber:
                    ) -> Tuple[torch.Tensor, float, int, List[int]]:
         """(log-probs [T, V], forward seconds, chunks, exit layers) of a stream of sample blocks at the model's
         rate; ``source`` names it in errors."""
-        pieces: List[Tuple[int, torch.Tensor]] = []
+        stitcher = Stitcher()
+        chunks = 0
         exits: List[int] = []
         seconds = 0.0
         batch: List[Chunk] = []
 
         def run() -> None:
-            nonlocal seconds
+            nonlocal seconds, chunks
             start = time.perf_counter()
             lps, layers = forward_log_probs(self.model, [c.samples for c in batch], self.device, self.normalize,
                                             self.exit_rule)
             seconds += time.perf_counter() - start
-            pieces.extend((c.start // self.frame_stride, lp) for c, lp in zip(batch, lps))
+            for c, lp in zip(batch, lps):
+                stitcher.add(c.start // self.frame_stride, lp)
+            chunks += len(batch)
             exits.extend(layer for layer in layers if layer is not None)
             batch.clear()
 
@@ -249,9 +283,9 @@ class Transcriber:
                 run()
         if batch:
             run()
-        if not pieces:
+        if not chunks:
             raise AudioError(source, "no_frames", "no samples")
-        return stitch(pieces), seconds, len(pieces), exits
+        return stitcher.finish(), seconds, chunks, exits
 
     def _blocks_of_wave(self, wave: np.ndarray, sample_rate: int) -> List[np.ndarray]:
         wave = np.asarray(wave, dtype=np.float32)
