@@ -77,3 +77,14 @@ def fairseq_made(tmp_path_factory: pytest.TempPathFactory):
     from fairseq_made import make_fairseq_checkpoints
 
     return make_fairseq_checkpoints(tmp_path_factory.mktemp("fairseq_made"))
+
+
+#: Fixtures that train through fairseq-hydra-train or run a whole recipe: a test that uses one (directly or through
+#: another fixture) is recipe-scale and gets the ``slow`` marker.
+RECIPE_SCALE_FIXTURES = {"run", "pretrain_command", "fairseq_made", "demo", "recipe"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if RECIPE_SCALE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
