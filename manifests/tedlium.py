@@ -192,7 +192,8 @@ def process_talk(task: TalkTask) -> TalkResult:
 
 
 def find_layout_dir(root: str, layout: str) -> str:
-    """The folder holding ``train/dev/test``: ``<root>/<layout>``, ``<root>/TEDLIUM_release-3/<layout>`` or ``<root>``."""
+    """The folder holding ``train/dev/test``: ``<root>/<layout>``, ``<root>/TEDLIUM_release-3/<layout>`` or
+    ``<root>``."""
     if layout not in LAYOUTS:
         raise ManifestError(f"--layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     for cand in (os.path.join(root, layout), os.path.join(root, "TEDLIUM_release-3", layout), root):

@@ -21,7 +21,8 @@ e.g. ``2014`` -> ``two thousand and fourteen``, but keeps some punctuation):
 1. curly/typographic apostrophes and quotes -> ASCII (``ʼ ’ ‘`` -> ``'``), accents removed (``é`` -> ``E``);
 2. upper case;
 3. digits are spelled out: ``1,000`` -> ``1000``; ``2.5`` -> ``TWO POINT FIVE``; ordinals ``13th`` ->
-   ``THIRTEENTH``; decades ``80s`` -> ``EIGHTIES``, ``1990s`` -> ``NINETEEN NINETIES``; a 4-digit number 1100-1999 is read as a year (``1984`` -> ``NINETEEN EIGHTY FOUR``),
+   ``THIRTEENTH``; decades ``80s`` -> ``EIGHTIES``, ``1990s`` -> ``NINETEEN NINETIES``; a 4-digit number 1100-1999 is
+   read as a year (``1984`` -> ``NINETEEN EIGHTY FOUR``),
    other numbers as cardinals without "and" (``2014`` -> ``TWO THOUSAND FOURTEEN``, ``20`` -> ``TWENTY``);
    ``%`` -> ``PERCENT``, ``&`` -> ``AND``, ``+`` -> ``PLUS``;
 4. hyphens and dashes separate words; other punctuation (``. , ; : ? ! " ( ) [ ] …``) is removed;

@@ -1,4 +1,5 @@
-"""The architectures of the SEW paper, one entry per preset (Wu et al. 2021, Table 7, and the release's pretraining scripts).
+"""The architectures of the SEW paper, one entry per preset (Wu et al. 2021, Table 7, and the release's pretraining
+scripts).
 
 What is SEW-D base+?  ``PRESETS["sew_d_base_plus"]``: 24 layers, D = 768, 12 heads, FFN 3072, squeeze 2,
 positional conv kernel 31, WFE-C with c = 96.  :func:`build_preset` builds any of them.

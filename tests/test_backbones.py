@@ -20,7 +20,8 @@ RECIPES = REPO / "recipes" / "finetuning"
 
 def finetune(run, recipe: str, data: Path, out: Path, extra) -> Path:
     """Our fine-tuning recipe for 2 updates on the CPU through fairseq-hydra-train; its checkpoint_last.pt."""
-    run([str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir", str(RECIPES), "--config-name", recipe,
+    run([str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir", str(RECIPES), "--config-name",
+         recipe,
          f"common.user_dir={REPO / 'sew_fairseq'}", f"task.data={data}", "common.cpu=true", "common.log_format=simple",
          "common.log_interval=1", "dataset.train_subset=train", "dataset.valid_subset=valid", "dataset.num_workers=0",
          "dataset.max_tokens=64000", "optimization.max_update=2", "optimization.update_freq=[1]",

@@ -1,4 +1,5 @@
-"""DisentangledSelfAttention against a naive reference written from the formula (DeBERTa, He et al. 2021, as SEW-D uses it).
+"""DisentangledSelfAttention against a naive reference written from the formula (DeBERTa, He et al. 2021, as SEW-D
+uses it).
 
     bucket(δ) = δ                                                              if |δ| <= k/2
               = sign(δ) · (ceil(log(|δ| / (k/2)) / log((m - 1) / (k/2)) · (k/2 - 1)) + k/2)   otherwise

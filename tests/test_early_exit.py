@@ -182,7 +182,8 @@ PRETRAIN = [  # the tiny SEW-D of tests/test_training.py with 4 layers, so that 
 
 
 def finetune_command(recipe: str, data: Path, out: Path, extra) -> list:
-    return [str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir", str(REPO / "recipes" / "finetuning"),
+    return [str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir",
+            str(REPO / "recipes" / "finetuning"),
             "--config-name", recipe, f"common.user_dir={REPO / 'sew_fairseq'}", f"task.data={data}", "common.cpu=true",
             "common.log_format=json", "dataset.train_subset=train", "dataset.valid_subset=valid",
             "dataset.num_workers=0", "dataset.max_tokens=64000", "optimization.update_freq=[1]",
@@ -265,13 +266,15 @@ def test_sew_infer_early_exit_reports_histogram_wer_and_rtf(joint, corpus, tmp_p
     plain = json.loads((tmp_path / "plain" / "results.json").read_text())
     n = plain["utterances"]
     # never fires: the final layer for every utterance, the plain model's hypotheses
-    proc = sew("sew-infer", *common, "--early-exit", "entropy", "--exit-threshold", "0", "--results-dir", str(tmp_path / "never"))
+    proc = sew("sew-infer", *common, "--early-exit", "entropy", "--exit-threshold", "0", "--results-dir",
+               str(tmp_path / "never"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     never = json.loads((tmp_path / "never" / "results.json").read_text())
     assert never["early_exit"]["exit_layer_histogram"] == {"4": n} and never["wer"] == plain["wer"]
     assert (tmp_path / "never" / "hyp.trn").read_text() == (tmp_path / "plain" / "hyp.trn").read_text()
     # always fires: the first branch (after layer 1) for every utterance
-    proc = sew("sew-infer", *common, "--early-exit", "confidence", "--exit-threshold", "0", "--results-dir", str(tmp_path / "first"))
+    proc = sew("sew-infer", *common, "--early-exit", "confidence", "--exit-threshold", "0", "--results-dir",
+               str(tmp_path / "first"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     first = json.loads((tmp_path / "first" / "results.json").read_text())
     ee = first["early_exit"]
@@ -314,7 +317,8 @@ def test_sew_transcribe_early_exit(joint, corpus, tmp_path):
     assert all(o["exit_layers"] == [1] for o in outs["first"])
 
 
-# ---------------------------------------------------------------- HuBERT-EE on HuBERT (recipes/finetuning/early_exit_hubert)
+# ---------------------------------------------------------------- HuBERT-EE on HuBERT
+# (recipes/finetuning/early_exit_hubert)
 
 HUBERT_RECIPE = REPO / "recipes" / "finetuning" / "early_exit_hubert.yaml"
 TINY_HUBERT = dict(_name="hubert", encoder_layers=12, encoder_embed_dim=64, encoder_ffn_embed_dim=128,
@@ -338,7 +342,8 @@ def test_hubert_ee_recipe_is_the_papers_setting():
 
 
 def build_hubert_model(**overrides):
-    """(HuBERT-EE model on a random 12-layer fairseq HuBERT with the recipe's exits, the same model without branches)."""
+    """(HuBERT-EE model on a random 12-layer fairseq HuBERT with the recipe's exits, the same model without
+    branches)."""
     from omegaconf import OmegaConf
 
     from sew_fairseq.models.backbones import HubertBackbone
@@ -467,4 +472,5 @@ def test_hubert_ee_two_stage_on_transformers_hubert_for_ctc(fairseq_made, tmp_pa
                "confidence", "--exit-threshold", "0", "--results-dir", str(tmp_path / "first"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     n = len((fairseq_made.corpus / "valid.wrd").read_text().splitlines())
-    assert json.loads((tmp_path / "first" / "results.json").read_text())["early_exit"]["exit_layer_histogram"] == {"5": n}
+    first = json.loads((tmp_path / "first" / "results.json").read_text())
+    assert first["early_exit"]["exit_layer_histogram"] == {"5": n}

@@ -41,7 +41,8 @@ def test_finetuning_recipes_follow_the_release(run, pretrain_command):
     for split, (lr, updates, channel_prob, layerdrop, freeze) in expected.items():
         cfg = OmegaConf.load(RECIPES / f"{split}.yaml")
         assert (cfg.optimization.lr[0], cfg.optimization.max_update, cfg.model.mask_channel_prob,
-                cfg.model.layerdrop, cfg.model.freeze_finetune_updates) == (lr, updates, channel_prob, layerdrop, freeze)
+                cfg.model.layerdrop, cfg.model.freeze_finetune_updates) == (lr, updates, channel_prob, layerdrop,
+                                                                            freeze)
         stable = OmegaConf.load(RECIPES / f"{split}_stable.yaml")
         assert stable.model.freeze_finetune_updates == 0 and stable.model.activation_dropout == 0.0
 
@@ -112,7 +113,8 @@ def test_sew_infer_viterbi_writes_sclite_trn(finetuned, letters_corpus, tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"valid: \d+ utterances, [\d.]+ s  WER [\d.]+  CER [\d.]+  RTF [\d.]+", proc.stdout)
     refs = (letters_corpus / "valid.wrd").read_text().splitlines()
-    ids = [line.split("\t")[0].rsplit(".", 1)[0] for line in (letters_corpus / "valid.tsv").read_text().splitlines()[1:]]
+    ids = [line.split("\t")[0].rsplit(".",
+                                      1)[0] for line in (letters_corpus / "valid.tsv").read_text().splitlines()[1:]]
     ref_trn = (tmp_path / "ref.trn").read_text().splitlines()
     # sclite trn: "TEXT (utterance-id)", one line per utterance, in manifest order
     assert ref_trn == [f"{ref} ({i})" for ref, i in zip(refs, ids)]
@@ -143,7 +145,8 @@ def test_sew_infer_kenlm_and_tune(finetuned, letters_corpus, tmp_path):
     valid_words = set(words_from_wrd_files([letters_corpus / "valid.wrd"]))
     missing = valid_words - set(words_from_wrd_files([letters_corpus / "train.wrd"]))
     oov = [w for line in (letters_corpus / "valid.wrd").read_text().splitlines() for w in line.split() if w in missing]
-    proc = sew_infer(*[a if a != str(tmp_path / "lexicon.txt") else str(tmp_path / "train_lexicon.txt") for a in common],
+    lexicon, train_lexicon = str(tmp_path / "lexicon.txt"), str(tmp_path / "train_lexicon.txt")
+    proc = sew_infer(*[a if a != lexicon else train_lexicon for a in common],
                      "--results-dir", str(tmp_path / "oov"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "oov" / "results.json").read_text())["oov_words"] == len(oov)

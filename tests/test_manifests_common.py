@@ -86,7 +86,8 @@ def test_write_split_format(tmp_path):
     assert (out / "train.wrd").read_text() == "HELLO WORLD\nIT'S A TEST\nA\n"
     assert (out / "train.ltr").read_text().split("\n")[:-1] == [fairseq_ltr(u.words) for u in utts]
     rep = json.loads((out / "train.report.json").read_text())
-    assert rep["kept"] == 3 and rep["counts"] == {"missing": 1} and rep["examples"]["missing"] == ["/x/y.flac: no such file"]
+    assert rep["kept"] == 3 and rep["counts"] == {"missing": 1} and rep["examples"]["missing"] == ["/x/y.flac: no such "
+                                                                                                   "file"]
     assert sorted(os.listdir(out)) == ["train.ltr", "train.report.json", "train.tsv", "train.wrd"]  # no temp files
 
 
@@ -169,7 +170,8 @@ def test_probe_audio(fixtures_dir, tmp_path):
     assert probe_audio(flac) == (sf.info(str(flac)).frames, None, "")
     assert probe_audio(fixtures_dir / "derived/1089-134691-0000_stereo.flac").reason == "wrong_channels"
     timit = probe_audio(fixtures_dir / "timit/LDC93S1_pcms16le_2_44100.wav", channels=None)
-    assert timit.reason == "wrong_rate" and timit.num_samples == sf.info(str(fixtures_dir / "timit/LDC93S1_pcms16le_2_44100.wav")).frames
+    frames = sf.info(str(fixtures_dir / "timit/LDC93S1_pcms16le_2_44100.wav")).frames
+    assert timit.reason == "wrong_rate" and timit.num_samples == frames
     (tmp_path / "empty.flac").write_bytes(b"")
     (tmp_path / "junk.flac").write_bytes(os.urandom(2000))
     (tmp_path / "cut.flac").write_bytes(flac.read_bytes()[:30])  # shorter than the header

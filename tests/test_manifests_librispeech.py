@@ -138,7 +138,8 @@ def test_train_960_and_librilight_sets(full_tree, tmp_path):
                 assert line.split(":")[1].strip() in names, (yaml.name, line)
     root, rows, wrd, _ = read_split(dest, "train-960")
     assert root == ls and len(rows) == 4 + 4 + 3
-    assert [r[0].split("/")[0] for r in rows] == ["train-clean-100"] * 4 + ["train-clean-360"] * 4 + ["train-other-500"] * 3
+    assert [r[0].split("/")[0] for r in rows] == \
+        ["train-clean-100"] * 4 + ["train-clean-360"] * 4 + ["train-other-500"] * 3
     sets = {}
     for name in ("train-10m", "train-1h", "train-10h"):
         root, rows, wrd, ltr = read_split(dest, name)

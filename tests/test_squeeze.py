@@ -59,7 +59,8 @@ def test_squeeze_is_pool_plus_positional_conv():
 
 
 def test_upsample_layout():
-    """Frame s*t + i is channel block i of step t: with Linear blocks (I, 2I), frame 2t = GELU(x_t), 2t+1 = GELU(2 x_t)."""
+    """Frame s*t + i is channel block i of step t: with Linear blocks (I, 2I), frame 2t = GELU(x_t), 2t+1 = GELU(2
+    x_t)."""
     up = Upsample(D, 2)
     with torch.no_grad():
         up[0].weight.copy_(torch.cat([torch.eye(D), 2.0 * torch.eye(D)]))  # [2D, D]

@@ -139,7 +139,8 @@ def test_api_file_wave_and_labels(tr, fixtures_dir, tmp_path):
     from_file = tr.transcribe(fixtures_dir / LIBRI)
     from_wave = tr.transcribe(wave, sample_rate=16000)
     assert from_file.text == from_wave.text and from_file.words == from_wave.words
-    assert from_file.duration == pytest.approx(len(wave) / 16000) and from_file.chunks == 5  # starts 0, 2, 4, 6 s and the last at 6.44 s
+    # starts 0, 2, 4, 6 s and the last at 6.44 s
+    assert from_file.duration == pytest.approx(len(wave) / 16000) and from_file.chunks == 5
     for w in from_file.words:
         assert 0 <= w.start < w.end <= from_file.duration + 0.02 and 0 <= w.confidence <= 1
     # a stereo 44.1 kHz 24-bit FLAC of the same speech: channels averaged, resampled, true duration reported
@@ -308,7 +309,8 @@ def test_sew_infer_bad_files(ctc_checkpoint, fixtures_dir, tmp_path, capsys):
     n = sf.info(audio / "good.flac").frames
     (data / "test.tsv").write_text(f"{audio}\ngood.flac\t{n}\ncut.flac\t{n}\ngone.flac\t{n}\n")
     (data / "test.wrd").write_text("A\nB\nC\n")
-    args = [str(ctc_checkpoint), "--data", str(data), "--split", "test", "--quiet", "--results-dir", str(tmp_path / "r")]
+    args = [str(ctc_checkpoint), "--data", str(data), "--split", "test", "--quiet", "--results-dir",
+            str(tmp_path / "r")]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"{data / 'test.tsv'}:3: {audio / 'cut.flac'}" in err and "[truncated]" in err

@@ -137,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         n = args.files
         print(f"tree: {n} flac files in {(n + 19) // 20} chapters; {os.cpu_count()} CPU(s); best of {args.repeats}")
         print(f"fairseq wav2vec_manifest.py + libri_labels.py : {best_fs:7.2f} s  {n / best_fs:8.0f} files/s")
-        print(f"manifests.librispeech --workers {args.workers:<2}            : {best_ours:7.2f} s  {n / best_ours:8.0f} files/s")
+        print(f"manifests.librispeech --workers {args.workers:<2}            : {best_ours:7.2f} s  "
+              f"{n / best_ours:8.0f} files/s")
         print(f"throughput ratio (ours / fairseq): {best_fs / best_ours:.2f}x; same utterances, sample counts "
               f"and .ltr lines: {same}")
         return 0 if same else 1

@@ -140,7 +140,8 @@ def pretraining_config(model_cfg: Mapping[str, Any], path: str):
     known = set(dc.__dataclass_fields__)
     unknown = sorted(k for k in values if k not in known and k != "_name")
     if unknown:
-        raise ConversionError(f"{path}: model config fields unknown to this plugin's '{family}': {unknown[:MAX_LISTED]}")
+        raise ConversionError(f"{path}: model config fields unknown to this plugin's '{family}': "
+                              f"{unknown[:MAX_LISTED]}")
     values["_name"] = family
     for key in ("data", "normalize"):  # II("task.*") interpolations resolved at save time; keep what we have
         if key in values and values[key] is None:
@@ -233,13 +234,15 @@ def read_plugin_checkpoint(path: str) -> PluginCheckpoint:
             raise ConversionError(f"{path}: CTC checkpoint without the output projection {PROJ_PREFIX}*")
         dim = model_cfg.encoder_embed_dim
         weight, bias = proj.get("weight"), proj.get("bias")
-        if weight is None or bias is None or weight.dim() != 2 or weight.shape[1] != dim or bias.shape != weight.shape[:1]:
+        if (weight is None or bias is None or weight.dim() != 2 or weight.shape[1] != dim
+                or bias.shape != weight.shape[:1]):
             shapes = {k: list(v.shape) for k, v in proj.items()}
             raise ConversionError(f"{path}: output projection {PROJ_PREFIX}* is {shapes}; expected weight [V, {dim}] "
                                   f"and bias [V]")
         dictionary = (state.get("task_state") or {}).get("target_dictionary")
         if dictionary is None:
-            raise ConversionError(f"{path}: CTC checkpoint without its letter dictionary (task_state.target_dictionary)")
+            raise ConversionError(f"{path}: CTC checkpoint without its letter dictionary "
+                                  f"(task_state.target_dictionary)")
         normalize = bool(cfg.task.get("normalize", False)) if "task" in cfg else False
         return PluginCheckpoint(model_family(model_cfg._name, path), model_cfg, encoder_state, proj, dictionary, cfg,
                                 normalize)

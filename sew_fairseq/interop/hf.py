@@ -96,7 +96,8 @@ def _transformers():
     try:
         import transformers
     except ImportError as e:
-        raise ConversionError(f"Hugging Face conversion needs transformers (pip install 'sew-fairseq[hf]'): {e}") from None
+        raise ConversionError(f"Hugging Face conversion needs transformers (pip install 'sew-fairseq[hf]'): "
+                              f"{e}") from None
     return transformers
 
 
@@ -378,7 +379,8 @@ def read_hf_dictionary(hf_dir: str, vocab_size: int):
         raise ConversionError(f"{path}: a multi-lingual vocabulary; convert one language's vocab.json")
     by_id = sorted(vocab.items(), key=lambda kv: kv[1])
     if [i for _, i in by_id] != list(range(len(by_id))) or len(by_id) != vocab_size:
-        raise ConversionError(f"{path}: ids must be 0..{vocab_size - 1} without gaps (the lm_head has {vocab_size} rows)")
+        raise ConversionError(f"{path}: ids must be 0..{vocab_size - 1} without gaps (the lm_head has {vocab_size} "
+                              f"rows)")
     names = [s for s, _ in by_id]
     if names[:4] != ["<pad>", "<s>", "</s>", "<unk>"]:
         raise ConversionError(f"{path}: ids 0-3 are {names[:4]}; expected <pad> (blank) <s> </s> <unk> as written "
@@ -414,7 +416,8 @@ def from_hf(hf_dir: str, out: str, dictionary_path: Optional[str] = None) -> str
     else:
         inner, proj = state, None
         if any(k.startswith(base) for k in state):
-            raise ConversionError(f"{hf_dir}: weights under {base}* without {HF_CTC_HEAD}*: a head this plugin does not "
+            raise ConversionError(f"{hf_dir}: weights under {base}* without {HF_CTC_HEAD}*: a head this plugin does "
+                                  f"not "
                                   f"convert (only {base_cls} and {ctc_cls})")
     ours = hf_to_ours_state(inner, layer_mode)
     model = build_pretraining_model(model_cfg)
@@ -444,7 +447,8 @@ def from_hf(hf_dir: str, out: str, dictionary_path: Optional[str] = None) -> str
         weights.update({PROJ_PREFIX + k: v for k, v in proj.items()})
         atomic_save(checkpoint_dict(cfg, weights, dictionary), out)
     else:
-        logger.warning("HF models carry no pretraining heads: %s wears freshly initialised ones (fine-tuning drops them)",
+        logger.warning("HF models carry no pretraining heads: %s wears freshly initialised ones (fine-tuning drops "
+                       "them)",
                        out)
         atomic_save(checkpoint_dict(pretraining_cfg(model_cfg, normalize, data), {**full, **ours},
                                     task_state=pretraining_task_state(family)), out)

@@ -98,10 +98,13 @@ def hf_config(family: str, model_cfg, ctc: Optional[Mapping[str, Any]] = None):
         raise ConversionError(f"no transformers equivalent for this {family} model: " + "; ".join(problems))
     layers = parse_conv_layers(c.conv_feature_layers)
     kw: Dict[str, Any] = dict(
-        hidden_size=c.encoder_embed_dim, num_hidden_layers=c.encoder_layers, num_attention_heads=c.encoder_attention_heads,
+        hidden_size=c.encoder_embed_dim, num_hidden_layers=c.encoder_layers,
+        num_attention_heads=c.encoder_attention_heads,
         intermediate_size=c.encoder_ffn_embed_dim, hidden_act=to_hf[str(c.activation_fn)], hidden_dropout=c.dropout,
-        attention_dropout=c.attention_dropout, activation_dropout=c.activation_dropout, feat_proj_dropout=c.dropout_input,
-        layerdrop=c.encoder_layerdrop, layer_norm_eps=1e-5, feat_extract_norm="layer" if c.extractor_mode == "layer_norm"
+        attention_dropout=c.attention_dropout, activation_dropout=c.activation_dropout,
+        feat_proj_dropout=c.dropout_input,
+        layerdrop=c.encoder_layerdrop, layer_norm_eps=1e-5,
+        feat_extract_norm="layer" if c.extractor_mode == "layer_norm"
         else "group", feat_extract_activation="gelu", conv_dim=[d for d, _, _ in layers],
         conv_kernel=[k for _, k, _ in layers], conv_stride=[s for _, _, s in layers], conv_bias=bool(c.conv_bias),
         num_conv_pos_embeddings=c.conv_pos, num_conv_pos_embedding_groups=c.conv_pos_groups,

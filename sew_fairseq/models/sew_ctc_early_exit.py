@@ -131,7 +131,8 @@ class SEWCtcEarlyExit(SEWCtc):
         self.freeze_backbone = cfg.freeze_backbone
         if self.freeze_backbone:
             if not cfg.finetuned_path and not cfg.no_pretrained_weights:
-                raise ValueError("model.freeze_backbone=true trains only the branches: give a fine-tuned CTC checkpoint "
+                raise ValueError("model.freeze_backbone=true trains only the branches: give a fine-tuned CTC "
+                                 "checkpoint "
                                  "as model.finetuned_path (two-stage training)")
             self.w2v_encoder.requires_grad_(False)
 

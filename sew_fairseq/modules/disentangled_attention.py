@@ -42,7 +42,8 @@ def weights_key(*tensors: torch.Tensor) -> tuple:
 
 
 def log_bucket_position(relative_pos: torch.Tensor, bucket_size: int, max_position: int) -> torch.Tensor:
-    """DeBERTa's log buckets: |delta| <= mid stays, larger maps to mid + ceil(log(|delta|/mid) / log((max-1)/mid) * (mid-1)).
+    """DeBERTa's log buckets: |delta| <= mid stays, larger maps to
+    mid + ceil(log(|delta|/mid) / log((max-1)/mid) * (mid-1)).
 
     ``mid = bucket_size // 2``; the result keeps the sign of ``relative_pos`` and is odd (bucket(-x) = -bucket(x)).
     """
@@ -51,7 +52,8 @@ def log_bucket_position(relative_pos: torch.Tensor, bucket_size: int, max_positi
     abs_pos = relative_pos.abs()
     far = abs_pos > mid
     # log of a clamped value so that near positions do not produce log(0)
-    log_pos = torch.ceil(torch.log(abs_pos.clamp(min=mid).double() / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
+    log_pos = torch.ceil(torch.log(abs_pos.clamp(min=mid).double() / mid) / math.log((max_position - 1) / mid)
+                         * (mid - 1)) + mid
     return torch.where(far, (log_pos * sign).to(relative_pos.dtype), relative_pos)
 
 
@@ -214,7 +216,8 @@ class RelativeLayerPass(LayerPass):
 
 
 class DisentangledEncoder(nn.Module):
-    """Stack of :class:`DisentangledLayer` sharing one LayerNorm-ed relative embedding table (DeBERTa ``BertEncoder``)."""
+    """Stack of :class:`DisentangledLayer` sharing one LayerNorm-ed relative embedding table (DeBERTa
+    ``BertEncoder``)."""
 
     def __init__(self, layers: int, dim: int, ffn_dim: int, heads: int, attention_dropout: float = 0.1,
                  hidden_dropout: float = 0.0, layerdrop: float = 0.0, position_buckets: int = 256,

@@ -44,7 +44,8 @@ def check_labels(label_path: str, num_utterances: int, dictionary: Dictionary) -
             lines = f.read().splitlines()
     except OSError as e:
         raise ManifestError(label_path, None, "missing_labels", f"cannot read the labels: {e.strerror}",
-                            hint="write <split>.ltr next to <split>.tsv (letters separated by spaces, '|' between words)")
+                            hint="write <split>.ltr next to <split>.tsv (letters separated by spaces, '|' between "
+                                 "words)")
     if len(lines) != num_utterances:
         raise ManifestError(label_path, None, "label_count_mismatch",
                             f"{len(lines)} label lines for the {num_utterances} utterances of the manifest",
