@@ -55,19 +55,23 @@ def make_recording(utterances, minutes: float, gap: float, path: str) -> str:
     return " ".join(" ".join(words).split())
 
 
+# Peak memory is measured by a small launcher process: a child forked from this (large) process inherits its pages
+# copy-on-write, and Linux counts them in the child's peak resident set (ru_maxrss) even after exec.
+_LAUNCHER = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); _, status, usage = os.wait4(p.pid, 0); "
+             "sys.stderr.write(f'\\nPEAK_KIB {usage.ru_maxrss}\\n'); sys.exit(os.waitstatus_to_exitcode(status))")
+
+
 def _run_measured(cmd: Sequence[str], threads: int) -> Dict[str, object]:
-    """Run ``cmd`` as a child; (stdout, wall seconds, peak RSS in GB of that child alone, via wait4)."""
+    """Run ``cmd`` as a child; (stdout, wall seconds, peak RSS of that child alone in GB)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), TQDM_DISABLE="1")
     start = time.perf_counter()
-    with open(os.devnull, "w") as devnull:
-        proc = subprocess.Popen(list(cmd), env=env, stdout=subprocess.PIPE, stderr=devnull, text=True)
-        out = proc.stdout.read()
-        _, status, rusage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed with exit status {proc.returncode}")
-    return {"stdout": out, "wall": wall, "peak_gb": rusage.ru_maxrss / 1024 ** 2}  # ru_maxrss: KiB on Linux
+        raise RuntimeError(f"{' '.join(cmd)} failed with exit status {proc.returncode}: {proc.stderr[-2000:]}")
+    peak = int(proc.stderr.rsplit("PEAK_KIB ", 1)[1].split()[0])
+    return {"stdout": proc.stdout, "wall": wall, "peak_gb": peak / 1024 ** 2}  # ru_maxrss: KiB on Linux
 
 
 def _sew_transcribe() -> List[str]:
