@@ -93,13 +93,15 @@ def load_engine(checkpoint: str, backend: str = "torch", dtype: str = "fp32", de
     """Load a fine-tuned CTC checkpoint and build its engine (see the module docstring).
 
     ``data`` / ``dictionary``: as :func:`sew_fairseq.inference.load_ctc_model`. ``onnx_cache``: the folder of
-    exported graphs (default ``<checkpoint dir>/onnx-cache``); ``onnx_model``: a ``.onnx`` to run instead (made by
-    ``sew-convert to-onnx [--quantize int8]`` from this checkpoint). ``threads``: ONNX Runtime's intra-op threads."""
+    exported graphs (default ``<checkpoint dir>/onnx-cache``; unused by torch); ``onnx_model``: a ``.onnx`` to run
+    instead (made by ``sew-convert to-onnx [--quantize int8]`` from this checkpoint). ``threads``: ONNX Runtime's
+    intra-op threads."""
     from ..inference import load_ctc_model
 
     check_backend(backend, dtype, device, early_exit=exit_rule is not None)
-    if backend != "onnxruntime" and (onnx_model or onnx_cache):
-        raise UnsupportedBackend(f"--onnx / --onnx-cache are for --backend onnxruntime (this is --backend {backend})")
+    if backend != "onnxruntime" and onnx_model:
+        raise UnsupportedBackend(f"--onnx {onnx_model} is a graph for --backend onnxruntime (this is --backend "
+                                 f"{backend})")
     on = device if backend == "torch" else "cpu"  # onnxruntime: the fairseq model only gives the dictionary
     model, target_dictionary, cfg = load_ctc_model(checkpoint, data, on, dictionary)
     normalize = bool(getattr(cfg.task, "normalize", False))

@@ -103,23 +103,34 @@ BACKEND_HELP = ("torch: the fairseq model (fp32; bf16 on CPUs with AVX512-BF16 /
                 "the MatMul weights), exported on first use into --onnx-cache")
 
 
-def add_backend_arguments(p: argparse.ArgumentParser, multiple: bool = False, cache: bool = True) -> None:
-    """``--backend`` and ``--dtype`` (one value each; ``multiple``: lists, every valid pair is run, for benchmarks)
-    and, with ``cache``, ``--onnx-cache DIR`` and ``--onnx FILE``."""
+def add_backend_arguments(p: argparse.ArgumentParser, multiple: bool = False, cache: bool = True,
+                          defaults=("torch", "fp32"), cache_only: bool = False) -> None:
+    """``--backend`` and ``--dtype`` (one value each; ``multiple``: lists, every valid pair is run, for benchmarks;
+    ``defaults``: (backend, dtype), lists with ``multiple``) and, with ``cache``, ``--onnx-cache DIR`` and, unless
+    ``cache_only``, ``--onnx FILE``."""
     g = p.add_argument_group("backend")
     many = {"nargs": "+"} if multiple else {}
-    g.add_argument("--backend", choices=BACKENDS, default=["torch"] if multiple else "torch", **many,
-                   help=f"{BACKEND_HELP} (default torch)")
-    g.add_argument("--dtype", choices=DTYPES, default=["fp32"] if multiple else "fp32", **many,
-                   help="precision of the network: fp32, bf16, fp16 (torch) or int8 (onnxruntime); log-softmax and "
-                        "decoding are fp32 whatever it is; a dtype this machine cannot run is an error (default fp32)")
+    backend, dtype = defaults
+    if multiple:
+        backend, dtype = ([v] if isinstance(v, str) else v for v in (backend, dtype))
+
+    def shown(value) -> str:
+        return " ".join(value) if isinstance(value, (list, tuple)) else str(value)
+
+    g.add_argument("--backend", choices=BACKENDS, default=backend, **many,
+                   help=f"{BACKEND_HELP} (default {shown(backend)})")
+    g.add_argument("--dtype", choices=DTYPES, default=dtype, **many,
+                   help=f"precision of the network: fp32, bf16, fp16 (torch) or int8 (onnxruntime); log-softmax and "
+                        f"decoding are fp32 whatever it is; a dtype this machine cannot run is an error "
+                        f"(default {shown(dtype)})")
     if cache:
         g.add_argument("--onnx-cache", metavar="DIR", default=None,
                        help="onnxruntime: folder of the exported graphs (default: onnx-cache/ beside the checkpoint; "
                             "rebuilt when the checkpoint changes)")
-        g.add_argument("--onnx", metavar="FILE", dest="onnx_model", default=None,
-                       help="onnxruntime: run this graph (sew-convert to-onnx CKPT FILE [--quantize int8]) instead of "
-                            "the cache; checked against the checkpoint and --dtype")
+        if not cache_only:
+            g.add_argument("--onnx", metavar="FILE", dest="onnx_model", default=None,
+                           help="onnxruntime: run this graph (sew-convert to-onnx CKPT FILE [--quantize int8]) instead "
+                                "of the cache; checked against the checkpoint and --dtype")
 
 
 def check_backend_arguments(args: argparse.Namespace) -> Optional[str]:
@@ -133,8 +144,8 @@ def check_backend_arguments(args: argparse.Namespace) -> Optional[str]:
                 + (" (int8 runs with --backend onnxruntime)" if dtype == "int8" else ""))
     if getattr(args, "early_exit", None) and backend != "torch":
         return "--early-exit needs --backend torch (an exported graph runs every layer)"
-    if backend != "onnxruntime" and (getattr(args, "onnx_model", None) or getattr(args, "onnx_cache", None)):
-        return "--onnx and --onnx-cache are for --backend onnxruntime"
+    if backend != "onnxruntime" and getattr(args, "onnx_model", None):
+        return "--onnx FILE is a graph for --backend onnxruntime"
     return None
 
 
