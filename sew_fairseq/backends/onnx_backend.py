@@ -10,7 +10,7 @@ export; the graphs of its old key are deleted then. Hashing reads the whole file
 
 Running: one ``InferenceSession`` with graph optimisation ``ORT_ENABLE_ALL`` (fusions: LayerNorm, GELU with its
 bias, skip-LayerNorm, ...), ``intra_op_num_threads`` = torch's thread count unless ``threads`` is given, one
-inter-op thread, sequential execution. The graph has no padding input: waves of equal length run as one batch (the
+inter-op thread, sequential execution, and no spinning of idle threads (see :func:`_session`). The graph has no padding input: waves of equal length run as one batch (the
 chunks of long-form inference are equal-length), waves of other lengths in their own batches, so each wave gets
 what it gets alone, as the torch backend's padded batches do. Logits come back as fp32; the log-softmax is computed
 in fp32 torch.
@@ -125,6 +125,10 @@ def _session(path: str, device: str, threads: Optional[int]):
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # idle intra-op threads sleep instead of spinning: spinning ones kept both cores busy after each run, which
+    # slowed the next torch forward in the process by 20 % (transformers fp32, SEW-tiny 11 s: 179 vs 149 ms) and a
+    # second session by the same (int8 after fp32: 99 vs 82 ms), while a session alone was no faster with them
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # warnings about unused initialisers and such go to our logger, not stderr
     if torch.device(device).type == "cuda":
         index = torch.device(device).index or 0
