@@ -6,19 +6,21 @@ bf16 / fp16 prepare the model once, in place (:func:`prepare_reduced_precision`)
 
 * weight norm is folded into plain weights (it is recomputed at every forward otherwise) and every Linear and
   Conv1d weight is cast once, so autocast casts no weights per call;
-* every Conv1d becomes a :class:`ChannelsLastConv1d`: the same convolution as a (1, k) Conv2d over a channels-last
-  [B, C, 1, L] view. oneDNN's reduced-precision convolutions want channels-last; given the default layout they
-  reorder input and output around every call, and on the long sequences of the wave feature extractor those
-  reorders cost more than the convolutions (measured with torch's profiler on SEW-tiny, 11 s, bf16: 60 of 150 ms).
-  Channels-last strides then flow through GELU to the next block, and the extractor's final transpose to
-  [B, T, C] is free;
-* the feature extractor's first-block GroupNorm (per-channel statistics over time) is computed with reductions
-  that keep those strides (:class:`StridedGroupNorm`).
+* every Conv1d but the first becomes a :class:`ChannelsLastConv1d`: the same convolution as a (1, k) Conv2d over a
+  channels-last [B, C, 1, L] view. oneDNN's reduced-precision convolutions want channels-last; given the default
+  layout they reorder input and output around every call, and on the long sequences of the wave feature extractor
+  those reorders cost more than the convolutions (torch's profiler, SEW-tiny, 11 s, bf16, 1 thread: 60 of 150 ms;
+  a 128-channel k=3 conv over 17.6k frames took 17.6 ms as it was and 2.0 ms channels-last). Channels-last strides
+  then flow through GELU to the next block, and the extractor's final transpose to [B, T, C] is free;
+* the first convolution, over the raw samples (one input channel), stays fp32 and outside autocast
+  (:class:`Fp32Conv1d`), followed by its fp32 GroupNorm and GELU: its output is the network's largest tensor
+  (64 x 35k at 11 s), and the native fp32 kernels on the default layout ran that block and the next conv in
+  13.7 ms against 25.7 ms in bf16 channels-last (2 threads), with per-channel statistics in full precision.
 
-What stays fp32 under autocast: LayerNorm and GroupNorm (autocast's fp32 list; they read bf16 inputs and return
+What stays fp32 under autocast: that first block, LayerNorm (autocast's fp32 list; it reads bf16 inputs and returns
 fp32, so the residual stream between layers stays fp32), softmax inside attention, fairseq's GELU in the SEW layers
-(``x.float()``), the CTC projection's log-softmax (computed after autocast ends). Matrix products, convolutions,
-attention and the GELUs of the extractor run in bf16 / fp16.
+(``x.float()``), the CTC projection's log-softmax (computed after autocast ends). Matrix products, the other
+convolutions, attention and the GELUs of the extractor run in bf16 / fp16.
 """
 from __future__ import annotations
 
@@ -30,7 +32,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from ..modules.feature_extractor import Fp32GroupNorm
 from . import Engine, EngineOutput
 from .hardware import check_backend
 
@@ -61,20 +62,22 @@ class ChannelsLastConv1d(nn.Conv1d):
         return y.squeeze(2)  # [B, C', L'], strides (L' C', 1, C')
 
 
-class StridedGroupNorm(Fp32GroupNorm):
-    """:class:`Fp32GroupNorm` with one group per channel, written with reductions over time that accept any
-    strides (``F.group_norm`` copies a channels-last input to the default layout first). Same maths, in fp32."""
+class Fp32Conv1d(nn.Conv1d):
+    """A Conv1d that runs in fp32 with autocast off (for the convolution over the raw samples)."""
 
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if lengths is not None or self.num_groups != self.num_channels:
-            return super().forward(x, lengths)
-        xf = x.float()  # [B, C, T]
-        mean = xf.mean(-1, keepdim=True)
-        var = (xf - mean).square().mean(-1, keepdim=True)
-        y = (xf - mean) * torch.rsqrt(var + self.eps)
-        if self.affine:
-            y = y * self.weight.float().view(1, -1, 1) + self.bias.float().view(1, -1, 1)
-        return y.type_as(x)
+    @classmethod
+    def from_conv(cls, conv: nn.Conv1d) -> "Fp32Conv1d":
+        new = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], stride=conv.stride, padding=conv.padding,
+                  dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+                  device="meta")
+        new.weight = nn.Parameter(conv.weight.detach().float(), requires_grad=False)
+        if conv.bias is not None:
+            new.bias = nn.Parameter(conv.bias.detach().float(), requires_grad=False)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())
 
 
 def _fold_weight_norm(module: nn.Module) -> None:
@@ -94,12 +97,11 @@ def prepare_reduced_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module
         _fold_weight_norm(module)
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Conv1d) and not isinstance(child, ChannelsLastConv1d):
-                setattr(parent, name, ChannelsLastConv1d.from_conv(child, dtype))
-            elif type(child) is Fp32GroupNorm:
-                norm = StridedGroupNorm(child.num_groups, child.num_channels, child.eps, child.affine)
-                norm.load_state_dict(child.state_dict())
-                setattr(parent, name, norm)
+            if isinstance(child, (ChannelsLastConv1d, Fp32Conv1d)):
+                continue
+            if isinstance(child, nn.Conv1d):
+                first = child.in_channels == 1  # the wave feature extractor's first conv, over the samples
+                setattr(parent, name, Fp32Conv1d.from_conv(child) if first else ChannelsLastConv1d.from_conv(child, dtype))
             elif isinstance(child, nn.Linear):
                 child.to(dtype)
     for p in model.parameters():
