@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.setup-done
 
 setup: $(STAMP)
 
-$(STAMP): setup.py requirements.txt requirements-test.txt Makefile
+$(STAMP): setup.py requirements.txt requirements-test.txt Makefile pyproject.toml
 	# NIST SCTK (sclite, csrfilt.sh) for Switchboard/Hub5 scoring; Debian installs it in /usr/lib/sctk/bin.
 	# Without it (not root, not Debian) the sclite tests are skipped and Hub5 scoring is unavailable.
 	command -v sclite >/dev/null || test -x /usr/lib/sctk/bin/sclite || \
@@ -35,6 +35,7 @@ $(STAMP): setup.py requirements.txt requirements-test.txt Makefile
 	touch $(STAMP)
 
 test: setup
+	$(VENV)/bin/ruff check sew_fairseq manifests tests
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q tests
 
 demo: setup

@@ -25,7 +25,8 @@ setup(
         "flashlight-text==0.0.7",
         "editdistance",
         "tqdm",
-        "soxr",  # demo corpus: 22.05 -> 16 kHz
+        "soxr",  # resampling: demo corpus, sew-transcribe, corpus builders
+        "tensorboardX",  # fairseq's common.tensorboard_logdir
         "espeakng-loader",  # demo corpus: espeak-ng library and voices
         "matplotlib>=3.5",  # sew-bench tradeoff's plot
     ],
@@ -44,7 +45,7 @@ setup(
             "sew-transcribe=sew_fairseq.cli.transcribe:main",
             "sew-lm=sew_fairseq.cli.lm:main",
             "sew-score=sew_fairseq.cli.score:main",
-            "sew-demo-data=sew_fairseq.cli.demo_data:main",
+            "sew-demo-data=manifests.demo:main",
             "sew-manifest=manifests.__main__:main",  # not via sew_fairseq: no fairseq import
         ],
     },

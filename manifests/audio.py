@@ -1,9 +1,13 @@
-"""Reading audio for inference: any file libsndfile reads, any rate, any channel count -> mono float32 at the
-model's rate. No torch, no fairseq (the corpus builders and the plugin both use it).
+"""Audio files for the whole project: probing headers, reading any file libsndfile reads (any rate, any channel
+count -> mono float32 at the wanted rate), converting and writing FLAC. No torch, no fairseq: the corpus builders,
+the plugin's manifest check, ``sew-infer`` and ``sew-transcribe`` all use it.
 
+    info = audio_info("a.flac")                        # AudioInfo(frames, sample_rate, channels, format), or AudioError
+    probe = probe_audio("a.flac", 16000, channels=1)   # Probe(num_samples, reason, detail): never raises
     audio = read_audio("talk.mp3", 16000)              # Audio(samples [L] float32, source_rate, ...)
     for block in stream_audio("talk.flac", 16000):     # the same samples, block by block (constant memory)
         ...
+    convert_audio("talk.sph", "talk.flac", start=1.5, end=7.0)   # 16-bit mono FLAC at 16 kHz, atomic, idempotent
 
 Channels are averaged (``channel=N`` picks channel N, 0-based); other rates are resampled once with soxr
 (``HQ``, as the corpus builders convert audio). A file that cannot give samples raises :class:`AudioError`,
@@ -15,15 +19,25 @@ whose ``reason`` is one of :data:`AUDIO_REASONS` and whose message names the fil
     no_frames    a readable header with 0 samples
     truncated    the data ends before the header's sample count, or decoding fails half-way (lost sync)
     bad_channel  ``channel=N`` where the file has fewer channels
+
+:func:`probe_audio` adds, against an expected format, ``wrong_rate`` and ``wrong_channels``. A path of the form
+``archive.zip:offset:length`` is read as fairseq reads it: ``length`` bytes at ``offset`` of an uncompressed zip.
 """
+import io
 import os
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Union
+import struct
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .atomic import atomic_file
+
 PathLike = Union[str, "os.PathLike[str]"]
 
+SAMPLE_RATE = 16000
 AUDIO_REASONS = ("missing", "empty", "unreadable", "no_frames", "truncated", "bad_channel")
+#: fairseq's parse_path treats paths with these endings as plain files, others may be ``archive.zip:offset:length``
+PLAIN_SUFFIXES = (".npy", ".wav", ".flac", ".ogg")
 
 #: File name endings searched for in a directory: the containers libsndfile 1.2 reads (WAV, FLAC, Ogg Vorbis /
 #: Opus, MP3, NIST SPHERE, AIFF, AU, CAF, W64, RF64).
@@ -70,29 +84,95 @@ class Audio(NamedTuple):
         return self.source_frames / self.source_rate
 
 
+def split_zip_slice(path: str) -> Tuple[str, Optional[Tuple[int, int]]]:
+    """``archive.zip:123:456`` -> (``archive.zip``, (123, 456)); other paths -> (path, None)."""
+    if os.path.splitext(path)[1] in PLAIN_SUFFIXES:
+        return path, None
+    parts = path.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return parts[0], (int(parts[1]), int(parts[2]))
+    return path, None
+
+
+def flac_streaminfo(path: str) -> Optional[Tuple[int, int, int]]:
+    """``(sample_rate, channels, total_samples)`` from a FLAC file's STREAMINFO, or None if not plain FLAC.
+
+    Reads 42 bytes (a header read by libsndfile costs far more on a million files). None when the file does not
+    start with ``fLaC`` + a plausible STREAMINFO (e.g. an ID3 tag first, or garbage) or when the total is unknown
+    (0): then ask libsndfile.
+    """
+    with open(path, "rb") as f:
+        head = f.read(42)
+    # "fLaC", then a metadata block header: type 0 (STREAMINFO), length 34
+    if len(head) < 42 or head[:4] != b"fLaC" or (head[4] & 0x7F) != 0 or head[5:8] != b"\x00\x00\x22":
+        return None
+    min_block, max_block = struct.unpack(">HH", head[8:12])
+    # STREAMINFO: bytes 18..25 of the block = rate(20) channels-1(3) bps-1(5) total(36)
+    (packed,) = struct.unpack(">Q", head[18:26])
+    rate = packed >> 44
+    channels = ((packed >> 41) & 0x7) + 1
+    total = packed & 0xFFFFFFFFF
+    bps = ((packed >> 36) & 0x1F) + 1
+    if total == 0 or not 1 <= rate <= 655350 or bps < 4 or min_block < 16 or max_block < min_block:
+        return None  # unknown length or an implausible header: let libsndfile judge
+    return rate, channels, total
+
+
 def audio_info(path: PathLike) -> AudioInfo:
-    """The header of ``path`` (nothing decoded); :class:`AudioError` for a missing, empty or unreadable file or one
-    without samples."""
+    """The header of ``path`` (nothing decoded; a FLAC file's STREAMINFO read directly); :class:`AudioError` for a
+    missing, empty or unreadable file or one without samples."""
     import soundfile as sf
 
     path = os.fspath(path)
+    file_path, zip_slice = split_zip_slice(path)
     try:
-        size = os.path.getsize(path)
+        size = os.path.getsize(file_path)
     except FileNotFoundError:
         raise AudioError(path, "missing", "no such file") from None
     except OSError as e:
         raise AudioError(path, "unreadable", e.strerror or str(e)) from None
-    if os.path.isdir(path):
+    if os.path.isdir(file_path):
         raise AudioError(path, "unreadable", "a directory, not an audio file")
-    if size == 0:
+    if (size if zip_slice is None else zip_slice[1]) == 0:
         raise AudioError(path, "empty", "0 bytes")
     try:
-        i = sf.info(path)
-    except Exception as e:  # LibsndfileError / RuntimeError
+        if zip_slice is None and path.lower().endswith(".flac"):
+            fast = flac_streaminfo(path)
+            if fast is not None:
+                return AudioInfo(fast[2], fast[0], fast[1], "FLAC")
+        source: Union[str, io.BytesIO] = file_path
+        if zip_slice is not None:
+            with open(file_path, "rb") as f:
+                f.seek(zip_slice[0])
+                source = io.BytesIO(f.read(zip_slice[1]))
+        i = sf.info(source)
+    except Exception as e:  # LibsndfileError / RuntimeError / OSError
         raise AudioError(path, "unreadable", _libsndfile_message(e)) from None
     if i.frames <= 0:
         raise AudioError(path, "no_frames", f"0 samples ({i.format} header, {i.samplerate} Hz)")
     return AudioInfo(int(i.frames), int(i.samplerate), int(i.channels), str(i.format))
+
+
+class Probe(NamedTuple):
+    """Result of :func:`probe_audio`: ``reason`` None = a good file of ``num_samples`` samples (per channel)."""
+
+    num_samples: int
+    reason: Optional[str] = None
+    detail: str = ""
+
+
+def probe_audio(path: PathLike, sample_rate: Optional[int] = SAMPLE_RATE, channels: Optional[int] = 1) -> Probe:
+    """Check a file's header against the expected ``sample_rate`` and ``channels`` (None: any); never raises for a
+    bad file. Reasons: those of :class:`AudioError`, then ``wrong_channels``, ``wrong_rate``."""
+    try:
+        info = audio_info(path)
+    except AudioError as e:
+        return Probe(0, e.reason, e.detail)
+    if channels is not None and info.channels != channels:
+        return Probe(info.frames, "wrong_channels", f"{info.channels} channels, expected {channels}")
+    if sample_rate is not None and info.sample_rate != sample_rate:
+        return Probe(info.frames, "wrong_rate", f"{info.sample_rate} Hz, expected {sample_rate}")
+    return Probe(info.frames, None, "")
 
 
 def _libsndfile_message(e: Exception) -> str:
@@ -101,8 +181,10 @@ def _libsndfile_message(e: Exception) -> str:
 
 
 def stream_audio(path: PathLike, sample_rate: int, channel: Optional[int] = None,
-                 block_frames: int = BLOCK_FRAMES, info: Optional[AudioInfo] = None) -> Iterator[np.ndarray]:
-    """Mono float32 blocks of ``path`` at ``sample_rate`` (resampled with a soxr stream), in order.
+                 block_frames: int = BLOCK_FRAMES, info: Optional[AudioInfo] = None, start: Optional[float] = None,
+                 end: Optional[float] = None) -> Iterator[np.ndarray]:
+    """Mono float32 blocks of ``path`` (``[start, end)`` seconds of it, if given) at ``sample_rate`` (resampled with
+    a soxr stream), in order.
 
     Memory does not grow with the file's length. Raises :class:`AudioError` before the first block for a file that
     cannot be opened, and when decoding fails or ends before the header's sample count (``truncated``)."""
@@ -118,33 +200,38 @@ def stream_audio(path: PathLike, sample_rate: int, channel: Optional[int] = None
         import soxr
 
         resampler = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
-    read = 0
+    first = max(0, int(round(start * info.sample_rate))) if start is not None else 0
+    last = min(info.frames, int(round(end * info.sample_rate))) if end is not None else info.frames
+    read, expected = 0, max(0, last - first)
     with sf.SoundFile(path) as f:
+        if first:
+            f.seek(first)
         while True:
             try:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
+                block = f.read(min(block_frames, expected - read), dtype="float32", always_2d=True)
             except Exception as e:
-                raise AudioError(path, "truncated", f"decoding failed after {read} of {info.frames} samples "
+                raise AudioError(path, "truncated", f"decoding failed after {first + read} of {info.frames} samples "
                                                     f"({_libsndfile_message(e)})") from None
-            last = len(block) < block_frames
             read += len(block)
+            done = len(block) == 0 or read >= expected
             mono = block[:, channel] if channel is not None else block.mean(axis=1, dtype=np.float32)
             mono = np.ascontiguousarray(mono, dtype=np.float32)
             if resampler is not None:
-                mono = resampler.resample_chunk(mono, last=last)
+                mono = resampler.resample_chunk(mono, last=done)
             if len(mono):
                 yield mono
-            if last:
+            if done:
                 break
-    if read < info.frames:
-        raise AudioError(path, "truncated", f"the data ends after {read} of the {info.frames} samples its header "
-                                            f"announces")
+    if read < expected:
+        raise AudioError(path, "truncated", f"the data ends after {first + read} of the {info.frames} samples its "
+                                            f"header announces")
 
 
-def read_audio(path: PathLike, sample_rate: int, channel: Optional[int] = None) -> Audio:
-    """The whole file as :class:`Audio` at ``sample_rate`` (see :func:`stream_audio`)."""
+def read_audio(path: PathLike, sample_rate: int, channel: Optional[int] = None, start: Optional[float] = None,
+               end: Optional[float] = None) -> Audio:
+    """The file (or ``[start, end)`` seconds of it) as :class:`Audio` at ``sample_rate`` (see :func:`stream_audio`)."""
     info = audio_info(path)
-    blocks: List[np.ndarray] = list(stream_audio(path, sample_rate, channel, info=info))
+    blocks: List[np.ndarray] = list(stream_audio(path, sample_rate, channel, info=info, start=start, end=end))
     samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     return Audio(samples, sample_rate, info.sample_rate, info.frames, info.channels)
 
@@ -156,3 +243,45 @@ def find_audio_files(directory: PathLike, suffixes: Sequence[str] = AUDIO_SUFFIX
         dirs.sort()
         found.extend(os.path.join(root, name) for name in files if name.lower().endswith(tuple(suffixes)))
     return sorted(found)
+
+
+# ------------------------------------------------------------------------------------------------- writing
+
+
+def _existing_frames(path: str) -> Optional[int]:
+    """Frames of an already written, readable audio file (idempotent re-runs), else None (absent or broken)."""
+    try:
+        return audio_info(path).frames if os.path.exists(path) else None
+    except AudioError:
+        return None  # a broken leftover: write it again
+
+
+def write_flac(dst: PathLike, samples, sample_rate: int = SAMPLE_RATE, overwrite: bool = False) -> int:
+    """Write mono ``samples`` (float, clipped to [-1, 1]) as 16-bit FLAC atomically; an existing readable ``dst``
+    is kept unless ``overwrite``. Returns the samples in ``dst``."""
+    import soundfile as sf
+
+    dst = os.fspath(dst)
+    done = None if overwrite else _existing_frames(dst)
+    if done is not None:
+        return done
+    with atomic_file(dst, ".flac") as tmp:
+        sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
+    return len(samples)
+
+
+def convert_audio(src: PathLike, dst: PathLike, sample_rate: int = SAMPLE_RATE, start: Optional[float] = None,
+                  end: Optional[float] = None, channel: Optional[int] = None, overwrite: bool = False) -> int:
+    """Convert ``src`` (any format libsndfile reads; ``[start, end)`` seconds of it; one ``channel`` or the mean of
+    all) to 16-bit mono FLAC at ``sample_rate``; returns its samples. An existing readable ``dst`` is kept unless
+    ``overwrite``. Raises :class:`AudioError` for an unreadable source, ValueError for an empty segment; writes
+    nothing partial."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    done = None if overwrite else _existing_frames(dst)
+    if done is not None:
+        return done
+    info = audio_info(src)
+    audio = read_audio(src, sample_rate, channel, start, end)
+    if len(audio.samples) == 0:
+        raise ValueError(f"{src}: empty segment [{start}, {end}) s of a {info.duration:.2f} s file")
+    return write_flac(dst, audio.samples, sample_rate, overwrite=True)

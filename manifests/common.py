@@ -1,4 +1,4 @@
-"""Shared toolkit of the corpus builders (``manifests.<corpus>``): records, writers, report, workers, audio.
+"""Shared toolkit of the corpus builders (``manifests.<corpus>``): text, writers, report, workers, CLI.
 
 Imports only the standard library, soundfile, soxr (on conversion), numpy and tqdm: never fairseq or
 ``sew_fairseq``. A builder is one module with a ``prepare_<corpus>(root, dest, ...)`` function and a
@@ -50,15 +50,8 @@ Workers
     = min(cpu_count, 8).
 
 Audio
-    ``probe_audio(path, sample_rate=16000, channels=1) -> Probe(num_samples, reason, detail)``: header
-    only (fast FLAC STREAMINFO parser, else ``soundfile.info``); ``reason`` is None for a good file,
-    else one of missing / empty / unreadable / no_frames / wrong_rate / wrong_channels.
-    ``convert_audio(src, dst, sample_rate=16000, start=None, end=None, channel=None, overwrite=False)``:
-    read (optionally ``[start, end)`` seconds, one ``channel`` or the mean of all), resample with soxr,
-    write 16-bit FLAC to ``dst`` via a temporary file and ``os.replace``; an existing readable ``dst`` is
-    kept (idempotent re-runs) unless ``overwrite``. Returns the number of samples of ``dst``.
-    ``write_flac(dst, samples, sample_rate=16000, overwrite=False)``: that atomic, idempotent FLAC write
-    for samples already in memory (e.g. a Switchboard side resampled once and cut into segments).
+    In :mod:`manifests.audio`: ``probe_audio`` (header against the expected rate and channels, never raises),
+    ``convert_audio`` (any file, a segment, a channel -> 16 kHz mono FLAC, atomic and idempotent), ``write_flac``.
 
 CLI
     ``base_parser(prog, description)``: ``--root``, ``--dest`` (required), ``--workers``, ``--strict``,
@@ -66,17 +59,17 @@ CLI
     :class:`ManifestError` or ``OSError`` as ``<prog>: error: ...`` and returns the exit code (1).
 """
 import argparse
+import contextlib
 import json
 import logging
 import os
-import stat
-import struct
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
+from .atomic import atomic_file, atomic_files, atomic_write_text  # noqa: F401  (atomic_write_text: builders)
+from .records import ManifestError, Utterance  # noqa: F401  (the builders import them from here too)
 from .letters import WORD_BOUNDARY, build_lexicon, lexicon_lines, spell, to_letters  # noqa: F401
 
 logger = logging.getLogger("manifests")
@@ -103,24 +96,6 @@ REASONS = (
     "duplicate_id",              # an utterance id seen twice
     "too_short",                 # audio shorter than the model's receptive field
 )
-
-
-class ManifestError(Exception):
-    """Bad input in strict mode, or input a builder cannot use at all (message names file and line)."""
-
-
-# ----------------------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One kept utterance: ``id``, absolute ``audio`` path, ``num_samples`` (16 kHz), ``words``."""
-
-    id: str
-    audio: str
-    num_samples: int
-    words: str
-    labels: Tuple[Tuple[str, str], ...] = ()  # (extension, line) of further label files, see write_split
 
 
 # -------------------------------------------------------------------------------------------- text
@@ -262,42 +237,6 @@ class Report:
 # ----------------------------------------------------------------------------------------- writing
 
 
-def _tmp_path(path: str, suffix: str = ".tmp") -> str:
-    """A new empty temporary file next to ``path`` (to be renamed onto it), with the permissions ``open(path, "w")``
-    would give: the existing file's, else 0666 less the umask (``mkstemp`` alone gives 0600). The same rule as
-    ``sew_fairseq.atomic``, which this package does not import (no fairseq here)."""
-    d, base = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=d or ".")
-    os.close(fd)
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    os.chmod(tmp, mode)
-    return tmp
-
-
-def _write_tmp(path: str, lines: Iterable[str]) -> str:
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            for line in lines:
-                f.write(line)
-                f.write("\n")
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
-
-
-def atomic_write_text(path: PathLike, lines: Iterable[str]) -> None:
-    """Write ``lines`` (newline-terminated) to ``path`` through a temporary file and ``os.replace``."""
-    path = os.fspath(path)
-    os.replace(_write_tmp(path, lines), path)
-
-
 def _audio_root(utterances: Sequence[Utterance]) -> str:
     if not utterances:
         return ""
@@ -327,18 +266,14 @@ def write_split(dest: PathLike, split: str, utterances: Iterable[Utterance], rep
     else:
         root = os.path.abspath(os.fspath(audio_root))
     extra_labels = tuple(extra_labels)
-    paths = [base + ".tsv", base + ".wrd", base + ".ltr"] + [f"{base}.{ext}" for ext in extra_labels] \
-        + [base + ".report.json"]
-    tmps: List[str] = []
-    files: List[Any] = []
-    try:
-        for path in paths:
-            tmps.append(_tmp_path(path))
-        kept = 0
-        for t in tmps[:-1]:
-            files.append(open(t, "w", encoding="utf-8", newline="\n"))
-        tsv, wrd, ltr, extra = files[0], files[1], files[2], files[3:]
+    # the label files and the report first, the .tsv last: a .tsv present means its labels are complete
+    paths = [base + ".wrd", base + ".ltr"] + [f"{base}.{ext}" for ext in extra_labels] + [base + ".report.json",
+                                                                                            base + ".tsv"]
+    with atomic_files(paths) as tmps, contextlib.ExitStack() as stack:
+        wrd, ltr, *extra = [stack.enter_context(open(t, "w", encoding="utf-8", newline="\n")) for t in tmps[:-2]]
+        tsv = stack.enter_context(open(tmps[-1], "w", encoding="utf-8", newline="\n"))
         tsv.write(root + "\n")
+        kept = 0
         for u in utterances:
             rel = os.path.relpath(u.audio, root)
             if rel.startswith(".."):
@@ -355,22 +290,10 @@ def write_split(dest: PathLike, split: str, utterances: Iterable[Utterance], rep
             for ext, f in zip(extra_labels, extra):
                 f.write(lines[ext] + "\n")
             kept += 1
-        for f in files:
-            f.close()
         report.kept = kept
-        with open(tmps[-1], "w", encoding="utf-8", newline="\n") as f:
+        with open(tmps[-2], "w", encoding="utf-8", newline="\n") as f:
             f.write(json.dumps(report.to_dict(), indent=1) + "\n")
-    except BaseException:
-        for f in files:
-            f.close()
-        for t in tmps:
-            if os.path.exists(t):
-                os.unlink(t)
-        raise
-    if os.path.exists(paths[0]):
-        os.unlink(paths[0])  # from here until the last rename, the split reads as absent
-    for path, tmp in list(zip(paths, tmps))[1:] + [(paths[0], tmps[0])]:  # the .tsv last
-        os.replace(tmp, path)
+        stack.close()  # every file flushed and closed before the renames
     return report
 
 
@@ -476,145 +399,6 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int = 1, des
                 out.append(r)
                 bar.update(1)
     return out
-
-
-# ------------------------------------------------------------------------------------------- audio
-
-
-class Probe(NamedTuple):
-    """Result of :func:`probe_audio`: ``reason`` None = good file of ``num_samples`` samples."""
-
-    num_samples: int
-    reason: Optional[str] = None
-    detail: str = ""
-
-
-def flac_streaminfo(path: str):
-    """``(sample_rate, channels, total_samples)`` from a FLAC file's STREAMINFO, or None if not plain FLAC.
-
-    Reads 42 bytes. None when the file does not start with ``fLaC`` + a plausible STREAMINFO (e.g. an ID3
-    tag first, or garbage) or when the total is unknown (0): then ask soundfile.
-    """
-    with open(path, "rb") as f:
-        head = f.read(42)
-    # "fLaC", then a metadata block header: type 0 (STREAMINFO), length 34
-    if len(head) < 42 or head[:4] != b"fLaC" or (head[4] & 0x7F) != 0 or head[5:8] != b"\x00\x00\x22":
-        return None
-    min_block, max_block = struct.unpack(">HH", head[8:12])
-    # STREAMINFO: bytes 18..25 of the block = rate(20) channels-1(3) bps-1(5) total(36)
-    (packed,) = struct.unpack(">Q", head[18:26])
-    rate = packed >> 44
-    channels = ((packed >> 41) & 0x7) + 1
-    total = packed & 0xFFFFFFFFF
-    bps = ((packed >> 36) & 0x1F) + 1
-    if total == 0 or not 1 <= rate <= 655350 or bps < 4 or min_block < 16 or max_block < min_block:
-        return None  # unknown length or an implausible header: let libsndfile judge
-    return rate, channels, total
-
-
-def probe_audio(path: PathLike, sample_rate: Optional[int] = SAMPLE_RATE, channels: Optional[int] = 1) -> Probe:
-    """Check an audio file's header (see the module docstring); never raises for a bad file."""
-    path = os.fspath(path)
-    try:
-        size = os.path.getsize(path)
-    except FileNotFoundError:
-        return Probe(0, "missing", "no such file")
-    except OSError as e:
-        return Probe(0, "unreadable", str(e))
-    if size == 0:
-        return Probe(0, "empty", "0 bytes")
-    info = None
-    try:
-        if path.endswith(".flac"):
-            info = flac_streaminfo(path)
-        if info is None:
-            import soundfile as sf
-
-            i = sf.info(path)
-            info = (i.samplerate, i.channels, i.frames)
-    except Exception as e:  # soundfile raises LibsndfileError/RuntimeError, open() OSError
-        return Probe(0, "unreadable", f"{type(e).__name__}: {e}".strip())
-    rate, ch, frames = info
-    if frames <= 0:
-        return Probe(0, "no_frames", "0 samples")
-    if channels is not None and ch != channels:
-        return Probe(frames, "wrong_channels", f"{ch} channels, expected {channels}")
-    if sample_rate is not None and rate != sample_rate:
-        return Probe(frames, "wrong_rate", f"{rate} Hz, expected {sample_rate}")
-    return Probe(frames, None, "")
-
-
-def _existing_frames(path: str) -> Optional[int]:
-    """Frames of an already written, readable audio file (idempotent re-runs), else None (absent or broken)."""
-    import soundfile as sf
-
-    if not os.path.exists(path):
-        return None
-    try:
-        return sf.info(path).frames
-    except Exception:
-        return None  # a broken leftover: write it again
-
-
-def write_flac(dst: PathLike, samples, sample_rate: int = SAMPLE_RATE, overwrite: bool = False) -> int:
-    """Write mono ``samples`` (float, clipped to [-1, 1]) as 16-bit FLAC through a temporary file and
-    ``os.replace``; an existing readable ``dst`` is kept unless ``overwrite``. Returns the samples in ``dst``."""
-    import numpy as np
-    import soundfile as sf
-
-    dst = os.fspath(dst)
-    done = None if overwrite else _existing_frames(dst)
-    if done is not None:
-        return done
-    d = os.path.dirname(dst)
-    if d:
-        os.makedirs(d, exist_ok=True)
-    tmp = _tmp_path(dst, ".flac")
-    try:
-        sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return len(samples)
-
-
-def convert_audio(src: PathLike, dst: PathLike, sample_rate: int = SAMPLE_RATE, start: Optional[float] = None,
-                  end: Optional[float] = None, channel: Optional[int] = None, overwrite: bool = False) -> int:
-    """Convert ``src`` (any soundfile format) to 16-bit mono FLAC at ``sample_rate``; return its samples.
-
-    ``start``/``end`` in seconds cut a segment; ``channel`` picks one channel (0-based), else channels are
-    averaged. Raises on an unreadable source or an empty result; writes nothing partial.
-    """
-    import soundfile as sf
-
-    src, dst = os.fspath(src), os.fspath(dst)
-    done = None if overwrite else _existing_frames(dst)
-    if done is not None:
-        return done
-    with sf.SoundFile(src) as f:
-        sr = f.samplerate
-        first = int(round(start * sr)) if start is not None else 0
-        last = int(round(end * sr)) if end is not None else f.frames
-        first, last = max(0, first), min(f.frames, last)
-        if last <= first:
-            raise ValueError(f"{src}: empty segment [{start}, {end}) s of a {f.frames / sr:.2f} s file")
-        f.seek(first)
-        x = f.read(last - first, dtype="float32", always_2d=True)
-    if channel is not None:
-        if channel >= x.shape[1]:
-            raise ValueError(f"{src}: channel {channel} requested, file has {x.shape[1]}")
-        x = x[:, channel]
-    else:
-        x = x.mean(axis=1)
-    if sr != sample_rate:
-        import soxr
-
-        x = soxr.resample(x, sr, sample_rate, quality="HQ")
-    if len(x) == 0:
-        raise ValueError(f"{src}: no samples after conversion")
-    return write_flac(dst, x, sample_rate, overwrite=True)
 
 
 # --------------------------------------------------------------------------------------------- CLI

@@ -14,6 +14,8 @@ A lexicon line is ``WORD<TAB>W O R D |`` (flashlight-text's ``load_words`` reads
 import os
 from typing import Dict, Iterable, List, Mapping, Sequence, Union
 
+from .atomic import atomic_write_text
+
 WORD_BOUNDARY = "|"
 PathLike = Union[str, "os.PathLike[str]"]
 # word -> one spelling, or word -> several spellings
@@ -68,6 +70,5 @@ def lexicon_lines(lexicon: Lexicon) -> List[str]:
 
 def write_lexicon(path: PathLike, lexicon: Lexicon) -> None:
     """Write ``WORD<TAB>L E T T E R S |`` lines (one per spelling), atomically."""
-    from .common import atomic_write_text  # here, not at the top: common imports this module
 
     atomic_write_text(path, lexicon_lines(lexicon))

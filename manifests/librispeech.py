@@ -32,8 +32,9 @@ import logging
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .common import (LETTERS, ManifestError, Report, Utterance, base_parser, outside_alphabet, parallel_map,
-                     probe_audio, run_main, setup_logging, squeeze_spaces, write_corpus_files, write_split)
+from .audio import probe_audio
+from .common import (LETTERS, ManifestError, Report, Utterance, base_parser, outside_alphabet, parallel_map, run_main,
+                     setup_logging, squeeze_spaces, write_corpus_files, write_split)
 
 logger = logging.getLogger("manifests.librispeech")
 
@@ -159,13 +160,15 @@ def read_group(name: str, groups: Sequence[str], workers: int, progress: bool,
 
 
 def find_finetuning_root(root: str) -> Optional[str]:
-    for cand in (os.path.join(root, FINETUNING_DIR), os.path.join(os.path.dirname(os.path.abspath(root)), FINETUNING_DIR)):
+    for cand in (os.path.join(root, FINETUNING_DIR), os.path.join(os.path.dirname(os.path.abspath(root)),
+                                                                  FINETUNING_DIR)):
         if os.path.isdir(cand):
             return cand
     return None
 
 
-def prepare_librispeech(root: str, dest: str, finetuning_root: Optional[str] = None, splits: Optional[Sequence[str]] = None,
+def prepare_librispeech(root: str, dest: str, finetuning_root: Optional[str] = None,
+                        splits: Optional[Sequence[str]] = None,
                         workers: int = 1, strict: bool = False, progress: bool = True) -> Dict[str, Report]:
     """Write the manifests of every LibriSpeech split and Libri-light set found; return ``split -> Report``.
 

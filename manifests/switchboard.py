@@ -48,133 +48,23 @@ import os
 import re
 import subprocess
 from collections import Counter
-from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from .audio import write_flac
+from .switchboard_text import fisher_lines, normalize_stm_text, normalize_words
 from .common import (LETTERS, ManifestError, Report, Utterance, atomic_write_text, base_parser, build_lexicon,
                      lexicon_lines, outside_alphabet, parallel_map, run_main, setup_logging, write_corpus_files,
-                     write_flac, write_segmented_split)
+                     write_segmented_split)
 
 logger = logging.getLogger("manifests.switchboard")
 
 SAMPLE_RATE = 16000
 HUB5_STM = "hub5e00.english.000405.stm"
 HUB5_GLM = "en20000405_hub5.glm"
-HESITATIONS = frozenset({"uh", "um"})
-# hyphenated backchannels are one word, written as the eval2000 STM and the GLM write them (UHHUH)
-BACKCHANNELS = frozenset({"uh-huh", "um-hum", "um-hmm", "uh-hum", "huh-uh", "uh-uh", "mm-hmm", "mm-hm", "hm-mm"})
-_DROP = frozenset({"[silence]", "<b_aside>", "<e_aside>", "[noise]", "[vocalized-noise]", "[laughter]"})
 _MS98_LINE = re.compile(r"^sw(\d{4})([AB])-ms98-a-(\d+)$")
 _MS98_FILE = re.compile(r"^sw(\d{4})([AB])-ms98-a-trans\.text$")
 
 Problem = Tuple[str, str, str]  # reason, where, detail
-
-
-# -------------------------------------------------------------------------------------------- text
-
-
-def normalize_token(token: str, stats: Counter, keep_partial: bool = False, drop_hesitations: bool = False) -> List[str]:
-    """One ms98 token -> 0 or more lower-case words (see the module docstring); ``stats`` counts each rule."""
-    t = token.lower()
-    if t in _DROP:
-        stats["removed_" + t.strip("[]<>")] += 1
-        return []
-    if re.fullmatch(r"\[[a-z]+\]", t):  # other event tags: Fisher's [mn], [sigh], [cough], [lipsmack]...
-        stats["removed_other_tags"] += 1
-        return []
-    m = re.fullmatch(r"(-?)\[laughter-(.+)\](-?)", t)  # [laughter-yes] -> yes (laughing while saying it)
-    if m:
-        stats["laughter_words"] += 1
-        t = m.group(1) + m.group(2) + m.group(3)
-    m = re.fullmatch(r"\[([^/\]]+)/[^\]]+\](-?)", t)  # [it'n/isn't] -> it'n (what was said)
-    if m:
-        stats["mispronunciations"] += 1
-        t = m.group(1) + m.group(2)
-    if "[" in t:  # partial words: th[e]- -> th-, -[an]y -> -y, ammu[n]it- -> ammu-
-        stats["partial_words"] += 1
-        t = re.sub(r"\[[^\]]*\]-?$", "-", t)
-        t = re.sub(r"^-?\[[^\]]*\]", "-", t)
-        t = re.sub(r"\[[^\]]*\].*$", "-", t)
-    elif t.endswith("-") or t.startswith("-"):
-        stats["partial_words"] += 1
-    m = re.fullmatch(r"\{(.+)\}", t)  # {yuppiedom}: a coinage
-    if m:
-        stats["coinages"] += 1
-        t = m.group(1)
-    if re.search(r"_\d", t):  # them_1 -> them
-        stats["numbered_variants"] += 1
-        t = re.sub(r"_\d", "", t)
-    if t.startswith("-") or t.endswith("-"):
-        if not keep_partial:
-            return []
-        return [t]
-    words: List[str] = []
-    if "&" in t:
-        stats["ampersands"] += 1
-        t = t.replace("&", " and ")
-    if "_" in t:
-        stats["spelled_acronyms"] += 1
-        t = t.replace("_", " ")
-    if t in BACKCHANNELS:
-        stats["backchannels_joined"] += 1
-        t = t.replace("-", "")
-    elif "-" in t:
-        stats["hyphenated_split"] += 1
-        t = t.replace("-", " ")
-    for w in t.split():
-        if drop_hesitations and w in HESITATIONS:
-            stats["hesitations_removed"] += 1
-            continue
-        words.append(w)
-    return words
-
-
-def normalize_words(text: str, stats: Optional[Counter] = None, keep_partial: bool = False,
-                    drop_hesitations: bool = False) -> str:
-    """ms98 transcript text -> upper-case words.
-
-    >>> normalize_words("[silence] uh i th[ink]- [laughter-yes] them_1 at&t <b_aside> x-ray [noise]")
-    'UH I YES THEM AT AND T X RAY'
-    """
-    stats = stats if stats is not None else Counter()
-    out: List[str] = []
-    for token in text.split():
-        out += normalize_token(token, stats, keep_partial, drop_hesitations)
-    return " ".join(out).upper()
-
-
-def normalize_stm_text(text: str, stats: Counter, keep_partial: bool = False) -> str:
-    """Hub5 STM reference text -> words: ``{ a / b }`` -> first alternative, ``(%HESITATION)`` and other
-    ``%`` tokens removed, ``(word)`` -> word, ``<...>`` tags removed, then :func:`normalize_words`."""
-    text = re.sub(r"\{\s*([^/}]*?)\s*/[^}]*\}", r" \1 ", text)
-    tokens = []
-    for tok in text.split():
-        bare = tok.strip("()")
-        if not bare or bare.startswith("%") or bare == "@" or (tok.startswith("<") and tok.endswith(">")):
-            stats["reference_tags_removed"] += 1
-            continue
-        tokens.append(bare)
-    return normalize_words(" ".join(tokens), stats, keep_partial)
-
-
-def fisher_lines(paths: Iterable[str], stats: Counter) -> List[str]:
-    """Normalised LM lines of Fisher transcripts (``start end A: words``; ``#`` comments; ``((x))`` -> x)."""
-    out = []
-    for path in paths:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if not line.strip() or line.startswith("#"):
-                    continue
-                parts = line.split(None, 3)
-                if len(parts) < 4 or not parts[2].endswith(":"):
-                    stats["fisher_bad_lines"] += 1
-                    continue
-                text = parts[3].replace("((", " ").replace("))", " ")
-                words = normalize_words(text, stats)
-                if words and not outside_alphabet(words, LETTERS):
-                    out.append(words)
-                else:
-                    stats["fisher_lines_dropped"] += 1
-    return out
 
 
 # ------------------------------------------------------------------------------------------ parsing
@@ -225,7 +115,8 @@ def read_ms98(path: str, stats: Counter, problems: List[Problem], keep_partial: 
             except (IndexError, ValueError):
                 m = None
             if m is None:
-                problems.append(("bad_line", where, f"expected 'swNNNN[AB]-ms98-a-NNNN start end words', got {line.strip()!r}"))
+                problems.append(("bad_line", where,
+                                 f"expected 'swNNNN[AB]-ms98-a-NNNN start end words', got {line.strip()!r}"))
                 continue
             if end <= start:
                 problems.append(("empty_segment", where, f"end {end} <= start {start}"))
@@ -251,7 +142,8 @@ def read_hub5_stm(path: str, stats: Counter, problems: List[Problem], keep_parti
                 if side not in ("A", "B", "1", "2"):
                     raise ValueError(side)
             except (IndexError, ValueError):
-                problems.append(("bad_line", where, f"expected 'file channel speaker start end <label> text', got {line.strip()!r}"))
+                problems.append(("bad_line", where,
+                                 f"expected 'file channel speaker start end <label> text', got {line.strip()!r}"))
                 continue
             side = {"1": "A", "2": "B"}.get(side, side)
             text = " ".join(t for t in fields[5:] if not (t.startswith("<") and t.endswith(">") and "," in t))
@@ -371,7 +263,8 @@ def process_conversation(task: ConversationTask) -> ConversationResult:
         seen.add(uid)
         if seg.side not in sides:
             channel = audio[:, 0 if seg.side == "A" else 1]
-            sides[seg.side] = channel if rate == SAMPLE_RATE else soxr.resample(channel, rate, SAMPLE_RATE, quality="HQ")
+            sides[seg.side] = channel if rate == SAMPLE_RATE else soxr.resample(channel, rate, SAMPLE_RATE,
+                                                                                quality="HQ")
         signal = sides[seg.side]
         if seg.end > duration:
             stats["segments_clipped_at_audio_end"] += 1
@@ -411,7 +304,8 @@ def _run_split(name: str, tasks: List[ConversationTask], dest: str, strict: bool
 
 def prepare_switchboard(root: str, dest: str, transcripts: Optional[str] = None, dev_conversations: int = 30,
                         hub5_audio: Optional[str] = None, hub5_transcripts: Optional[str] = None,
-                        fisher_dirs: Sequence[str] = (), sph2pipe: Optional[str] = None, keep_partial_words: bool = False,
+                        fisher_dirs: Sequence[str] = (), sph2pipe: Optional[str] = None,
+                        keep_partial_words: bool = False,
                         drop_hesitations: bool = False, workers: int = 1, strict: bool = False, overwrite: bool = False,
                         progress: bool = True) -> Dict[str, Report]:
     """Write ``train``, ``dev`` and (with the Hub5 inputs) ``eval2000`` (see the module docstring)."""
@@ -519,7 +413,8 @@ def build_parser(prog: Optional[str] = None):
     p.add_argument("--hub5-transcripts", help="Hub5'00 transcripts (LDC2002T43), holding reference/" + HUB5_STM)
     p.add_argument("--fisher-dir", nargs="+", default=[], help="Fisher transcript folders (LM text only)")
     p.add_argument("--sph2pipe", help="sph2pipe binary, needed for LDC's shorten-compressed sph files")
-    p.add_argument("--keep-partial-words", action="store_true", help="keep partial words (TH-) instead of removing them")
+    p.add_argument("--keep-partial-words", action="store_true",
+                   help="keep partial words (TH-) instead of removing them")
     p.add_argument("--drop-hesitations", action="store_true", help="remove uh/um from the labels")
     return p
 

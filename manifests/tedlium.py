@@ -31,9 +31,9 @@ import re
 from collections import Counter
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from .common import (LETTERS, ManifestError, Report, Utterance, base_parser, convert_audio, outside_alphabet,
-                     parallel_map, probe_audio, run_main, setup_logging, write_corpus_files,
-                     write_segmented_split)
+from .audio import convert_audio, probe_audio
+from .common import (LETTERS, ManifestError, Report, Utterance, base_parser, outside_alphabet, parallel_map, run_main,
+                     setup_logging, write_corpus_files, write_segmented_split)
 
 logger = logging.getLogger("manifests.tedlium")
 
@@ -157,7 +157,8 @@ def process_talk(task: TalkTask) -> TalkResult:
     stats: Counter = Counter()
     problems: List[Problem] = []
     if task.sph is None:
-        n = sum(1 for ln in open(task.stm, encoding="utf-8", errors="replace") if ln.strip() and not ln.startswith(";;"))
+        n = sum(1 for ln in open(task.stm, encoding="utf-8",
+                                 errors="replace") if ln.strip() and not ln.startswith(";;"))
         problems.append(("transcript_without_audio", task.stm, f"no sph/{task.talk}.sph for its {n} segment line(s)"))
         return TalkResult([], problems, stats)
     if task.stm is None:
@@ -191,7 +192,8 @@ def process_talk(task: TalkTask) -> TalkResult:
 
 
 def find_layout_dir(root: str, layout: str) -> str:
-    """The folder holding ``train/dev/test``: ``<root>/<layout>``, ``<root>/TEDLIUM_release-3/<layout>`` or ``<root>``."""
+    """The folder holding ``train/dev/test``: ``<root>/<layout>``, ``<root>/TEDLIUM_release-3/<layout>`` or
+    ``<root>``."""
     if layout not in LAYOUTS:
         raise ManifestError(f"--layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
     for cand in (os.path.join(root, layout), os.path.join(root, "TEDLIUM_release-3", layout), root):

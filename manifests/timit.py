@@ -60,9 +60,10 @@ import re
 from collections import Counter
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from .audio import probe_audio
 from .common import (LETTERS, ManifestError, Report, Utterance, ascii_quotes, atomic_write_text, base_parser,
-                     dictionary_lines, outside_alphabet, parallel_map, probe_audio, run_main, setup_logging,
-                     squeeze_spaces, write_corpus_files, write_segmented_split)
+                     dictionary_lines, outside_alphabet, parallel_map, run_main, setup_logging, squeeze_spaces,
+                     write_corpus_files, write_segmented_split)
 
 logger = logging.getLogger("manifests.timit")
 

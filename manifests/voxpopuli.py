@@ -21,7 +21,8 @@ e.g. ``2014`` -> ``two thousand and fourteen``, but keeps some punctuation):
 1. curly/typographic apostrophes and quotes -> ASCII (``ʼ ’ ‘`` -> ``'``), accents removed (``é`` -> ``E``);
 2. upper case;
 3. digits are spelled out: ``1,000`` -> ``1000``; ``2.5`` -> ``TWO POINT FIVE``; ordinals ``13th`` ->
-   ``THIRTEENTH``; decades ``80s`` -> ``EIGHTIES``, ``1990s`` -> ``NINETEEN NINETIES``; a 4-digit number 1100-1999 is read as a year (``1984`` -> ``NINETEEN EIGHTY FOUR``),
+   ``THIRTEENTH``; decades ``80s`` -> ``EIGHTIES``, ``1990s`` -> ``NINETEEN NINETIES``; a 4-digit number 1100-1999 is
+   read as a year (``1984`` -> ``NINETEEN EIGHTY FOUR``),
    other numbers as cardinals without "and" (``2014`` -> ``TWO THOUSAND FOURTEEN``, ``20`` -> ``TWENTY``);
    ``%`` -> ``PERCENT``, ``&`` -> ``AND``, ``+`` -> ``PLUS``;
 4. hyphens and dashes separate words; other punctuation (``. , ; : ? ! " ( ) [ ] …``) is removed;
@@ -42,7 +43,8 @@ import re
 import unicodedata
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .common import (LETTERS, ManifestError, Report, Utterance, ascii_quotes, atomic_write_text, base_parser, convert_audio,
+from .audio import convert_audio
+from .common import (LETTERS, ManifestError, Report, Utterance, ascii_quotes, atomic_write_text, base_parser,
                      outside_alphabet, parallel_map, run_main, setup_logging, spell_number, squeeze_spaces,
                      write_corpus_files, write_split)
 
@@ -91,7 +93,8 @@ def normalize_transcript(text: str) -> Tuple[str, List[str]]:
     """
     t = _strip_accents(ascii_quotes(text)).upper()
     t = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", t)  # thousands separators
-    t = re.sub(r"(\d+)\.(\d+)", lambda m: f" {_number(m.group(1))} POINT {' '.join(spell_number(d) for d in m.group(2))} ", t)
+    t = re.sub(r"(\d+)\.(\d+)",
+               lambda m: f" {_number(m.group(1))} POINT {' '.join(spell_number(d) for d in m.group(2))} ", t)
     t = re.sub(r"(\d+)(ST|ND|RD|TH)\b", lambda m: f" {_ordinal(_number(m.group(1)))} ", t)
     t = re.sub(r"(\d+)'?S\b", lambda m: f" {_plural(_number(m.group(1)))} ", t)
     t = re.sub(r"\d+", lambda m: f" {_number(m.group(0))} ", t)
@@ -180,7 +183,8 @@ def prepare_voxpopuli(root: str, dest: str, audio_dest: Optional[str] = None, la
             continue
         report = Report(split, strict=strict)
         rows = read_split_tsv(path, text_column, report)
-        jobs = [(os.path.join(tsv_dir, uid[:4], uid + ".ogg"), os.path.join(audio_dest, uid[:4], uid + ".flac"), overwrite)
+        jobs = [(os.path.join(tsv_dir, uid[:4], uid + ".ogg"), os.path.join(audio_dest, uid[:4], uid + ".flac"),
+                 overwrite)
                 for uid, _, _ in rows]
         results = parallel_map(_convert, jobs, workers, desc=f"voxpopuli {split}", progress=progress)
         utts = []

@@ -182,6 +182,7 @@ def safe_load(
     path_or_file: Union[str, os.PathLike, IO[bytes]],
     map_location: MapLocation = "cpu",
     extra_globals: Sequence[Union[Callable[..., Any], TrustedGlobal]] = (),
+    mmap: bool = False,
 ) -> Any:
     """Load a fairseq checkpoint with ``weights_only=True`` and the fairseq allow-list.
 
@@ -189,6 +190,8 @@ def safe_load(
         path_or_file: checkpoint path or an open binary file (as :func:`torch.load` takes).
         map_location: passed to :func:`torch.load`; defaults to ``"cpu"``.
         extra_globals: further trusted globals for this call only.
+        mmap: memory-map the tensors of a path saved in torch's zip format instead of reading them (to look at a
+            large checkpoint's config cheaply); a legacy-format file is then read in full.
 
     Returns:
         The unpickled object (for a fairseq checkpoint, the state dict).
@@ -204,6 +207,12 @@ def safe_load(
     allowed = trusted_globals(extra_globals)
     try:
         with torch.serialization.safe_globals(allowed):
+            if mmap and isinstance(path_or_file, (str, os.PathLike)):
+                try:
+                    return torch.load(path_or_file, map_location=map_location, weights_only=True, mmap=True)
+                except RuntimeError as err:  # not a zip-format file: mmap is unavailable
+                    if "mmap" not in str(err):
+                        raise
             return torch.load(path_or_file, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         message = str(err)

@@ -16,19 +16,11 @@ import numpy as np
 import torch
 
 from manifests.audio import AudioError, audio_info, read_audio
+from manifests.records import ManifestError, Utterance
 
-from .manifest_check import ManifestError, parse_manifest_line
+from .manifest_check import parse_manifest_line
 
 logger = logging.getLogger(__name__)
-
-
-class Utterance(NamedTuple):
-    id: str  # the audio path relative to the manifest root, without extension
-    path: str
-    num_samples: int
-    words: Optional[str]  # reference transcript (words, or phones with labels="phn"), None without a label file
-    manifest: Optional[str] = None  # the .tsv it comes from, and its 1-based line there (for error messages)
-    line: Optional[int] = None
 
 
 class Skipped(NamedTuple):
@@ -55,7 +47,8 @@ def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
         raise ManifestError(str(tsv), None, "unreadable", f"cannot read the manifest: {e.strerror}",
                             hint="pass --data DIR and --split NAME of an existing <NAME>.tsv") from None
     if not lines:
-        raise ManifestError(str(tsv), 1, "empty_manifest", "the manifest is empty", hint="its first line is the audio root")
+        raise ManifestError(str(tsv), 1, "empty_manifest", "the manifest is empty",
+                            hint="its first line is the audio root")
     root = lines[0].strip()
     entries = []
     for number, line in enumerate(lines[1:], start=2):
@@ -78,25 +71,29 @@ def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
         logger.warning("no %s: decoding without references (no WER)", label_file)
     utterances = []
     for (number, rel, samples), words in zip(entries, references):
-        utterances.append(Utterance(os.path.splitext(rel)[0], os.path.join(root, rel), samples, words, str(tsv), number))
+        utterances.append(Utterance(os.path.splitext(rel)[0], os.path.join(root, rel), samples, words,
+                                    manifest=str(tsv), line=number))
     return utterances
 
 
 def load_ctc_model(checkpoint: str, data: Optional[str] = None, device: str = "cpu", dictionary: Optional[str] = None):
     """(model in eval mode on ``device``, output dictionary, cfg) of a fine-tuned fairseq CTC checkpoint.
 
-    The output dictionary is the one saved in the checkpoint (fairseq keeps it in ``task_state``); ``dictionary``
-    (a ``dict.ltr.txt``) replaces it, or serves a checkpoint saved without one. ``data`` overrides
-    ``task.data`` (where fairseq would otherwise look for the dictionary)."""
+    Any fine-tuned CTC model of this plugin (``sew_ctc``, ``sew_ctc_early_exit``) or of fairseq (``wav2vec_ctc``;
+    ``hubert_ctc``, read as ``sew_ctc`` by :func:`sew_fairseq.models.backbones.as_sew_ctc`). The output dictionary
+    is the one saved in the checkpoint (fairseq keeps it in ``task_state``); ``dictionary`` (a ``dict.ltr.txt``)
+    replaces it, or serves a checkpoint saved without one. ``data`` overrides ``task.data`` (where fairseq would
+    otherwise look for the dictionary)."""
     from fairseq import checkpoint_utils
     from fairseq.data import Dictionary
 
     import sew_fairseq  # noqa: F401  registers the models and patches fairseq's checkpoint loading
+    from .models.backbones import as_sew_ctc
 
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     overrides = {"data": data} if data else {}
-    state = checkpoint_utils.load_checkpoint_to_cpu(checkpoint, overrides)
+    state = as_sew_ctc(checkpoint_utils.load_checkpoint_to_cpu(checkpoint, overrides), checkpoint)
     task_state = state.setdefault("task_state", {}) or {}
     state["task_state"] = task_state
     if dictionary is not None:
@@ -134,13 +131,13 @@ def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
     (and training), never resamples. A file that gives no samples or has another rate raises :class:`ManifestError`
     naming the manifest line and the file."""
     try:
-        info = audio_info(utt.path)
+        info = audio_info(utt.audio)
         if info.sample_rate != sample_rate:
-            raise AudioError(utt.path, "wrong_rate", f"sample rate {info.sample_rate} Hz, the model needs "
+            raise AudioError(utt.audio, "wrong_rate", f"sample rate {info.sample_rate} Hz, the model needs "
                                                      f"{sample_rate} Hz (resample it, or use sew-transcribe)")
-        return read_audio(utt.path, sample_rate).samples
+        return read_audio(utt.audio, sample_rate).samples
     except AudioError as e:
-        raise ManifestError(utt.manifest or utt.path, utt.line, e.reason, e.detail, audio_path=utt.path,
+        raise ManifestError(utt.manifest or utt.audio, utt.line, e.reason, e.detail, audio_path=utt.audio,
                             hint="fix or remove the line; --skip-bad decodes the other utterances") from None
 
 

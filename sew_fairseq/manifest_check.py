@@ -28,17 +28,17 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
-import stat
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .atomic import atomic_open
+from manifests.atomic import atomic_open
+from manifests.audio import AudioError, audio_info
+from manifests.records import HINTS, ManifestError
 
 logger = logging.getLogger(__name__)
 
@@ -49,69 +49,6 @@ MODES = ("error", "skip")
 _BATCH = 2048
 #: Bad lines logged one by one at WARNING level in skip mode; the rest go to DEBUG.
 _MAX_WARNINGS = 20
-#: fairseq's parse_path treats paths with these suffixes as plain files, others may be
-#: ``archive.zip:offset:length`` slices.
-_PLAIN_SUFFIXES = (".npy", ".wav", ".flac", ".ogg")
-
-# reason -> how to fix it
-HINTS: Dict[str, str] = {
-    "manifest_not_found": "check the data directory and split name (fairseq reads <data>/<split>.tsv)",
-    "missing_root": "the first line of a fairseq manifest must be the audio root directory, then "
-                    "'relpath<TAB>num_samples' lines; regenerate it, e.g. with fairseq's "
-                    "examples/wav2vec/wav2vec_manifest.py",
-    "root_not_found": "fix the first line (audio root directory); a relative root is resolved "
-                      "against the current working directory, as fairseq does",
-    "malformed_line": "each line after the root must be 'relpath<TAB>num_samples' (one TAB, not "
-                      "spaces); fix or remove the line",
-    "bad_count": "the second field must be the number of samples as a positive integer, e.g. "
-                 "'a.wav<TAB>16000'; recompute it with soundfile.info(path).frames",
-    "missing_file": "check the root line and the relative path, or remove the line",
-    "empty_file": "the file is 0 bytes (interrupted copy or download?); restore it or remove the line",
-    "unreadable": "the file is not audio that libsndfile can read (corrupt or unsupported format); "
-                  "re-encode it as 16-bit PCM WAV or FLAC, or remove the line",
-    "no_frames": "the file holds no audio samples; remove the line",
-    "wrong_sample_rate": "resample the file (fairseq never resamples and fails at load time), e.g. "
-                         "`sox in.wav -r {rate} out.wav` or soxr.resample(x, in_rate, {rate}), "
-                         "then update the sample count",
-    "not_mono": "downmix to one channel, e.g. `sox in.wav -c 1 out.wav` (fairseq would average "
-                "the channels on every load)",
-    "count_mismatch": "regenerate the manifest from the audio (fairseq's "
-                      "examples/wav2vec/wav2vec_manifest.py) or correct the count; fairseq uses it "
-                      "for batching and cropping",
-}
-#: Problems that concern the whole manifest: never skipped, always raised.
-FATAL_REASONS = ("manifest_not_found", "missing_root", "root_not_found")
-
-
-class ManifestError(ValueError):
-    """A bad fairseq manifest line (or a manifest that cannot be used at all).
-
-    The message names the manifest, the 1-based line number, the audio file, the reason and a fix.
-    Attributes: ``tsv_path``, ``line_no`` (None for the whole file), ``audio_path``, ``reason``
-    (a key of :data:`HINTS`), ``detail``, ``hint``, ``more`` (further bad lines in the manifest).
-    """
-
-    def __init__(self, tsv_path: PathLike, line_no: Optional[int], reason: str, detail: str,
-                 audio_path: Optional[str] = None, hint: Optional[str] = None,
-                 more: int = 0) -> None:
-        self.tsv_path = str(tsv_path)
-        self.line_no = line_no
-        self.reason = reason
-        self.detail = detail
-        self.audio_path = audio_path
-        self.hint = hint if hint is not None else HINTS.get(reason, "")
-        self.more = more
-        where = f"{self.tsv_path}:{line_no}" if line_no is not None else self.tsv_path
-        if audio_path:
-            where += f": {audio_path}"
-        msg = f"{where}: {detail} [{reason}]"
-        if self.hint:
-            msg += f". Fix: {self.hint}"
-        if more:
-            msg += (f". {more} more bad line(s) in this manifest; check_manifest(mode='skip') or "
-                    "task.manifest_check=skip drops bad lines instead")
-        super().__init__(msg)
-
 
 @dataclass(frozen=True)
 class ManifestEntry:
@@ -176,7 +113,7 @@ class ManifestReport:
 
     @property
     def reason_counts(self) -> Dict[str, int]:
-        """Bad lines per reason, e.g. ``{"missing_file": 2, "wrong_sample_rate": 1}``."""
+        """Bad lines per reason, e.g. ``{"missing": 2, "wrong_rate": 1}``."""
         return dict(Counter(p.reason for p in self.problems))
 
     @property
@@ -198,45 +135,13 @@ class ManifestReport:
 # ---------------------------------------------------------------------------------------------
 
 
-def _split_zip_slice(path: str) -> Tuple[str, Optional[Tuple[int, int]]]:
-    """``archive.zip:123:456`` -> (``archive.zip``, (123, 456)); other paths unchanged."""
-    if Path(path).suffix in _PLAIN_SUFFIXES:
-        return path, None
-    parts = path.rsplit(":", 2)
-    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
-        return parts[0], (int(parts[1]), int(parts[2]))
-    return path, None
-
-
 def _probe(path: str) -> Tuple[Optional[str], str, int, int, int]:
     """Read one audio header: (reason or None, detail, sample rate, channels, frames)."""
-    import soundfile as sf
-
-    file_path, zip_slice = _split_zip_slice(path)
     try:
-        try:
-            st = os.stat(file_path)
-        except FileNotFoundError:
-            return "missing_file", "file not found", 0, 0, 0
-        if stat.S_ISDIR(st.st_mode):
-            return "unreadable", "is a directory, not an audio file", 0, 0, 0
-        if (st.st_size if zip_slice is None else zip_slice[1]) == 0:
-            return "empty_file", "file is empty (0 bytes)", 0, 0, 0
-        if zip_slice is None:
-            source: Union[str, io.BytesIO] = file_path
-        else:
-            with open(file_path, "rb") as f:
-                f.seek(zip_slice[0])
-                source = io.BytesIO(f.read(zip_slice[1]))
-        with sf.SoundFile(source) as info:  # header only, like soundfile.info but cheaper
-            rate, channels, num_frames = info.samplerate, info.channels, info.frames
-            fmt = f"{info.format} {info.subtype}"
-    except Exception as e:  # libsndfile errors, permissions, I/O errors: all "cannot read"
-        detail = " ".join(str(e).split()) or type(e).__name__
-        return "unreadable", f"cannot read audio header ({detail})", 0, 0, 0
-    if num_frames <= 0:
-        return "no_frames", f"no audio frames ({fmt})", 0, 0, 0
-    return None, "", int(rate), int(channels), int(num_frames)
+        info = audio_info(path)
+    except AudioError as e:
+        return e.reason, e.detail, 0, 0, 0
+    return None, "", info.sample_rate, info.channels, info.frames
 
 
 def _probe_many(paths: Sequence[str]) -> List[Tuple[Optional[str], str, int, int, int]]:
@@ -375,9 +280,9 @@ def _compare(count: int, expected_rate: int, rate: int, channels: int,
     """First failing format check (reason, detail listing every failing one) or (None, "")."""
     issues: List[Tuple[str, str]] = []
     if rate != expected_rate:
-        issues.append(("wrong_sample_rate", f"sample rate {rate} Hz, expected {expected_rate} Hz"))
+        issues.append(("wrong_rate", f"sample rate {rate} Hz, expected {expected_rate} Hz"))
     if channels != 1:
-        issues.append(("not_mono", f"{channels} channels, expected 1 (mono)"))
+        issues.append(("wrong_channels", f"{channels} channels, expected 1 (mono)"))
     if count != frames:
         issues.append(("count_mismatch", f"manifest says {count} samples, file has {frames}"))
     if not issues:

@@ -1,4 +1,5 @@
-"""The architectures of the SEW paper, one entry per preset (FACTS: Wu et al. 2021, Table 7 and the release).
+"""The architectures of the SEW paper, one entry per preset (Wu et al. 2021, Table 7, and the release's pretraining
+scripts).
 
 What is SEW-D base+?  ``PRESETS["sew_d_base_plus"]``: 24 layers, D = 768, 12 heads, FFN 3072, squeeze 2,
 positional conv kernel 31, WFE-C with c = 96.  :func:`build_preset` builds any of them.
@@ -57,7 +58,8 @@ PRESETS: Dict[str, Preset] = {
 }
 
 # pretraining head settings of the release (wav2vec 2.0 base): quantized targets, final_dim 256
-PRETRAINING_OVERRIDES: Dict[str, Any] = {"quantize_targets": True, "final_dim": 256, "latent_temp": [2.0, 0.5, 0.999995]}
+PRETRAINING_OVERRIDES: Dict[str, Any] = {"quantize_targets": True, "final_dim": 256, "latent_temp": [2.0, 0.5,
+                                                                                                     0.999995]}
 
 
 def preset_config(name: str, **overrides: Any):

@@ -179,7 +179,8 @@ RELEASE_FIELDS = [
     "squeeze_method",
 ]
 RELEASE_DEBERTA_FIELDS = ["norm_rel_ebd", "max_position_embeddings", "max_relative_positions", "position_biased_input",
-                          "pos_att_type", "position_buckets", "initializer_range", "relative_attention", "share_att_key"]
+                          "pos_att_type", "position_buckets", "initializer_range", "relative_attention",
+                          "share_att_key"]
 RELEASE_ONLY = dict(share_final_proj=False, final_proj_momentum=-1.0, spec_feature_only=False, fbank_dim=0, mfcc_dim=0,
                     conv_hidden_sizes="[32, 32]", conv_kernel_sizes="[3, 3]", conv_strides="[2, 2]",
                     conv_exp_ratios="[1., 4.]", conv_use_pad=False, encoder_input_embed_dim=-1, conv_flatten_dim=-1,
@@ -227,25 +228,29 @@ def write_release_pretrained(path: Path, name: str, seed: int = 0, dictconfig: b
                     "normalize": False, "sample_rate": 16000, "max_sample_size": 250000, "min_sample_size": 32000,
                     "fbank_dim": 0, "mfcc_dim": 0, "load_with_librosa": False, "audio_feat_frame_length": 25.0,
                     "audio_feat_frame_shift": 10.0, "labels": None, "enable_padding": False},
-           "criterion": {"_name": "wav2vec", "infonce": True, "log_keys": ["prob_perplexity", "code_perplexity", "temp"],
+           "criterion": {"_name": "wav2vec", "infonce": True, "log_keys": ["prob_perplexity", "code_perplexity",
+                                                                           "temp"],
                          "loss_weights": [0.1, 10]},
            "optimization": {"max_update": 100000, "lr": [0.0005]}}
     state = {"args": None, "cfg": OmegaConf.create(cfg) if dictconfig else cfg, "model": model.state_dict(),
-             "criterion": None, "optimizer_history": [{"criterion_name": "Wav2vecCriterion", "optimizer_name": "FairseqAdam",
+             "criterion": None, "optimizer_history": [{"criterion_name": "Wav2vecCriterion",
+                                                       "optimizer_name": "FairseqAdam",
                                                        "lr_scheduler_state": {"best": 3.1}, "num_updates": 100000}],
              "task_state": {}, "extra_state": {"epoch": 90}, "last_optimizer_state": None}
     torch.save(state, path)
     return model
 
 
-def write_release_finetuned(path: Path, name: str, seed: int = 0, with_dictionary: bool = True) -> Tuple[nn.Module, Any]:
+def write_release_finetuned(path: Path, name: str, seed: int = 0, with_dictionary: bool = True) -> Tuple[nn.Module,
+                                                                                                         Any]:
     """A release 100h fine-tuned checkpoint (``wav2vec_ctc_v2``, w2v_args empty as released); returns (our
     encoder without heads, projection weights)."""
     model, cfg = our_model(name, seed, heads=False)
     d = dictionary()
     g = torch.Generator().manual_seed(seed + 7)
     dim = cfg.encoder_embed_dim
-    proj = {"weight": torch.randn(len(d), dim, generator=g) / math.sqrt(dim), "bias": 0.2 * torch.randn(len(d), generator=g)}
+    proj = {"weight": torch.randn(len(d), dim, generator=g) / math.sqrt(dim), "bias": 0.2 * torch.randn(len(d),
+                                                                                                        generator=g)}
     weights = {"w2v_encoder.w2v_model." + k: v for k, v in model.state_dict().items()}
     weights.update({"w2v_encoder.proj." + k: v for k, v in proj.items()})
     model_cfg = {"_name": "wav2vec_ctc_v2", "w2v_path": "/home/sew/save-pre/sew-d-tiny-100k.pt", "w2v_args": None,
@@ -254,7 +259,8 @@ def write_release_finetuned(path: Path, name: str, seed: int = 0, with_dictionar
                  "mask_prob": 0.65, "mask_selection": "static", "mask_other": 0.0, "no_mask_overlap": False,
                  "mask_channel_length": 64, "mask_channel_prob": 0.5, "mask_channel_selection": "static",
                  "mask_channel_other": 0.0, "no_mask_channel_overlap": False, "freeze_finetune_updates": 0,
-                 "feature_grad_mult": 0.0, "layerdrop": 0.1, "normalize": False, "data": "/home/sew/manifest/librispeech",
+                 "feature_grad_mult": 0.0, "layerdrop": 0.1, "normalize": False,
+                 "data": "/home/sew/manifest/librispeech",
                  "output_upsample": 0, "chunk_mode": "flat", "drop_upsample_layers": 0}
     cfg_all = {"model": model_cfg,
                "task": {"_name": "audio_pretraining", "data": "/home/sew/manifest/librispeech", "normalize": False,
@@ -266,3 +272,69 @@ def write_release_finetuned(path: Path, name: str, seed: int = 0, with_dictionar
              "task_state": {"target_dictionary": d} if with_dictionary else {}, "last_optimizer_state": None}
     torch.save(state, path)
     return model, proj
+
+
+# ---------------------------------------------------------------- transformers' wav2vec 2.0 and HuBERT
+
+#: transformers' two styles: base (facebook/wav2vec2-base, hubert-base-ls960) and large (wav2vec2-large-lv60,
+#: hubert-large-ll60k): layer-norm extractor with conv bias, pre-LN layers and a final LayerNorm. The positional
+#: kernels differ (even and odd) so that both SamePad cases are exercised.
+W2V2_STYLES: Dict[str, Dict[str, Any]] = {
+    "base": dict(feat_extract_norm="group", do_stable_layer_norm=False, conv_bias=False, num_conv_pos_embeddings=16),
+    "large": dict(feat_extract_norm="layer", do_stable_layer_norm=True, conv_bias=True, num_conv_pos_embeddings=17),
+}
+W2V2_FAMILIES = ("wav2vec2", "hubert")
+W2V2_CTC_CLASSES = {"wav2vec2": "Wav2Vec2ForCTC", "hubert": "HubertForCTC"}
+W2V2_BASE_CLASSES = {"wav2vec2": "Wav2Vec2Model", "hubert": "HubertModel"}
+
+
+def hf_w2v2_config(family: str, style: str, ctc: bool, **overrides):
+    """A small transformers ``Wav2Vec2Config`` / ``HubertConfig`` (hidden 64, 2 layers, the wav2vec 2.0 extractor's
+    kernels and strides at 32 channels) in ``style`` ("base" / "large")."""
+    import transformers
+
+    kw: Dict[str, Any] = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+                              conv_dim=[32] * 7, conv_kernel=[10, 3, 3, 3, 3, 2, 2], conv_stride=[5, 2, 2, 2, 2, 2, 2],
+                              num_conv_pos_embedding_groups=4, hidden_act="gelu", mask_time_prob=0.05,
+                              **W2V2_STYLES[style])
+    if family == "wav2vec2":  # small quantizer sizes: the converted pretraining heads are fresh anyway
+        kw.update(num_codevectors_per_group=8, codevector_dim=32, proj_codevector_dim=32)
+    if ctc:
+        kw["vocab_size"] = 4 + len(LETTERS)
+    kw.update(overrides)
+    cfg = (transformers.Wav2Vec2Config if family == "wav2vec2" else transformers.HubertConfig)(**kw)
+    cfg._attn_implementation = "eager"
+    return cfg
+
+
+def write_hf_w2v2_dir(path: Path, family: str, style: str, ctc: bool, seed: int = 0, **overrides) -> nn.Module:
+    """save_pretrained of a random transformers wav2vec 2.0 / HuBERT model (+ vocab.json for CTC); returns it."""
+    import transformers
+
+    cfg = hf_w2v2_config(family, style, ctc, **overrides)
+    cls = getattr(transformers, (W2V2_CTC_CLASSES if ctc else W2V2_BASE_CLASSES)[family])
+    model = randomise_(cls(cfg), seed).eval()
+    model.save_pretrained(path)
+    if ctc:
+        vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{s: i + 4 for i, s in enumerate(LETTERS)}}
+        (path / "vocab.json").write_text(json.dumps(vocab))
+    return model
+
+
+def hf_ctc_and_checkpoint(tmp_path: Path, family: str, style: str, seed: int = 0, **overrides) -> Tuple[nn.Module,
+                                                                                                        Path]:
+    """(transformers ``Wav2Vec2ForCTC`` / ``HubertForCTC`` with random weights, eval mode; the plugin checkpoint
+    ``sew-convert from-hf`` made of it). For parity checks at any level (model, ``sew-infer``, transcription)."""
+    from sew_fairseq.interop.hf import from_hf
+
+    hf = write_hf_w2v2_dir(tmp_path / f"hf-{family}-{style}", family, style, ctc=True, seed=seed, **overrides)
+    out = tmp_path / f"{family}-{style}.pt"
+    from_hf(str(tmp_path / f"hf-{family}-{style}"), str(out))
+    return hf, out
+
+
+def ctc_log_probs(model: nn.Module, source: torch.Tensor) -> torch.Tensor:
+    """[B, T, V] CTC log-probabilities of a loaded fine-tuned model, as ``sew_fairseq.inference`` computes them."""
+    with torch.no_grad():
+        out = model(source=source, padding_mask=None)
+        return model.get_normalized_probs(out, log_probs=True).transpose(0, 1)

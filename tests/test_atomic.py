@@ -1,10 +1,10 @@
-"""sew_fairseq.atomic: an output is the whole new content or the old one, and no temporary file is left behind;
+"""manifests.atomic: an output is the whole new content or the old one, and no temporary file is left behind;
 and the writers that use it (trn, ARPA, results) keep the old file when writing fails half-way."""
 import os
 
 import pytest
 
-from sew_fairseq.atomic import atomic_file, atomic_open
+from manifests.atomic import atomic_file, atomic_open
 from sew_fairseq.decoding.arpa import estimate_arpa
 from sew_fairseq.decoding.trn import UtteranceResult, write_utterance_tsv
 
@@ -75,7 +75,7 @@ def _mode(path):
 
 def test_outputs_get_the_permissions_open_would_give(tmp_path):
     # mkstemp makes 0600 files (and mkdtemp 0700 folders); a result must be readable as a plain open() makes it
-    from sew_fairseq.interop.common import atomic_directory
+    from manifests.atomic import atomic_directory
 
     old = os.umask(0o022)
     try:

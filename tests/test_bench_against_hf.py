@@ -1,4 +1,5 @@
-"""``sew-bench speed --against hf`` runs, checks equal outputs and prints the ratio (a benchmark: no timing asserted)."""
+"""``sew-bench speed --against hf`` runs, checks equal outputs and prints the ratio (a benchmark: no timing
+asserted)."""
 import re
 
 import pytest

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("pyctcdecode", reason="sew-bench decode needs pyctcdecode (requirements-test.txt)")
 pytest.importorskip("kenlm", reason="sew-bench decode needs the kenlm module (requirements-test.txt)")
 
-from sew_fairseq.bench_decode import (  # noqa: E402
+from sew_fairseq.bench.decode import (  # noqa: E402
     FRAMES_PER_SECOND,
     format_result,
     grammar_sentence,

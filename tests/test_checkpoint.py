@@ -165,6 +165,18 @@ def test_safe_load_accepts_paths_and_open_files(fine_tuned_checkpoint: Path) -> 
     assert torch.equal(from_path["model"][key], from_file["model"][key])
 
 
+def test_safe_load_mmap_reads_the_same_and_falls_back_for_legacy_files(fine_tuned_checkpoint: Path,
+                                                                       tmp_path: Path) -> None:
+    """``mmap=True`` (how a backbone's model name is read from a large checkpoint) gives the same contents."""
+    key = "encoder.layers.0.fc1.weight"
+    mapped = safe_load(fine_tuned_checkpoint, mmap=True)
+    assert torch.equal(mapped["model"][key], safe_load(fine_tuned_checkpoint)["model"][key])
+    assert mapped["task_state"]["target_dictionary"].symbols == _target_dictionary().symbols
+    legacy = tmp_path / "legacy.pt"  # torch's pre-1.6 format cannot be memory-mapped: read in full instead
+    torch.save({"model": {key: torch.ones(2)}}, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(safe_load(legacy, mmap=True)["model"][key], torch.ones(2))
+
+
 def test_safe_load_legacy_contents() -> None:
     """What older fairseq checkpoints hold: args Namespace, cfg as a DictConfig object, numpy."""
     cfg = OmegaConf.create(

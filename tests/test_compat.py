@@ -1,7 +1,11 @@
-"""sew_fairseq.compat: each fix is shown against fairseq's unpatched code (which fails) and then
-exercised for real (which works). The originals are kept in compat.ORIGINALS."""
+"""sew_fairseq.compat, one section per fix: each fix is shown against fairseq's unpatched code (which fails) and then
+exercised for real (which works). The originals are kept in compat.ORIGINALS.
+
+The test named ``test_<fix>`` (``test_mask_no_overlap`` for ``fix_mask_no_overlap``) is the one each fix module's
+docstring names; more tests of a fix are named ``test_<fix>_...``."""
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import socket
@@ -31,7 +35,7 @@ def _runs(row: np.ndarray) -> list:
     return [len(run) for run in text.split("0") if run]
 
 
-# ---------------------------------------------------------------------------- apply_patches
+# -------------------- apply_patches (every fix)
 
 
 def test_apply_patches_is_idempotent() -> None:
@@ -43,7 +47,7 @@ def test_apply_patches_is_idempotent() -> None:
         "fix_mask_no_overlap", "fix_mask_zero_static_masks", "fix_checkpoint_weights_only",
         "fix_all_gather_list_cpu", "fix_broadcast_object_weights_only", "fix_fp16_on_cpu",
         "fix_cpu_data_parallel_spawn", "fix_root_logger_debug", "fix_atomic_checkpoint_copy",
-        "fix_batch_by_size_keeps_last_batch",
+        "fix_batch_by_size_keeps_last_batch", "fix_hubert_ctc_autoregressive",
     }
     # the root-logger fix has nothing to do when logging was configured before fairseq (pytest does)
     assert status.pop("fix_root_logger_debug") in (compat.ALREADY_APPLIED, compat.NOT_NEEDED)
@@ -54,67 +58,55 @@ def test_apply_patches_is_idempotent() -> None:
     assert compat.ORIGINALS == originals  # originals stay the unpatched functions
 
 
-def test_modules_that_imported_compute_mask_indices_by_name_are_patched() -> None:
+@pytest.mark.parametrize("fix", compat.FIXES, ids=lambda fix: fix.__name__)
+def test_each_fix_is_a_module_that_names_its_test(fix) -> None:
+    """sew_fairseq/compat/<fix>.py says what breaks, why, on which versions, and which test here covers it."""
+    import inspect
+    import sys
+
+    name = fix.__name__[len("fix_"):]
+    assert fix.__module__ == f"sew_fairseq.compat.{name}"
+    module = sys.modules[fix.__module__]
+    doc = module.__doc__
+    assert doc.startswith(f"Fix ``{fix.__name__}``: ")
+    assert [line for line in doc.splitlines() if line.endswith(":") and not line.startswith(" ")] == [
+        "Breaks without it:", "Why:", "Versions:", "Fix:", "Test:"]
+    assert f"tests/test_compat.py::test_{name}" in doc and callable(globals()[f"test_{name}"])
+    assert getattr(compat, fix.__name__) is fix
+    assert len(inspect.getsource(module).splitlines()) <= 500
+
+
+# -------------------- fix_root_logger_debug
+
+
+def _root_level_after(code: str) -> int:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code + "; import logging; print(logging.getLogger().level)"],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
+def test_root_logger_debug() -> None:
+    """Importing fairseq's models sets the root logger to DEBUG; importing sew_fairseq puts it back."""
+    import logging
+
+    assert _root_level_after("import fairseq.models.wav2vec.wav2vec2_classification") == logging.DEBUG
+    assert _root_level_after("import sew_fairseq") == logging.WARNING
+
+
+# -------------------- the replacement compute_mask_indices (both mask fixes)
+
+
+def test_replacement_masks_installed_where_imported_by_name() -> None:
+    """Modules that did ``from fairseq.data.data_utils import compute_mask_indices`` get the replacement too."""
     assert data_utils.compute_mask_indices is compat.compute_mask_indices
     assert wav2vec2.compute_mask_indices is compat.compute_mask_indices
     assert compat.ORIGINALS["fairseq.models.wav2vec.wav2vec2.compute_mask_indices"] is ORIGINAL_MASK
 
 
-# ---------------------------------------------------------------------------- (a) np.int, randint
-
-
-def test_no_overlap_masks_fail_in_fairseq() -> None:
-    assert compat.has_mask_no_overlap_bug()
-    with pytest.raises(AttributeError, match="has no attribute 'int'"):
-        ORIGINAL_MASK((2, 100), None, 0.5, 10, no_overlap=True)
-    with pytest.raises(AttributeError, match="randint"):
-        ORIGINAL_MASK((2, 100), None, 0.5, 10, mask_type="uniform", mask_other=2)
-
-
-def test_no_overlap_masks_after_fix() -> None:
-    np.random.seed(0)
-    mask = data_utils.compute_mask_indices(
-        (3, 100), None, 0.5, 10, no_overlap=True, min_space=1, require_same_masks=False
-    )
-    # 0.5 * 100 / 10 = 5 spans of 10, none overlapping, at least one frame apart
-    assert mask.shape == (3, 100) and mask.dtype == bool
-    assert (mask.sum(1) == 50).all()
-    assert all(_runs(row) == [10] * 5 for row in mask)
-
-
-def test_uniform_mask_lengths_after_fix() -> None:
-    rng_state = np.random.get_state()
-    mask = data_utils.compute_mask_indices(
-        (4, 200), None, 0.3, 5, mask_type="uniform", mask_other=2, require_same_masks=False,
-        seed=3, epoch=1, indices=torch.arange(4),
-    )
-    assert mask.any(1).all() and not mask.all(1).any()
-    assert all(min(_runs(row)) >= 2 for row in mask)
-    assert np.random.get_state()[1].tolist() == rng_state[1].tolist()  # seeded: global RNG untouched
-
-
-# ---------------------------------------------------------------------------- (b) zero static spans
-
-
-def test_zero_static_spans_fail_in_fairseq() -> None:
-    """(B, 128) channels, prob 0.1, length 16: 0.8 spans expected, seed 0 draws none for a row."""
-    assert compat.has_mask_zero_static_masks_bug()
-    with pytest.raises(ValueError, match="this should never happens"):
-        ORIGINAL_MASK((4, 128), None, 0.1, 16, seed=0, epoch=1, indices=torch.arange(4))
-
-
-def test_zero_static_spans_after_fix() -> None:
-    kwargs = dict(seed=0, epoch=1, indices=torch.arange(4))
-    per_row = data_utils.compute_mask_indices((4, 128), None, 0.1, 16, require_same_masks=False, **kwargs)
-    counts = per_row.sum(1)
-    assert set(counts.tolist()) <= {0, 16} and 0 in counts  # the empty row is just unmasked
-    same = data_utils.compute_mask_indices((4, 128), None, 0.1, 16, **kwargs)
-    assert not same.any()  # require_same_masks equalises to the emptiest row, as fairseq does
-    with_min = data_utils.compute_mask_indices((4, 128), None, 0.1, 16, min_masks=1, **kwargs)
-    assert (with_min.sum(1) == 16).all()  # min_masks still guarantees spans
-
-
-def test_same_masks_as_fairseq_where_fairseq_works() -> None:
+def test_replacement_masks_equal_fairseqs_where_fairseq_works() -> None:
     """The replacement keeps fairseq's draws: bit-identical masks wherever the original runs."""
     padding = torch.zeros(4, 60, dtype=torch.bool)
     padding[1, 50:] = True
@@ -134,7 +126,58 @@ def test_same_masks_as_fairseq_where_fairseq_works() -> None:
         np.testing.assert_array_equal(got, expected, err_msg=str(kwargs))
 
 
-def test_wav2vec2_channel_masking_trains() -> None:
+# -------------------- fix_mask_no_overlap
+
+
+def test_mask_no_overlap() -> None:
+    """fairseq's masks fail on numpy >= 1.24 (``np.int``) and with ``uniform`` (``Generator.randint``); the
+    replacement masks with spans apart."""
+    assert compat.has_mask_no_overlap_bug()
+    with pytest.raises(AttributeError, match="has no attribute 'int'"):
+        ORIGINAL_MASK((2, 100), None, 0.5, 10, no_overlap=True)
+    with pytest.raises(AttributeError, match="randint"):
+        ORIGINAL_MASK((2, 100), None, 0.5, 10, mask_type="uniform", mask_other=2)
+    np.random.seed(0)
+    mask = data_utils.compute_mask_indices(
+        (3, 100), None, 0.5, 10, no_overlap=True, min_space=1, require_same_masks=False
+    )
+    # 0.5 * 100 / 10 = 5 spans of 10, none overlapping, at least one frame apart
+    assert mask.shape == (3, 100) and mask.dtype == bool
+    assert (mask.sum(1) == 50).all()
+    assert all(_runs(row) == [10] * 5 for row in mask)
+
+
+def test_mask_no_overlap_uniform_lengths() -> None:
+    rng_state = np.random.get_state()
+    mask = data_utils.compute_mask_indices(
+        (4, 200), None, 0.3, 5, mask_type="uniform", mask_other=2, require_same_masks=False,
+        seed=3, epoch=1, indices=torch.arange(4),
+    )
+    assert mask.any(1).all() and not mask.all(1).any()
+    assert all(min(_runs(row)) >= 2 for row in mask)
+    assert np.random.get_state()[1].tolist() == rng_state[1].tolist()  # seeded: global RNG untouched
+
+
+# -------------------- fix_mask_zero_static_masks
+
+
+def test_mask_zero_static_masks() -> None:
+    """(B, 128) channels, prob 0.1, length 16: 0.8 spans expected, seed 0 draws none for a row. fairseq raises;
+    the replacement leaves that row unmasked."""
+    assert compat.has_mask_zero_static_masks_bug()
+    kwargs = dict(seed=0, epoch=1, indices=torch.arange(4))
+    with pytest.raises(ValueError, match="this should never happens"):
+        ORIGINAL_MASK((4, 128), None, 0.1, 16, **kwargs)
+    per_row = data_utils.compute_mask_indices((4, 128), None, 0.1, 16, require_same_masks=False, **kwargs)
+    counts = per_row.sum(1)
+    assert set(counts.tolist()) <= {0, 16} and 0 in counts  # the empty row is just unmasked
+    same = data_utils.compute_mask_indices((4, 128), None, 0.1, 16, **kwargs)
+    assert not same.any()  # require_same_masks equalises to the emptiest row, as fairseq does
+    with_min = data_utils.compute_mask_indices((4, 128), None, 0.1, 16, min_masks=1, **kwargs)
+    assert (with_min.sum(1) == 16).all()  # min_masks still guarantees spans
+
+
+def test_mask_zero_static_masks_wav2vec2_channel_masking_trains() -> None:
     """fairseq's own Wav2Vec2Model with the failing settings: 128 channels, prob 0.1, length 16."""
     cfg = wav2vec2.Wav2Vec2Config(
         encoder_layers=1, encoder_embed_dim=128, encoder_ffn_embed_dim=128, encoder_attention_heads=2,
@@ -153,7 +196,39 @@ def test_wav2vec2_channel_masking_trains() -> None:
     assert torch.isfinite(out["x"]).all()
 
 
-# ---------------------------------------------------------------------------- (d) and (e): gloo
+# -------------------- fix_checkpoint_weights_only
+
+
+def test_checkpoint_weights_only(tmp_path, monkeypatch) -> None:
+    """torch >= 2.6's torch.load refuses what fairseq checkpoints hold (a Dictionary, a DictConfig, a Namespace);
+    fairseq's loader reads them through safe_load (real checkpoints, malicious pickles: tests/test_checkpoint.py)."""
+    import pickle
+
+    from fairseq.data.dictionary import Dictionary
+
+    dictionary = Dictionary()
+    dictionary.add_symbol("E", n=3)
+    state = {"args": None, "cfg": OmegaConf.create({"common": {"seed": 1}, "model": {"_name": "sew"}}),
+             "model": {"w": torch.arange(3.0)}, "task_state": {"target_dictionary": dictionary},
+             "optimizer_history": [{"criterion_name": "CtcCriterion", "optimizer_name": "FairseqAdam",
+                                    "lr_scheduler_state": {}, "num_updates": 3}],
+             "extra_state": {"train_iterator": {"epoch": 1}, "legacy_args": argparse.Namespace(arch="sew")}}
+    path = tmp_path / "checkpoint_last.pt"
+    torch.save(state, path)
+
+    assert compat.torch_load_defaults_to_weights_only()
+    monkeypatch.setattr(checkpoint_utils, "torch", compat.ORIGINALS["fairseq.checkpoint_utils.torch"])
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    monkeypatch.undo()
+    assert checkpoint_utils.torch.save is torch.save  # only torch.load is replaced, and only there
+    loaded = checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    assert loaded["task_state"]["target_dictionary"].index("E") == dictionary.index("E")
+    assert loaded["cfg"].model._name == "sew" and loaded["model"]["w"].tolist() == [0.0, 1.0, 2.0]
+    assert loaded["extra_state"]["legacy_args"].arch == "sew"
+
+
+# -------------------- fix_all_gather_list_cpu, fix_broadcast_object_weights_only (gloo)
 
 
 def _free_port() -> int:
@@ -174,7 +249,7 @@ def _distributed_worker(rank: int, port: int, out_dir: str) -> None:
     group = dist_utils.get_global_group()
     report: dict = {}
 
-    # (d) all_gather_list: fairseq's original, then the patched one (twice, buffer reuse)
+    # fix_all_gather_list_cpu: fairseq's original, then the patched one (twice, buffer reuse)
     try:
         compat.ORIGINALS["fairseq.distributed.utils.all_gather_list"]({"rank": rank}, group=group)
         report["original_gather"] = "ok"
@@ -188,7 +263,7 @@ def _distributed_worker(rank: int, port: int, out_dir: str) -> None:
     report["gather_bigger"] = [len(x) for x in dist_utils.all_gather_list("x" * (1000 * (rank + 1)),
                                                                         group=group, max_size=4096)]
 
-    # (e) broadcast of a loaded checkpoint state from rank 0
+    # fix_broadcast_object_weights_only: broadcast of a loaded checkpoint state from rank 0
     dictionary = Dictionary()
     dictionary.add_symbol("E", n=3)
     cfg = OmegaConf.create({"model": {"_name": "sew", "lr": [1e-3]}}, flags={"allow_objects": True})
@@ -215,8 +290,11 @@ def _distributed_worker(rank: int, port: int, out_dir: str) -> None:
     Path(out_dir, f"rank{rank}.json").write_text(json.dumps(report))
 
 
-def test_cpu_data_parallel_gather_and_broadcast(tmp_path: Path) -> None:
-    context = mp.start_processes(_distributed_worker, args=(_free_port(), str(tmp_path)),
+@pytest.fixture(scope="module")
+def gloo_reports(tmp_path_factory) -> list:
+    """What each of two gloo processes on CPU recorded (:func:`_distributed_worker`), by rank."""
+    out = tmp_path_factory.mktemp("gloo")
+    context = mp.start_processes(_distributed_worker, args=(_free_port(), str(out)),
                                  nprocs=2, join=False, start_method="spawn")
     deadline = time.monotonic() + 90
     while not context.join(timeout=1):
@@ -224,10 +302,12 @@ def test_cpu_data_parallel_gather_and_broadcast(tmp_path: Path) -> None:
             for process in context.processes:
                 process.kill()
             pytest.fail("distributed workers did not finish")
-    reports = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
 
-    for rank, report in enumerate(reports):
-        # (d) the bug: fairseq's all_gather_list needs CUDA buffers
+
+def test_all_gather_list_cpu(gloo_reports) -> None:
+    """fairseq's all_gather_list needs CUDA buffers; the fixed one gathers over gloo on CPU."""
+    for report in gloo_reports:
         if torch.cuda.is_available():
             assert report["original_gather"] == "ok"
         else:
@@ -235,7 +315,11 @@ def test_cpu_data_parallel_gather_and_broadcast(tmp_path: Path) -> None:
         assert report["gather"] == [{"rank": 0, "loss": 0.5, "ntokens": 10},
                                     {"rank": 1, "loss": 1.5, "ntokens": 11}]
         assert report["gather_bigger"] == [1000, 2000]
-        # (e) the bug: receivers of fairseq's broadcast_object could not decode the state
+
+
+def test_broadcast_object_weights_only(gloo_reports) -> None:
+    """Receivers of fairseq's broadcast_object could not decode a checkpoint state; with the fix they do."""
+    for rank, report in enumerate(gloo_reports):
         if rank == 0:
             assert report["original_broadcast"] == "ok"
         else:
@@ -244,24 +328,20 @@ def test_cpu_data_parallel_gather_and_broadcast(tmp_path: Path) -> None:
                                        "best": 1.5}
 
 
-def _root_level_after(code: str) -> int:
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", code + "; import logging; print(logging.getLogger().level)"],
-                         capture_output=True, text=True, check=True)
-    return int(out.stdout.split()[-1])
+# -------------------- fix_fp16_on_cpu
 
 
-def test_fairseq_import_sets_root_logger_to_debug_and_the_fix_undoes_it() -> None:
-    import logging
+def test_fp16_on_cpu() -> None:
+    """fairseq's fp16 optimizer needs CUDA; the trainer of a CPU run turns half precision off first (recipes with
+    fp16: true trained on CPU: tests/test_training.py::test_pretraining_logs_losses_and_saves_checkpoints)."""
+    from fairseq.optim.fp16_optimizer import FP16Optimizer
+    from fairseq.trainer import Trainer
 
-    assert _root_level_after("import fairseq.models.wav2vec.wav2vec2_classification") == logging.DEBUG
-    assert _root_level_after("import sew_fairseq") == logging.WARNING
-
-
-def test_cpu_runs_drop_half_precision() -> None:
-    from omegaconf import OmegaConf
+    if not torch.cuda.is_available():
+        with pytest.raises((AssertionError, RuntimeError), match="CUDA|NVIDIA"):
+            FP16Optimizer.build_fp32_params(argparse.Namespace(), [torch.nn.Parameter(torch.zeros(2))], flatten=True)
+    assert Trainer.__init__._sew_fairseq_patch
+    assert compat.ORIGINALS["fairseq.trainer.Trainer.__init__"] is not Trainer.__init__
 
     cfg = OmegaConf.create({"common": {"cpu": True, "fp16": True, "bf16": False, "memory_efficient_fp16": True,
                                        "memory_efficient_bf16": False}})
@@ -273,7 +353,50 @@ def test_cpu_runs_drop_half_precision() -> None:
     assert gpu.common.fp16  # GPU runs keep fp16
 
 
-def test_checkpoint_copy_killed_midway_keeps_the_old_file(tmp_path, monkeypatch) -> None:
+# -------------------- fix_cpu_data_parallel_spawn
+
+
+def test_cpu_data_parallel_spawn(monkeypatch) -> None:
+    """fairseq's single-node launcher counts CUDA devices; the fixed call_main spawns N gloo processes for a CPU run
+    (spawn stubbed here; trained for real: tests/test_training.py::test_two_process_data_parallel_training_on_cpu)."""
+    from fairseq.dataclass.configs import FairseqConfig
+
+    for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "SLURM_STEP_NODELIST", "SLURM_JOB_NODELIST"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = OmegaConf.structured(FairseqConfig())
+    cfg.common.cpu, cfg.common.fp16 = True, True
+    cfg.distributed_training.distributed_world_size = 2
+
+    def main(cfg, **kwargs) -> None:
+        raise AssertionError("main runs in the spawned processes")
+
+    if torch.cuda.device_count() < 2:
+        with pytest.raises(AssertionError, match="world size is 2 but have"):
+            compat.ORIGINALS["fairseq.distributed.utils.call_main"](cfg.copy(), main)
+
+    spawned: dict = {}
+    monkeypatch.setattr(torch.multiprocessing, "spawn", lambda **kwargs: spawned.update(kwargs))
+    dist_utils.call_main(cfg, main)
+    assert spawned["fn"] is dist_utils.distributed_main and spawned["nprocs"] == 2 and spawned["join"]
+    _, spawned_cfg, kwargs = spawned["args"]
+    dist = spawned_cfg.distributed_training
+    assert dist.distributed_backend == "gloo" and dist.distributed_port > 0
+    assert dist.distributed_init_method == f"tcp://localhost:{dist.distributed_port}"
+    assert dist.distributed_rank is None and kwargs == {"start_rank": 0}  # each process gets its rank
+    assert not spawned_cfg.common.fp16
+
+    calls = []  # anything but a plain CPU run is fairseq's
+    monkeypatch.setitem(compat.ORIGINALS, "fairseq.distributed.utils.call_main", lambda c, m, **kw: calls.append(c))
+    gpu = OmegaConf.structured(FairseqConfig())
+    gpu.distributed_training.distributed_world_size = 2
+    dist_utils.call_main(gpu, main)
+    assert calls == [gpu]
+
+
+# -------------------- fix_atomic_checkpoint_copy
+
+
+def test_atomic_checkpoint_copy(tmp_path, monkeypatch) -> None:
     """A copy to checkpoint_last.pt that dies half-way leaves the previous checkpoint_last.pt whole."""
     import shutil
 
@@ -294,13 +417,20 @@ def test_checkpoint_copy_killed_midway_keeps_the_old_file(tmp_path, monkeypatch)
             copy(str(src), str(dst), overwrite=True)
         survived = dst.read_bytes() == b"old checkpoint"
         assert survived == (copy is not PathManager.copy)
+        if survived:  # and the atomic writer removed its temporary file
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_1_8.pt", "checkpoint_last.pt"]
     monkeypatch.undo()
     assert checkpoint_utils.PathManager.copy(str(src), str(dst), overwrite=True)
-    assert dst.read_bytes() == src.read_bytes() and not (tmp_path / "checkpoint_last.pt.tmp").exists()
+    assert dst.read_bytes() == src.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_1_8.pt", "checkpoint_last.pt"]  # no temporary
+
+
+# -------------------- fix_batch_by_size_keeps_last_batch
 
 
 @pytest.mark.parametrize("count,expected", [(4, [4]), (12, [8, 4]), (16, [8, 8]), (20, [8, 8, 4])])
-def test_batch_by_size_keeps_the_last_batch(count, expected) -> None:
+def test_batch_by_size_keeps_last_batch(count, expected) -> None:
+    """fairseq-fixed drops a last batch smaller than required_batch_size_multiple; the fix keeps it."""
     sizes = np.full(count, 30000, dtype=np.int64)
     kwargs = dict(max_tokens=320000, required_batch_size_multiple=8, num_tokens_vec=sizes)
     original = compat.ORIGINALS["fairseq.data.data_utils.batch_by_size"](np.arange(count), None, **kwargs)
@@ -309,3 +439,31 @@ def test_batch_by_size_keeps_the_last_batch(count, expected) -> None:
     batches = data_utils.batch_by_size(np.arange(count), None, **kwargs)
     assert [len(b) for b in batches] == expected
     assert np.array_equal(np.concatenate(batches), np.arange(count))
+
+
+# -------------------- fix_hubert_ctc_autoregressive
+
+
+def test_hubert_ctc_autoregressive() -> None:
+    """fairseq issue #4916: HubertEncoder reads cfg.autoregressive, which HubertCtcConfig lacks; the fix gives
+    hubert_ctc's config the field (fine-tuning with fairseq's own hubert_ctc is run end to end by the session
+    fixture fairseq_made, tests/conftest.py)."""
+    import inspect
+
+    from fairseq.dataclass.utils import merge_with_parent
+    from fairseq.models import MODEL_DATACLASS_REGISTRY, MODEL_REGISTRY
+    from fairseq.models.hubert import hubert_asr
+    from hydra.core.config_store import ConfigStore
+    from omegaconf.errors import ConfigAttributeError
+
+    original = compat.ORIGINALS["fairseq.models.hubert.hubert_asr.HubertCtcConfig"]
+    assert "cfg.autoregressive" in inspect.getsource(hubert_asr.HubertEncoder.__init__)
+    saved = OmegaConf.create({"_name": "hubert_ctc", "w2v_path": "pretrained.pt"})  # as a checkpoint holds it
+    with pytest.raises(ConfigAttributeError, match="autoregressive"):
+        merge_with_parent(original(), saved.copy()).autoregressive
+    fixed = MODEL_DATACLASS_REGISTRY["hubert_ctc"]
+    assert fixed is hubert_asr.HubertCtcConfig and issubclass(fixed, original)
+    assert getattr(MODEL_REGISTRY["hubert_ctc"], "__dataclass") is fixed
+    assert merge_with_parent(fixed(), saved.copy()).autoregressive is False
+    assert ConfigStore.instance().load("model/hubert_ctc.yaml").node.autoregressive is False
+    assert compat.fix_hubert_ctc_autoregressive() == compat.ALREADY_APPLIED

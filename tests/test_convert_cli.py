@@ -60,7 +60,7 @@ def test_pickle_that_runs_code_is_refused_everywhere(tmp_path, capsys):
         assert not out.exists(), argv
 
 
-@pytest.mark.parametrize("kind", ["random_dict", "tensor_list", "wav2vec2"])
+@pytest.mark.parametrize("kind", ["random_dict", "tensor_list", "wav2vec"])
 def test_other_architectures_are_named(kind, tmp_path, capsys):
     path = tmp_path / "other.pt"
     if kind == "random_dict":
@@ -69,17 +69,11 @@ def test_other_architectures_are_named(kind, tmp_path, capsys):
     elif kind == "tensor_list":
         torch.save([torch.zeros(2)], path)
         expected = "not a fairseq checkpoint"
-    else:  # a fairseq wav2vec 2.0 checkpoint
-        from fairseq.models.wav2vec.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model
-        from omegaconf import OmegaConf
-
-        cfg = Wav2Vec2Config(encoder_layers=1, encoder_embed_dim=64, encoder_ffn_embed_dim=64,
-                             encoder_attention_heads=1, conv_feature_layers="[(32, 10, 5)] + [(32, 3, 2)] * 2")
-        model = Wav2Vec2Model(cfg)
-        plain = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
-        plain["_name"] = "wav2vec2"
-        torch.save({"cfg": {"model": plain, "task": {"_name": "audio_pretraining"}}, "model": model.state_dict()}, path)
-        expected = "model 'wav2vec2' is not"
+    else:  # a fairseq model of another family (wav2vec 1.0; fairseq wav2vec 2.0 and HuBERT convert)
+        torch.save({"cfg": {"model": {"_name": "wav2vec", "conv_feature_layers": "[(512, 10, 5)]"},
+                            "task": {"_name": "audio_pretraining"}},
+                    "model": {"feature_extractor.conv_layers.0.0.weight": torch.zeros(512, 1, 10)}}, path)
+        expected = "model 'wav2vec' is not"
     for argv, out in _targets(tmp_path, path):
         if argv[0] == "from-hf":
             continue
@@ -123,9 +117,9 @@ def test_hf_directory_problems(tmp_path, capsys):
     (tmp_path / "hf" / "config.json").write_text(config.replace('"intermediate_size": 256', '"intermediate_size": 512'))
     code, err = convert(capsys, "from-hf", tmp_path / "hf", tmp_path / "o.pt")
     assert code == 1 and "encoder.encoder.layer.0.intermediate.dense.weight: [512, 128] -> [256, 128]" in err, err
-    (tmp_path / "hf" / "config.json").write_text(config.replace('"model_type": "sew-d"', '"model_type": "wav2vec2"'))
+    (tmp_path / "hf" / "config.json").write_text(config.replace('"model_type": "sew-d"', '"model_type": "wavlm"'))
     code, err = convert(capsys, "from-hf", tmp_path / "hf", tmp_path / "o.pt")
-    assert code == 1 and "model_type='wav2vec2'" in err, err
+    assert code == 1 and "model_type='wavlm'; expected one of 'sew', 'sew-d', 'wav2vec2', 'hubert'" in err, err
     assert not (tmp_path / "o.pt").exists()
 
 

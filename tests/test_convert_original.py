@@ -22,7 +22,7 @@ from convert_helpers import (LETTERS, TOL, audio, release_model_cfg, write_relea
                              write_release_pretrained)
 from sew_fairseq.interop import ConversionError
 from sew_fairseq.interop.original import from_original
-from test_training import REPO, run
+REPO = Path(__file__).resolve().parents[1]
 
 transformers = pytest.importorskip("transformers")
 
@@ -67,7 +67,8 @@ def test_finetuned_release_checkpoint_needs_pretrained_config(tmp_path):
         from_original(str(tmp_path / "ft.pt"), str(out), preset="sew_d_tiny")
     message = str(e.value)
     assert "feature_extractor.conv_layers.1.0.weight: [128, 64, 3] -> [16, 8, 3]" in message, message
-    assert re.search(r"missing from .*\n    encoder\.encoder\.layer\.2\.attention\.self\.query_proj\.weight: \[384, 384\]",
+    assert re.search(r"missing from .*\n    encoder\.encoder\.layer\.2\.attention\.self\.query_proj\.weight: \[384, "
+                     r"384\]",
                      message), message
     assert "first 10 of" in message and not out.exists()
 
@@ -81,7 +82,8 @@ def test_finetuned_release_checkpoint_needs_pretrained_config(tmp_path):
         wav = audio(1.37, 1)[None]
         with torch.no_grad():
             emissions = ours(source=wav, padding_mask=None)["encoder_out"].transpose(0, 1)
-            expected = torch.nn.functional.linear(encoder.extract_features(wav, None)["x"], proj["weight"], proj["bias"])
+            expected = torch.nn.functional.linear(encoder.extract_features(wav, None)["x"], proj["weight"],
+                                                  proj["bias"])
         assert (emissions - expected).abs().max() <= TOL
 
 
@@ -91,7 +93,8 @@ def test_finetuned_release_checkpoint_without_dictionary(tmp_path, demo_corpus):
     with pytest.raises(ConversionError, match="--dict"):
         from_original(str(tmp_path / "ft.pt"), str(out), w2v_config=_yaml(tmp_path))
     with pytest.raises(ConversionError, match="symbols"):  # the demo dictionary has another size
-        from_original(str(tmp_path / "ft.pt"), str(out), w2v_config=_yaml(tmp_path), dictionary=str(demo_corpus.dict_ltr))
+        from_original(str(tmp_path / "ft.pt"), str(out), w2v_config=_yaml(tmp_path),
+                      dictionary=str(demo_corpus.dict_ltr))
     assert not out.exists()
     letters = tmp_path / "dict.ltr.txt"
     letters.write_text("".join(f"{s} 10\n" for s in LETTERS))
@@ -120,13 +123,14 @@ def test_release_options_the_plugin_lacks_are_refused(field, value, tmp_path):
     assert not (tmp_path / "ours.pt").exists()
 
 
-def test_converted_pretrained_fine_tunes_and_converted_ctc_decodes(tmp_path, demo_corpus):
+def test_converted_pretrained_fine_tunes_and_converted_ctc_decodes(tmp_path, demo_corpus, run):
     """from-original pretrained -> 2 CTC updates with the 100h recipe; from-original CTC -> sew-infer."""
     write_release_pretrained(tmp_path / "release.pt", "sew_d_c")
     from_original(str(tmp_path / "release.pt"), str(tmp_path / "pre.pt"))
     data = Path(demo_corpus.train_tsv).parent
     out = tmp_path / "ft"
-    log = run([str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir", str(REPO / "recipes" / "finetuning"),
+    log = run([str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir",
+               str(REPO / "recipes" / "finetuning"),
                "--config-name", "100h", f"common.user_dir={REPO / 'sew_fairseq'}", f"task.data={data}",
                f"model.w2v_path={tmp_path / 'pre.pt'}", "common.cpu=true", "common.log_format=simple",
                "common.log_interval=1", "dataset.train_subset=train", "dataset.valid_subset=valid",

@@ -141,7 +141,8 @@ def test_viterbi_token_level_for_phones(phone_dictionary, hello_lm):
     [[same]] = build_decoder("viterbi", phone_dictionary, word_boundary=None).decode(x[None])
     assert same == hyp
     # each phone's frames: sil 0-1, sh 3, iy 4-5, iy 7, sil 8, hh 9, ae 10, d 11-12
-    spans = [(w.word, w.start_frame, w.end_frame) for w in ViterbiDecoder(phone_dictionary, word_boundary=None).word_timings(hyp, x)]
+    spans = [(w.word, w.start_frame, w.end_frame) for w in ViterbiDecoder(phone_dictionary,
+                                                                          word_boundary=None).word_timings(hyp, x)]
     assert spans == [("sil", 0, 2), ("sh", 3, 4), ("iy", 4, 6), ("iy", 7, 8), ("sil", 8, 9), ("hh", 9, 10),
                      ("ae", 10, 11), ("d", 11, 13)]
     with pytest.raises(ValueError, match=r"word boundary '\|' is not in .*word_boundary=None .*--labels phn"):

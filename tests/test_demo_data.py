@@ -1,4 +1,4 @@
-"""The synthetic eSpeak NG demo corpus: format, labels, determinism, idempotency, errors."""
+"""manifests.demo, the synthetic eSpeak NG demo corpus: format, labels, determinism, idempotency, errors."""
 from __future__ import annotations
 
 import sys
@@ -10,14 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sew_fairseq.cli.demo_data import main as demo_data_main
-from sew_fairseq.decoding.lexicon import to_letters
-from sew_fairseq.demo_data import (
-    DemoCorpus,
-    DemoDataError,
-    make_demo_corpus,
-    make_sentence,
-)
+from manifests.demo import DemoCorpus, DemoDataError, make_sentence, prepare_demo
+from manifests.demo import main as demo_data_main
+from manifests.letters import to_letters
 
 
 def read_tsv(path: Path) -> Tuple[str, List[Tuple[str, int]]]:
@@ -112,13 +107,13 @@ def test_same_seed_same_bytes_via_cli(demo_corpus: DemoCorpus, tmp_path: Path,
 
 
 def test_other_seed_other_corpus(demo_corpus: DemoCorpus, tmp_path: Path) -> None:
-    other = make_demo_corpus(tmp_path / "c", num_utterances=6, seed=1, progress=False)
+    other = prepare_demo(tmp_path / "c", num_utterances=6, seed=1, progress=False)
     assert other.labels("train", "wrd").read_text() != demo_corpus.labels("train", "wrd").read_text()
 
 
 def test_second_call_is_a_no_op(demo_corpus: DemoCorpus) -> None:
     before = file_mtimes(demo_corpus.root)
-    again = make_demo_corpus(demo_corpus.root, num_utterances=6, seed=0, progress=False)
+    again = prepare_demo(demo_corpus.root, num_utterances=6, seed=0, progress=False)
     assert not again.generated
     assert again.train_tsv == demo_corpus.train_tsv and again.num_train == demo_corpus.num_train
     assert file_mtimes(demo_corpus.root) == before
@@ -128,8 +123,8 @@ def test_second_call_is_a_no_op(demo_corpus: DemoCorpus) -> None:
 
 def test_new_parameters_replace_the_corpus(tmp_path: Path) -> None:
     dest = tmp_path / "c"
-    make_demo_corpus(dest, num_utterances=3, seed=0, progress=False)
-    c = make_demo_corpus(dest, num_utterances=4, seed=0, progress=False)
+    prepare_demo(dest, num_utterances=3, seed=0, progress=False)
+    c = prepare_demo(dest, num_utterances=4, seed=0, progress=False)
     assert c.generated and c.num_utterances == 4
     assert len(list((dest / "audio").iterdir())) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
@@ -138,15 +133,15 @@ def test_new_parameters_replace_the_corpus(tmp_path: Path) -> None:
 def test_refuses_to_overwrite_other_directories(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(DemoDataError, match="not a demo corpus"):
-        make_demo_corpus(tmp_path, num_utterances=2, progress=False)
+        prepare_demo(tmp_path, num_utterances=2, progress=False)
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="num_utterances"):
-        make_demo_corpus(tmp_path / "x", num_utterances=1)
+        prepare_demo(tmp_path / "x", num_utterances=1)
     with pytest.raises(ValueError, match="audio_format"):
-        make_demo_corpus(tmp_path / "x", audio_format="mp3")
+        prepare_demo(tmp_path / "x", audio_format="mp3")
 
 
 def test_missing_espeak_gives_install_hint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,7 +149,7 @@ def test_missing_espeak_gives_install_hint(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.delenv("ESPEAK_NG_DATA", raising=False)
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # import now raises ImportError
     with pytest.raises(DemoDataError, match="pip install espeakng-loader"):
-        make_demo_corpus(tmp_path / "x", num_utterances=2, progress=False)
+        prepare_demo(tmp_path / "x", num_utterances=2, progress=False)
     assert not (tmp_path / "x").exists()
 
 
@@ -164,10 +159,10 @@ def test_broken_library_fails_cleanly(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("ESPEAK_NG_LIBRARY", str(fake))
     monkeypatch.setenv("ESPEAK_NG_DATA", str(tmp_path))
     with pytest.raises(DemoDataError, match="not an espeak-ng-data directory"):
-        make_demo_corpus(tmp_path / "x", num_utterances=2, progress=False)
+        prepare_demo(tmp_path / "x", num_utterances=2, progress=False)
     (tmp_path / "phontab").write_bytes(b"\0" * 64)
     with pytest.raises(DemoDataError, match="cannot load the eSpeak NG library"):
-        make_demo_corpus(tmp_path / "x", num_utterances=2, progress=False)
+        prepare_demo(tmp_path / "x", num_utterances=2, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["libespeak-ng.so", "phontab"]
 
 
@@ -181,5 +176,5 @@ def test_worker_failure_is_reported_and_cleaned_up(tmp_path: Path,
     monkeypatch.setenv("ESPEAK_NG_LIBRARY", espeakng_loader.get_library_path())
     monkeypatch.setenv("ESPEAK_NG_DATA", str(data))
     with pytest.raises(DemoDataError, match="worker failed"):
-        make_demo_corpus(tmp_path / "x", num_utterances=2, progress=False)
+        prepare_demo(tmp_path / "x", num_utterances=2, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["espeak-ng-data"]

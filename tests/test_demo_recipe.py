@@ -71,3 +71,52 @@ def test_demo_finetuning_and_decoding(demo):
     # an untrained letter layer spells noise (CER near or above 100 %); 600 updates of CTC bring the greedy CER
     # under half of it (measured: 15-23 % after 600 updates, see README)
     assert viterbi_cer < 0.5 * untrained_cer, (viterbi_cer, untrained_cer)
+
+
+def test_demo_transcribe_equals_sew_infer_and_times_words(demo, tmp_path, capsys):
+    """sew-transcribe greedy gives sew-infer's greedy transcript (stage 5's hyp.trn) on every held-out utterance, and
+    on held-out speech joined by 1 s silences (known utterance spans) every word's time falls inside the span of
+    an utterance, with about that utterance's number of words, also when the recording is cut into 4 s chunks."""
+    import numpy as np
+
+    from sew_fairseq.cli.transcribe import main
+    from sew_fairseq.decoding import read_trn
+    from sew_fairseq.inference import load_audio, read_split
+    from sew_fairseq.transcribe import Transcriber
+
+    work, _ = demo
+    ckpt = work / "finetune_continuous" / "ckpt" / "checkpoint_best.pt"
+    utterances = read_split(str(work / "corpus"), "valid")
+    listing = tmp_path / "valid.list"
+    listing.write_text("".join(u.audio + "\n" for u in utterances))
+    decoded = work / "finetune_continuous" / "decode-valid-viterbi"
+    assert main([str(ckpt), f"@{listing}", "--output-dir", str(tmp_path / "out"), "--quiet",
+                 "--references", str(decoded / "ref.trn")]) == 0
+    capsys.readouterr()
+    infer = dict(read_trn(decoded / "hyp.trn"))
+    ours = {u.id: (tmp_path / "out" / f"{u.id}.txt").read_text().strip() for u in utterances}
+    assert ours == infer and len(ours) == 40
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    infer_result = json.loads((decoded / "results.json").read_text())
+    assert summary["scored"] == 40 and summary["wer"] == pytest.approx(infer_result["wer"])
+
+    for chunk_seconds, count in ((20.0, 3), (4.0, 10)):
+        tr = Transcriber.from_checkpoint(str(ckpt), chunk_seconds=chunk_seconds, overlap_seconds=1.0)
+        gap = np.zeros(16000, np.float32)
+        pieces, spans, t = [gap], [], 1.0
+        for u in utterances[:count]:
+            wave = load_audio(u, 16000)
+            spans.append((t, t + len(wave) / 16000))
+            pieces += [wave, gap]
+            t += len(wave) / 16000 + 1.0
+        result = tr.transcribe(np.concatenate(pieces), 16000)
+        assert result.chunks == (1 if chunk_seconds == 20 else 14)
+
+        def inside(w, span):  # a word within the span, give or take 0.1 s (5 frames)
+            return span[0] - 0.1 <= w.start < w.end <= span[1] + 0.1
+
+        stray = [w for w in result.words if not any(inside(w, s) for s in spans)]
+        assert not stray, (chunk_seconds, stray)
+        counts = [sum(inside(w, s) for w in result.words) for s in spans]
+        expected = [len(u.words.split()) for u in utterances[:count]]
+        assert all(abs(a - b) <= 2 for a, b in zip(counts, expected)), (counts, expected)

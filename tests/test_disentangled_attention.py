@@ -1,4 +1,5 @@
-"""DisentangledSelfAttention against a naive reference written from the formula (FACTS §2).
+"""DisentangledSelfAttention against a naive reference written from the formula (DeBERTa, He et al. 2021, as SEW-D
+uses it).
 
     bucket(δ) = δ                                                              if |δ| <= k/2
               = sign(δ) · (ceil(log(|δ| / (k/2)) / log((m - 1) / (k/2)) · (k/2 - 1)) + k/2)   otherwise
@@ -212,3 +213,33 @@ def test_training_after_inference_mode_on_the_same_length():
     out, _ = enc.train()(x.requires_grad_())
     out.sum().backward()  # raised "Inference tensors cannot be saved for backward" with an inference-mode index
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_layer_is_a_position_in_the_stack_under_layerdrop():
+    """``forward(layer=i)`` in training stops after the layer at position i of the stack, whichever layers layerdrop
+    skipped before it (fairseq's ``tgt_layer``). It used to count the layers that ran instead, so with position 0
+    skipped ``layer=1`` ran on to position 2 and returned that layer's output."""
+    torch.manual_seed(0)
+    enc = DisentangledEncoder(layers=4, dim=16, ffn_dim=32, heads=2, attention_dropout=0.0, hidden_dropout=0.0,
+                              layerdrop=0.5, position_buckets=8, max_relative_positions=32).double().train()
+    ran = []  # (position, output) of each layer called
+    for position in range(len(enc.layer)):  # indexing: iterating a LayerDropModuleList in training would drop some
+        enc.layer[position].register_forward_hook(lambda m, a, out, position=position: ran.append((position, out)))
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    skipped_then_ran_on = 0  # cases the old count got wrong: a position <= i skipped, one after i run
+    for seed in range(12):
+        ran.clear()
+        torch.manual_seed(seed)
+        full, _ = enc(x)
+        kept = [position for position, _ in ran]  # this seed's layerdrop decisions (one draw per pass)
+        for i in range(4):
+            ran.clear()
+            torch.manual_seed(seed)
+            y, results = enc(x, layer=i)
+            assert [position for position, _ in ran] == [k for k in kept if k <= i], (seed, i, kept)
+            assert torch.equal(y, ran[-1][1] if ran else x)  # the output of the last layer up to position i
+            assert len(results) == len(ran) and all(torch.equal(r, out) for r, (_, out) in zip(results, ran))
+            skipped_then_ran_on += len([k for k in kept if k <= i]) < i + 1 and any(k > i for k in kept)
+        if kept == [0, 1, 2, 3]:
+            assert torch.equal(y, full)
+    assert skipped_then_ran_on > 0, "no seed exercised a skipped layer before position i"

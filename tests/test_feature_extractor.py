@@ -13,7 +13,7 @@ from sew_fairseq.modules.feature_extractor import (Fp32GroupNorm, WaveFeatureExt
                                                    format_conv_layers, parse_conv_layers, wfe_c_layers,
                                                    wfe_o_layers)
 
-# FACTS §2, verbatim
+# the release's WFE-C layout (asappresearch/sew pretraining scripts), verbatim
 WFE_C_64 = ("[(64,10,5),(128,3,2),(128,1,1),(128,3,2),(128,1,1),(256,3,2),(256,1,1),"
             "(256,3,2),(256,1,1),(512,2,2),(512,1,1),(512,2,2),(512,1,1)]")
 WFE_C_CHANNELS = (1, 2, 2, 2, 2, 4, 4, 4, 4, 8, 8, 8, 8)  # times c

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_training import REPO, run, train_command  # noqa: I100  (tests/ is on sys.path under pytest)
+REPO = Path(__file__).resolve().parents[1]
 
 RECIPES = REPO / "recipes" / "finetuning"
 SPLITS = ["10m", "1h", "10h", "100h", "960h"]
@@ -16,14 +16,14 @@ SPLITS = ["10m", "1h", "10h", "100h", "960h"]
 
 @pytest.fixture(scope="module")
 def letters_corpus(tmp_path_factory) -> Path:
-    from sew_fairseq.demo_data import make_demo_corpus
+    from manifests.demo import prepare_demo
 
-    corpus = make_demo_corpus(tmp_path_factory.mktemp("ft") / "corpus", num_utterances=24, seed=0,
+    corpus = prepare_demo(tmp_path_factory.mktemp("ft") / "corpus", num_utterances=24, seed=0,
                               progress=False, num_voices=1)
     return Path(corpus.train_tsv).parent
 
 
-def test_finetuning_recipes_follow_the_release():
+def test_finetuning_recipes_follow_the_release(run, pretrain_command):
     from omegaconf import OmegaConf
 
     for split in SPLITS:
@@ -34,24 +34,25 @@ def test_finetuning_recipes_follow_the_release():
             assert cfg.lr_scheduler._name == "tri_stage" and list(cfg.lr_scheduler.phase_ratio) == [0.1, 0.4, 0.5]
             assert cfg.lr_scheduler.final_lr_scale == 0.05 and cfg.model.feature_grad_mult == 0.0
             assert cfg.checkpoint.best_checkpoint_metric == "wer"
-    # FACTS.md §2 (release): 100h lr 3e-5, 80k updates, mask_channel_prob 0.5, layerdrop 0.1;
+    # the release's fine-tuning scripts: 100h lr 3e-5, 80k updates, mask_channel_prob 0.5, layerdrop 0.1;
     # 10h 5e-5, 20k, freeze 10k; 1h/10m 5e-5, 13k, mask_channel_prob 0.25, freeze 10k
     expected = {"100h": (3e-5, 80000, 0.5, 0.1, 0), "10h": (5e-5, 20000, 0.5, 0.05, 10000),
                 "1h": (5e-5, 13000, 0.25, 0.1, 10000), "10m": (5e-5, 13000, 0.25, 0.1, 10000)}
     for split, (lr, updates, channel_prob, layerdrop, freeze) in expected.items():
         cfg = OmegaConf.load(RECIPES / f"{split}.yaml")
         assert (cfg.optimization.lr[0], cfg.optimization.max_update, cfg.model.mask_channel_prob,
-                cfg.model.layerdrop, cfg.model.freeze_finetune_updates) == (lr, updates, channel_prob, layerdrop, freeze)
+                cfg.model.layerdrop, cfg.model.freeze_finetune_updates) == (lr, updates, channel_prob, layerdrop,
+                                                                            freeze)
         stable = OmegaConf.load(RECIPES / f"{split}_stable.yaml")
         assert stable.model.freeze_finetune_updates == 0 and stable.model.activation_dropout == 0.0
 
 
 @pytest.fixture(scope="module")
-def finetuned(letters_corpus, tmp_path_factory):
+def finetuned(letters_corpus, tmp_path_factory, run, pretrain_command):
     """(fine-tuned checkpoint, fairseq-hydra-train log): a tiny SEW-D pretrained 2 updates, fine-tuned 4."""
     tmp = tmp_path_factory.mktemp("runs")
     pretrain = tmp / "pretrain"
-    run(train_command(letters_corpus, pretrain, ["optimization.max_update=2"]))
+    run(pretrain_command(letters_corpus, pretrain, ["optimization.max_update=2"]))
     out = tmp / "finetune"
     log = run([str(Path(sys.executable).parent / "fairseq-hydra-train"), "--config-dir", str(RECIPES),
                "--config-name", "10h", f"common.user_dir={REPO / 'sew_fairseq'}", f"task.data={letters_corpus}",
@@ -81,10 +82,10 @@ def test_finetune_pretrained_sew_d_with_ctc(finetuned):
 
 
 @pytest.mark.parametrize("recipe", ["sew_tiny", "w2v2_tiny"])
-def test_finetune_other_backbones(recipe, letters_corpus, tmp_path):
+def test_finetune_other_backbones(recipe, letters_corpus, tmp_path, run, pretrain_command):
     """sew_ctc wraps every pretraining family of the plugin (sew_d is covered by the fixture above)."""
     pretrain = tmp_path / "pretrain"
-    cmd = train_command(letters_corpus, pretrain, ["optimization.max_update=1"])
+    cmd = pretrain_command(letters_corpus, pretrain, ["optimization.max_update=1"])
     cmd[cmd.index("sew_d_tiny")] = recipe
     run(cmd)
     out = tmp_path / "finetune"
@@ -112,7 +113,8 @@ def test_sew_infer_viterbi_writes_sclite_trn(finetuned, letters_corpus, tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"valid: \d+ utterances, [\d.]+ s  WER [\d.]+  CER [\d.]+  RTF [\d.]+", proc.stdout)
     refs = (letters_corpus / "valid.wrd").read_text().splitlines()
-    ids = [line.split("\t")[0].rsplit(".", 1)[0] for line in (letters_corpus / "valid.tsv").read_text().splitlines()[1:]]
+    ids = [line.split("\t")[0].rsplit(".",
+                                      1)[0] for line in (letters_corpus / "valid.tsv").read_text().splitlines()[1:]]
     ref_trn = (tmp_path / "ref.trn").read_text().splitlines()
     # sclite trn: "TEXT (utterance-id)", one line per utterance, in manifest order
     assert ref_trn == [f"{ref} ({i})" for ref, i in zip(refs, ids)]
@@ -143,7 +145,8 @@ def test_sew_infer_kenlm_and_tune(finetuned, letters_corpus, tmp_path):
     valid_words = set(words_from_wrd_files([letters_corpus / "valid.wrd"]))
     missing = valid_words - set(words_from_wrd_files([letters_corpus / "train.wrd"]))
     oov = [w for line in (letters_corpus / "valid.wrd").read_text().splitlines() for w in line.split() if w in missing]
-    proc = sew_infer(*[a if a != str(tmp_path / "lexicon.txt") else str(tmp_path / "train_lexicon.txt") for a in common],
+    lexicon, train_lexicon = str(tmp_path / "lexicon.txt"), str(tmp_path / "train_lexicon.txt")
+    proc = sew_infer(*[a if a != lexicon else train_lexicon for a in common],
                      "--results-dir", str(tmp_path / "oov"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "oov" / "results.json").read_text())["oov_words"] == len(oov)

@@ -2,7 +2,8 @@
 
 Small random HF models (every weight randomised, LayerNorm / GroupNorm affine and the relative table
 included, so a misplaced norm or a wrong name cannot pass) are converted with the declarative
-``HF_TO_OURS`` table of ``sew_fairseq.interop.hf`` (what sew-convert uses), loaded into our models with ``strict=True`` and compared on single
+``HF_TO_OURS`` table of ``sew_fairseq.interop.hf`` (what sew-convert uses), loaded into our models with ``strict=True``
+and compared on single
 utterances of several lengths (odd and even frame counts).
 """
 from __future__ import annotations
@@ -156,7 +157,8 @@ def test_norm_eps_match(kind):
     for name, m in hf.named_modules():
         if isinstance(m, (nn.LayerNorm, nn.GroupNorm)):
             ours_name = to_ours(name + ".weight", layer_mode=False)[: -len(".weight")]
-            assert our_modules[ours_name].eps == m.eps, f"{name} -> {ours_name}: {our_modules[ours_name].eps} vs {m.eps}"
+            eps = our_modules[ours_name].eps
+            assert eps == m.eps, f"{name} -> {ours_name}: {eps} vs {m.eps}"
             checked += 1
     assert checked >= 2 * LAYERS + 2
 

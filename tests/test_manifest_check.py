@@ -55,15 +55,15 @@ def write_tsv(path: Path, root: Path, lines: List[str]) -> Path:
 
 # name -> (bad manifest line built from the root, expected reason, file named in the error)
 BAD_CASES: Dict[str, Tuple[Callable[[Path], str], str, str]] = {
-    "missing": (lambda r: "nowhere.wav\t16000", "missing_file", "nowhere.wav"),
-    "empty": (lambda r: "empty.wav\t16000", "empty_file", "empty.wav"),
+    "missing": (lambda r: "nowhere.wav\t16000", "missing", "nowhere.wav"),
+    "empty": (lambda r: "empty.wav\t16000", "empty", "empty.wav"),
     "corrupt": (lambda r: "corrupt.wav\t2000", "unreadable", "corrupt.wav"),
     "no_frames": (lambda r: "no_frames.wav\t1", "no_frames", "no_frames.wav"),
-    "rate_8k": (lambda r: f"yesno_8k.wav\t{frames(r / 'yesno_8k.wav')}", "wrong_sample_rate",
+    "rate_8k": (lambda r: f"yesno_8k.wav\t{frames(r / 'yesno_8k.wav')}", "wrong_rate",
                 "yesno_8k.wav"),
-    "stereo": (lambda r: f"stereo.flac\t{frames(r / 'stereo.flac')}", "not_mono", "stereo.flac"),
+    "stereo": (lambda r: f"stereo.flac\t{frames(r / 'stereo.flac')}", "wrong_channels", "stereo.flac"),
     "stereo_44k": (lambda r: f"timit_44k.wav\t{frames(r / 'timit_44k.wav')}",
-                   "wrong_sample_rate", "timit_44k.wav"),
+                   "wrong_rate", "timit_44k.wav"),
     "count": (lambda r: f"{GOOD[0]}\t{frames(r / GOOD[0]) + 1}", "count_mismatch", GOOD[0]),
     "spaces": (lambda r: f"{GOOD[0]} {frames(r / GOOD[0])}", "malformed_line", GOOD[0]),
     "three_fields": (lambda r: f"{GOOD[0]}\t1\t2", "malformed_line", GOOD[0]),
@@ -131,7 +131,7 @@ def test_error_mode_counts_the_other_bad_lines(audio_root: Path, tmp_path: Path)
         check_manifest(tsv)
     assert info.value.line_no == 2 and info.value.more == 2
     report = check_manifest(tsv, mode="skip")
-    assert report.reason_counts == {"missing_file": 1, "empty_file": 1, "unreadable": 1}
+    assert report.reason_counts == {"missing": 1, "empty": 1, "unreadable": 1}
     assert "3 of 5 lines bad" in report.summary()
 
 

@@ -5,16 +5,21 @@ stereo TIMIT wav); broken files are made here.
 """
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from manifests import common
-from manifests.common import (ManifestError, Report, Utterance, convert_audio, parallel_map, probe_audio,
+from manifests import audio, common
+from manifests.audio import convert_audio, probe_audio
+from manifests.common import (ManifestError, Report, Utterance, parallel_map,
                               spell_number, write_corpus_files, write_split)
 
+REPO = Path(__file__).resolve().parents[1]
 FLAC = "librispeech/LibriSpeech/test-clean/1089/134691/1089-134691-0000.flac"
 
 
@@ -81,7 +86,8 @@ def test_write_split_format(tmp_path):
     assert (out / "train.wrd").read_text() == "HELLO WORLD\nIT'S A TEST\nA\n"
     assert (out / "train.ltr").read_text().split("\n")[:-1] == [fairseq_ltr(u.words) for u in utts]
     rep = json.loads((out / "train.report.json").read_text())
-    assert rep["kept"] == 3 and rep["counts"] == {"missing": 1} and rep["examples"]["missing"] == ["/x/y.flac: no such file"]
+    assert rep["kept"] == 3 and rep["counts"] == {"missing": 1} and rep["examples"]["missing"] == ["/x/y.flac: no such "
+                                                                                                   "file"]
     assert sorted(os.listdir(out)) == ["train.ltr", "train.report.json", "train.tsv", "train.wrd"]  # no temp files
 
 
@@ -164,7 +170,8 @@ def test_probe_audio(fixtures_dir, tmp_path):
     assert probe_audio(flac) == (sf.info(str(flac)).frames, None, "")
     assert probe_audio(fixtures_dir / "derived/1089-134691-0000_stereo.flac").reason == "wrong_channels"
     timit = probe_audio(fixtures_dir / "timit/LDC93S1_pcms16le_2_44100.wav", channels=None)
-    assert timit.reason == "wrong_rate" and timit.num_samples == sf.info(str(fixtures_dir / "timit/LDC93S1_pcms16le_2_44100.wav")).frames
+    frames = sf.info(str(fixtures_dir / "timit/LDC93S1_pcms16le_2_44100.wav")).frames
+    assert timit.reason == "wrong_rate" and timit.num_samples == frames
     (tmp_path / "empty.flac").write_bytes(b"")
     (tmp_path / "junk.flac").write_bytes(os.urandom(2000))
     (tmp_path / "cut.flac").write_bytes(flac.read_bytes()[:30])  # shorter than the header
@@ -177,7 +184,7 @@ def test_probe_audio(fixtures_dir, tmp_path):
 def test_flac_streaminfo_matches_soundfile(fixtures_dir):
     for path in sorted((fixtures_dir / "librispeech").rglob("*.flac")):
         i = sf.info(str(path))
-        assert common.flac_streaminfo(str(path)) == (i.samplerate, i.channels, i.frames)
+        assert audio.flac_streaminfo(str(path)) == (i.samplerate, i.channels, i.frames)
 
 
 def test_convert_audio(fixtures_dir, tmp_path):
@@ -217,10 +224,29 @@ def test_written_files_get_the_permissions_open_would_give(tmp_path):
     old = os.umask(0o022)
     try:
         common.atomic_write_text(tmp_path / "a.tsv", ["x"])
-        common.write_flac(tmp_path / "a.flac", np.zeros(1600, dtype=np.float32), 16000)
+        audio.write_flac(tmp_path / "a.flac", np.zeros(1600, dtype=np.float32), 16000)
         assert {os.stat(tmp_path / n).st_mode & 0o777 for n in ("a.tsv", "a.flac")} == {0o644}
         os.chmod(tmp_path / "a.tsv", 0o640)
         common.atomic_write_text(tmp_path / "a.tsv", ["y"])
         assert os.stat(tmp_path / "a.tsv").st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+def test_every_manifests_module_imports_without_torch_or_fairseq():
+    """The light layer: each module of manifests/ imports in a Python where torch, fairseq and sew_fairseq cannot be
+    imported at all."""
+    import pkgutil
+
+    import manifests
+
+    names = sorted(m.name for m in pkgutil.iter_modules(manifests.__path__))
+    assert {"atomic", "audio", "common", "letters", "records", "librispeech", "timit"} <= set(names)
+    code = ("import sys\n"
+            "for blocked in ('torch', 'fairseq', 'sew_fairseq'):\n"
+            "    sys.modules[blocked] = None  # any import of them raises ImportError\n"
+            f"for name in {names!r}:\n"
+            "    __import__('manifests.' + name)\n"
+            "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -14,8 +14,8 @@ import soundfile as sf
 import soxr
 
 from manifests.common import ManifestError
-from manifests.switchboard import (main, normalize_stm_text, normalize_words, prepare_switchboard, segment_id,
-                                   sphere_header)
+from manifests.switchboard import main, prepare_switchboard, segment_id, sphere_header
+from manifests.switchboard_text import normalize_stm_text, normalize_words
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures", "switchboard")
 ROOT = os.path.join(FIX, "LDC97S62")
@@ -117,7 +117,8 @@ def test_channels_are_split_and_resampled(tmp_path):
     assert rate == 8000 and src.shape[1] == 2
     for side, start, end in (("A", 0.50, 3.82), ("B", 4.20, 7.535)):
         ch = 0 if side == "A" else 1
-        got, sr = sf.read(tmp_path / "out" / "audio" / "train" / "sw02005" / f"{segment_id('sw02005', side, start, end)}.flac",
+        name = f"{segment_id('sw02005', side, start, end)}.flac"
+        got, sr = sf.read(tmp_path / "out" / "audio" / "train" / "sw02005" / name,
                           dtype="float32")
         ref = soxr.resample(src[:, ch], 8000, 16000, quality="HQ")[round(start * 16000):round(end * 16000)]
         assert sr == 16000 and np.max(np.abs(got - ref)) <= 1.5 / 32768  # the side's own channel, resampled
@@ -139,7 +140,8 @@ def test_eval2000_and_sclite_scoring(tmp_path):
     reports = _build(tmp_path, hub5_audio=str(hub5), hub5_transcripts=str(tr))
     dest = tmp_path / "out"
     assert reports["eval2000"].kept == 4
-    assert json.load(open(dest / "eval2000.report.json"))["normalisation"]["segments_ignore_time_segment_in_scoring"] == 1
+    normalisation = json.load(open(dest / "eval2000.report.json"))["normalisation"]
+    assert normalisation["segments_ignore_time_segment_in_scoring"] == 1
     stm = open(dest / "eval2000.stm").read()
     assert "<B_ASIDE>" not in stm and "((" not in stm and "(DELIGHTFUL)" in stm
     assert os.path.isfile(dest / "eval2000.glm")
@@ -208,7 +210,8 @@ def test_bad_files_are_counted_and_strict_fails(tmp_path):
                               "dropped_by_normalisation": 1, "transcript_without_audio": 1,
                               "audio_without_transcript": 1, "wrong_channels": 1, "unreadable": 1, "empty": 1}
     assert "--sph2pipe" in r.examples["unreadable"][0]
-    assert r.examples["segment_beyond_audio"][0].endswith("sw2005A-ms98-a-trans.text:6: starts at 9.0 s, audio is 8.00 s")
+    assert r.examples["segment_beyond_audio"][0].endswith("sw2005A-ms98-a-trans.text:6: starts at 9.0 s, audio is 8.00 "
+                                                          "s")
     with pytest.raises(ManifestError, match=r"sw2005A-ms98-a-trans\.text:4"):
         prepare_switchboard(root, tmp_path / "strict", dev_conversations=1, strict=True, progress=False)
     assert main(["--root", str(root), "--dest", str(tmp_path / "cli"), "--dev-conversations", "1", "--strict",

@@ -106,13 +106,15 @@ def test_normalisation_rules_on_real_lines(slue):
     assert normalize_transcript(raw[22]) == (
         "AS FOR ENERGY THREE YEARS AGO THE EU HEADS OF GOVERNMENT DECIDED TO SET THE CURRENT YEAR TWO THOUSAND "
         "FOURTEEN AS A CLEAR DEADLINE FOR THE COMPLETION OF AN INTERNAL ENERGY MARKET", [])
-    assert normalize_transcript(raw[8])[0].startswith("IN ALL THESE EFFORTS AHEAD OF THE THIRTEENTH NATIONAL CONFERENCE")
+    assert normalize_transcript(raw[8])[0].startswith(
+        "IN ALL THESE EFFORTS AHEAD OF THE THIRTEENTH NATIONAL CONFERENCE")
     assert normalize_transcript(raw[25])[0].startswith("TWO THOUSAND THIRTEEN THIS MAY BE THE LAST")
     assert "TO MARK THE TWENTIETH ANNIVERSARY" in normalize_transcript(raw[32])[0]
     assert "THE COMMISSION'S AMENDING LETTER NO ONE GO IN" in normalize_transcript(raw[34])[0]       # U+02BC, digit
     assert "ADAPT THE EU'S LEGAL FRAMEWORK" in normalize_transcript(raw[39])[0]
     assert normalize_transcript(raw[40])[0] == ("IT IS NOT JUST MOTHERHOOD AND APPLE PIE TO USE THE AMERICAN "
-                                                "EXPRESSION BUT IT IS OF SOME REAL VALUE")                 # U+02BD ... U+02BC
+                                                # U+02BD ... U+02BC
+                                                "EXPRESSION BUT IT IS OF SOME REAL VALUE")
     assert "THIS IS A NON BINDING REPORT" in normalize_transcript(raw[24])[0]                              # em dash
     assert "WITH MR TELICKA THAT" in normalize_transcript(raw[36])[0]                                      # accent
     assert normalize_transcript(raw[37])[1] == ["Ł"]                                                        # dropped
@@ -148,7 +150,8 @@ def test_build(corpus, tmp_path):
     # lexicon and LM text from train only
     lm = (dest / "lm.txt").read_text().split("\n")[:-1]
     assert lm == read_split(dest, "train")[2]
-    assert {l.split("\t")[0] for l in (dest / "lexicon.txt").read_text().split("\n")[:-1]} == {w for s in lm for w in s.split()}
+    lexicon_words = {line.split("\t")[0] for line in (dest / "lexicon.txt").read_text().split("\n")[:-1]}
+    assert lexicon_words == {w for s in lm for w in s.split()}
     # the converted audio is the same speech: compare with the source ogg resampled here
     uid = Path(read_split(dest, "train")[1][0][0]).stem
     src, sr = sf.read(str(root / "transcribed_data/en" / uid[:4] / f"{uid}.ogg"), dtype="float32")
@@ -184,7 +187,8 @@ def test_bad_files_raw_text_strict_and_rerun(corpus, tmp_path, capsys):
     assert ts["counts"] == {"dropped_by_normalisation": 2} and ts["kept"] == 4
     assert "Ł" in ts["examples"]["dropped_by_normalisation"][0] and "°" in ts["examples"]["dropped_by_normalisation"][1]
     un = json.loads((dest / "unassigned.report.json").read_text())
-    assert un["counts"] == {"audio_without_transcript": 1} and "20150101-unlisted.ogg" in un["examples"]["audio_without_transcript"][0]
+    assert un["counts"] == {"audio_without_transcript": 1}
+    assert "20150101-unlisted.ogg" in un["examples"]["audio_without_transcript"][0]
     # idempotent: converted files are not rewritten and the outputs are byte-identical
     flacs = sorted((dest / "audio").rglob("*.flac"))
     mtimes = [f.stat().st_mtime_ns for f in flacs]
@@ -208,7 +212,8 @@ def test_recipe_manifest_stage(corpus, tmp_path):
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     work = tmp_path / "work"
     proc = subprocess.run(["bash", str(REPO / "recipes/voxpopuli.sh"), "--stage", "0", "--stop-stage", "0",
-                           "--corpus-dir", str(root / "transcribed_data/en"), "--work-dir", str(work), "--workers", "2"],
+                           "--corpus-dir", str(root / "transcribed_data/en"), "--work-dir", str(work), "--workers",
+                           "2"],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
     for split, idx in SPLIT_ROWS.items():

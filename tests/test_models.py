@@ -15,7 +15,7 @@ from sew_fairseq.presets import build_preset
 SMALL = dict(encoder_layers=2, mlp_hidden_size=64, encoder_layerdrop=0.0)
 FAMILIES = ["sew_tiny", "sew_d_tiny", "w2v2_tiny"]
 
-# FACTS.md §2: parameter names of the original release (and fairseq's wav2vec 2.0)
+# parameter names of the original release (asappresearch/sew, and fairseq's wav2vec 2.0)
 RELEASE_NAMES = [
     r"mask_emb", r"layer_norm\.(weight|bias)", r"post_extract_proj\.(weight|bias)",
     r"feature_extractor\.conv_layers\.\d+\.0\.weight", r"feature_extractor\.conv_layers\.0\.2\.(weight|bias)",

@@ -10,7 +10,7 @@ from sew_fairseq.presets import PRESETS
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "pretraining"
 
-# FACTS.md §2: parameters of the inference model (pretraining heads removed), in millions
+# parameters of the inference model (pretraining heads removed), in millions (Wu et al. 2021, Table 7)
 PAPER_PARAMS_M = {
     "sew_tiny": 40.7, "sew_small": 89.6, "sew_mid": 174.7,
     "sew_d_tiny": 24.1, "sew_d_small": 41.0, "sew_d_mid": 78.8, "sew_d_mid_k127": 80.4,

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from sew_fairseq.models.sew import SEWEncoder
+from sew_fairseq.modules.layer_pass import LayerPass
 from sew_fairseq.modules.squeeze import SqueezedEncoder, Upsample, lengths_to_padding_mask
 from sew_fairseq.presets import preset_config
 
@@ -14,8 +15,16 @@ D = 32
 class PassThrough(SqueezedEncoder):
     """Squeeze -> no layers -> upsample, to test the squeeze machinery alone."""
 
-    def forward_layers(self, x, padding_mask, layer):
-        return x, [x]
+    num_layers = 0
+
+    def enter_layers(self, x, padding_mask):
+        return LayerPass(x, padding_mask, padding_mask, x.size(1), 0)
+
+    def hidden_states(self, p):
+        return p.x
+
+    def leave_layers(self, p):
+        return p.x
 
 
 def pass_through(factor: int = 2, seed: int = 0) -> PassThrough:
@@ -50,7 +59,8 @@ def test_squeeze_is_pool_plus_positional_conv():
 
 
 def test_upsample_layout():
-    """Frame s*t + i is channel block i of step t: with Linear blocks (I, 2I), frame 2t = GELU(x_t), 2t+1 = GELU(2 x_t)."""
+    """Frame s*t + i is channel block i of step t: with Linear blocks (I, 2I), frame 2t = GELU(x_t), 2t+1 = GELU(2
+    x_t)."""
     up = Upsample(D, 2)
     with torch.no_grad():
         up[0].weight.copy_(torch.cat([torch.eye(D), 2.0 * torch.eye(D)]))  # [2D, D]

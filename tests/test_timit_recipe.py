@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_manifests_timit import EXPECTED, THIRTY_NINE  # noqa: I100  (tests/ is on sys.path under pytest)
-from timit_tree import make_tree
+from timit_tree import EXPECTED, THIRTY_NINE, make_tree
 
 REPO = Path(__file__).resolve().parents[1]
 # the model of tests/test_training.py's TINY recipe (1 layer, D=64, WFE-C with 8 channels)
@@ -125,3 +124,22 @@ def test_sew_infer_refuses_words_or_lm_decoding_for_a_phone_model(recipe):
     proc = subprocess.run([sew_infer, *common, "--labels", "phn", "--decoder", "kenlm", "--lm", "x", "--lexicon", "y"],
                           capture_output=True, text=True, env=env())
     assert proc.returncode == 2 and "--labels phn decodes phones greedily" in proc.stderr
+
+
+def test_sew_transcribe_scores_phones_like_sew_infer(recipe, tmp_path):
+    """sew-transcribe on the corpus folder (output stems = the manifest's ids) with the test split's ref.trn: the
+    test utterances' phones and PER are sew-infer's."""
+    work, _ = recipe
+    ckpt = str(work / "finetune_timit" / "ckpt" / "checkpoint_best.pt")
+    root = (work / "data" / "test.tsv").read_text().splitlines()[0]
+    decoded = work / "finetune_timit" / "decode-test"
+    proc = subprocess.run([str(Path(sys.executable).parent / "sew-transcribe"), ckpt, root, "--output-dir",
+                           str(tmp_path), "--references", str(decoded / "ref.trn"), "--quiet"],
+                          capture_output=True, text=True, env=env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    result = json.loads((decoded / "results.json").read_text())
+    assert summary["scored"] == 2 and summary["per"] == pytest.approx(result["per"])
+    assert summary["per_with_sil"] == pytest.approx(result["per_with_sil"]) and "PER" in proc.stdout
+    for hyp, uid in trn(decoded / "hyp.trn"):
+        assert (tmp_path / f"{uid}.txt").read_text().strip() == hyp

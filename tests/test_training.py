@@ -14,17 +14,6 @@ import soundfile as sf
 
 REPO = Path(__file__).resolve().parents[1]
 
-# sew_d_tiny's recipe with a model small enough to train in seconds on a CPU
-TINY = [
-    "model.encoder_layers=1", "model.encoder_embed_dim=64", "model.encoder_ffn_embed_dim=128",
-    "model.encoder_attention_heads=1", "model.wfe_channels=8", "model.mlp_hidden_size=32", "model.final_dim=32",
-    "model.latent_vars=16", "model.num_negatives=10", "model.mask_length=4", "model.encoder_layerdrop=0.0",
-    "dataset.max_tokens=48000", "optimization.update_freq=[1]", "lr_scheduler.warmup_updates=2",
-    "task.max_sample_size=32000", "task.min_sample_size=8000", "dataset.num_workers=0",
-    "common.log_format=simple", "common.log_interval=1", "common.cpu=true", "common.seed=3",
-]
-
-
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """A manifest of 30 utterances (1-2 s) of random harmonic tones, 16 kHz mono."""
@@ -43,26 +32,14 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-def train_command(data: Path, out: Path, extra: List[str]) -> List[str]:
-    return [sys.executable, "-m", "sew_fairseq.cli.train", "--config-dir", str(REPO / "recipes" / "pretraining"),
-            "--config-name", "sew_d_tiny", f"task.data={data}", f"checkpoint.save_dir={out}/ckpt",
-            f"hydra.run.dir={out}/hydra"] + ["++" + o for o in TINY] + extra
-
-
-def run(cmd: List[str], timeout: float = 240) -> str:
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, cwd=REPO)
-    assert proc.returncode == 0, proc.stdout[-4000:]
-    return proc.stdout
-
-
 def updates_logged(log: str) -> List[int]:
     return [int(n) for n in re.findall(r"num_updates=(\d+)", log)]
 
 
-def test_pretraining_logs_losses_and_saves_checkpoints(corpus, tmp_path):
+def test_pretraining_logs_losses_and_saves_checkpoints(corpus, tmp_path, run, pretrain_command):
     # the issue's command line: plain fairseq-hydra-train with the plugin as user dir, the unchanged
     # recipe (fp16: true, as released) on a CPU
-    cmd = train_command(corpus, tmp_path, ["optimization.max_update=6", f"common.user_dir={REPO / 'sew_fairseq'}"])
+    cmd = pretrain_command(corpus, tmp_path, ["optimization.max_update=6", f"common.user_dir={REPO / 'sew_fairseq'}"])
     cmd[:3] = [str(Path(sys.executable).parent / "fairseq-hydra-train")]
     log = run(cmd)
     assert "turning off fp16" in log
@@ -74,8 +51,8 @@ def test_pretraining_logs_losses_and_saves_checkpoints(corpus, tmp_path):
     assert (tmp_path / "ckpt" / "checkpoint_best.pt").exists()
 
 
-def test_sigkill_then_same_command_resumes_from_checkpoint_last(corpus, tmp_path):
-    cmd = train_command(corpus, tmp_path, ["optimization.max_update=12", "checkpoint.save_interval_updates=4",
+def test_sigkill_then_same_command_resumes_from_checkpoint_last(corpus, tmp_path, run, pretrain_command):
+    cmd = pretrain_command(corpus, tmp_path, ["optimization.max_update=12", "checkpoint.save_interval_updates=4",
                                            "checkpoint.keep_interval_updates=1"])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
                             start_new_session=True)
@@ -100,14 +77,14 @@ def test_sigkill_then_same_command_resumes_from_checkpoint_last(corpus, tmp_path
     assert updates[0] == saved_at + 1 and updates[-1] == 12
 
 
-def test_two_process_data_parallel_training_on_cpu(corpus, tmp_path):
-    log = run(train_command(corpus, tmp_path, [
+def test_two_process_data_parallel_training_on_cpu(corpus, tmp_path, run, pretrain_command):
+    log = run(pretrain_command(corpus, tmp_path, [
         "optimization.max_update=4", "distributed_training.distributed_world_size=2",
         "distributed_training.distributed_backend=gloo"]))
     assert "spawning 2 gloo processes" in log
     assert "training on 2 devices" in log
     # the two workers split the epoch's batches between them
-    single = run(train_command(corpus, tmp_path / "single", ["optimization.max_update=1"]))
+    single = run(pretrain_command(corpus, tmp_path / "single", ["optimization.max_update=1"]))
     batches = int(re.search(r"epoch 001:\s+1 / (\d+) ", single).group(1))
     per_worker = int(re.search(r"epoch 001:\s+1 / (\d+) ", log).group(1))
     assert per_worker == (batches + 1) // 2, (batches, per_worker)
@@ -116,7 +93,7 @@ def test_two_process_data_parallel_training_on_cpu(corpus, tmp_path):
     assert (tmp_path / "ckpt" / "checkpoint_last.pt").exists()
 
 
-def test_sew_train_prints_the_composed_config_with_cfg_job_after_the_overrides(tmp_path):
+def test_sew_train_prints_the_composed_config_with_cfg_job_after_the_overrides(tmp_path, run):
     # Hydra reads its overrides as one run of positional arguments: the user dir sew-train adds must join them
     proc = subprocess.run(
         [sys.executable, "-m", "sew_fairseq.cli.train", "--config-dir", str(REPO / "recipes" / "demo"),
@@ -126,3 +103,5 @@ def test_sew_train_prints_the_composed_config_with_cfg_job_after_the_overrides(t
     assert proc.returncode == 0, proc.stdout[-2000:]
     package = str(REPO / "sew_fairseq")
     assert f"user_dir: {package}" in proc.stdout and f"data: {tmp_path}" in proc.stdout, proc.stdout[-2000:]
+    # nothing but the config: no tensorboardX notice (it is installed), no Hydra or torch deprecation warnings
+    assert "Warning" not in proc.stdout and "tensorboardX" not in proc.stdout, proc.stdout[:2000]

@@ -16,7 +16,7 @@ import soxr
 import torch
 
 from sew_fairseq.inference import forward_log_probs
-from sew_fairseq.transcribe import Chunk, Transcriber, chunk_stream, resolve_inputs, stitch
+from sew_fairseq.transcribe import Transcriber, chunk_stream, resolve_inputs, stitch
 
 LIBRI = "librispeech/LibriSpeech/test-clean/1089/134686/1089-134686-0000.flac"
 
@@ -78,7 +78,7 @@ def test_stitch_takes_each_frame_from_a_chunk_interior():
             assert left >= (F - step) // 2
         if s + F < T:
             assert right >= (F - step) // 2 - 1
-    assert stitch([(0, full)]) is full
+    assert torch.equal(stitch([(0, full)]), full)
     with pytest.raises(ValueError, match="do not overlap"):
         stitch([(0, full[:10]), (20, full[20:30])])
 
@@ -139,7 +139,8 @@ def test_api_file_wave_and_labels(tr, fixtures_dir, tmp_path):
     from_file = tr.transcribe(fixtures_dir / LIBRI)
     from_wave = tr.transcribe(wave, sample_rate=16000)
     assert from_file.text == from_wave.text and from_file.words == from_wave.words
-    assert from_file.duration == pytest.approx(len(wave) / 16000) and from_file.chunks == 5  # starts 0, 2, 4, 6 s and the last at 6.44 s
+    # starts 0, 2, 4, 6 s and the last at 6.44 s
+    assert from_file.duration == pytest.approx(len(wave) / 16000) and from_file.chunks == 5
     for w in from_file.words:
         assert 0 <= w.start < w.end <= from_file.duration + 0.02 and 0 <= w.confidence <= 1
     # a stereo 44.1 kHz 24-bit FLAC of the same speech: channels averaged, resampled, true duration reported
@@ -308,7 +309,8 @@ def test_sew_infer_bad_files(ctc_checkpoint, fixtures_dir, tmp_path, capsys):
     n = sf.info(audio / "good.flac").frames
     (data / "test.tsv").write_text(f"{audio}\ngood.flac\t{n}\ncut.flac\t{n}\ngone.flac\t{n}\n")
     (data / "test.wrd").write_text("A\nB\nC\n")
-    args = [str(ctc_checkpoint), "--data", str(data), "--split", "test", "--quiet", "--results-dir", str(tmp_path / "r")]
+    args = [str(ctc_checkpoint), "--data", str(data), "--split", "test", "--quiet", "--results-dir",
+            str(tmp_path / "r")]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and f"{data / 'test.tsv'}:3: {audio / 'cut.flac'}" in err and "[truncated]" in err

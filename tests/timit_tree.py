@@ -80,3 +80,38 @@ def make_tree(root: Path, lower: bool = False, sentences: Sequence[Sentence] = T
         Path(f"{base}.{case('WRD')}").write_text("".join(line + "\n" for line in wrd))
         Path(f"{base}.{case('TXT')}").write_text(f"0 {len(samples)} {s.text}\n")
     return timit
+
+
+# (id, audio path under the TIMIT folder, samples, words, 39 phones) per split, in manifest order. Samples are the
+# lengths of the cuts of tests/timit_tree.py (e.g. SI1027 = LDC93S1[0:20417]); phones from the cut's .PHN lines
+EXPECTED = {
+    "train": [
+        ("FCJF0_SI1027", "TRAIN/DR1/FCJF0/SI1027.WAV", 20417, "SHE HAD YOUR DARK SUIT",
+         # h# sh ix hv eh dcl jh ih dcl d ah kcl k s ux
+         "sil sh ih hh eh sil jh ih sil d ah sil k s uw"),
+        ("FCJF0_SX127", "TRAIN/DR1/FCJF0/SX127.WAV", 33754 - 20417, "IN GREASY WASH",
+         # q en gcl g r iy s iy w ao sh epi  (q deleted)
+         "n sil g r iy s iy w aa sh sil"),
+        ("FCJF0_SX217", "TRAIN/DR1/FCJF0/SX217.WAV", 46797 - 33360, "WATER ALL YEAR",
+         # epi w ao dx axr ao l y ih axr h#
+         "sil w aa dx er aa l y ih er sil"),
+        ("MFXT0_SI1", "TRAIN/DR2/MFXT0/SI1.WAV", (33754 - 28064) + (46797 - 44586), "WASH",
+         # w ao sh epi h#  (epi h# -> sil sil, merged)
+         "w aa sh sil"),
+        ("MFXT0_SX1", "TRAIN/DR2/MFXT0/SX1.WAV", 28064 - 11517, "DARK SUIT IN GREASY",
+         # dcl d ah kcl k s ux q en gcl g r iy s iy
+         "sil d ah sil k s uw n sil g r iy s iy"),
+    ],
+    "dev": [  # FAKS0 is on Kaldi's dev_spk.list
+        ("FAKS0_SI943", "TEST/DR1/FAKS0/SI943.WAV", 9190, "SHE HAD", "sil sh ih hh eh sil"),
+        ("FAKS0_SX43", "TEST/DR1/FAKS0/SX43.WAV", 46797 - 37556, "ALL YEAR", "aa l y ih er sil"),
+    ],
+    "test": [  # MDAB0 is on Kaldi's test_spk.list (core test)
+        ("MDAB0_SI1039", "TEST/DR1/MDAB0/SI1039.WAV", 46797 - 33360, "WATER ALL YEAR",
+         "sil w aa dx er aa l y ih er sil"),
+        ("MDAB0_SX139", "TEST/DR1/MDAB0/SX139.WAV", 20417, "SHE HAD YOUR DARK SUIT",
+         "sil sh ih hh eh sil jh ih sil d ah sil k s uw"),
+    ],
+}
+THIRTY_NINE = ("aa ae ah aw ay b ch d dh dx eh er ey f g hh ih iy jh k l m n ng ow oy p r s sh sil t th uh uw v w y "
+               "z").split()

@@ -10,10 +10,10 @@ export; the graphs of its old key are deleted then. Hashing reads the whole file
 
 Running: one ``InferenceSession`` with graph optimisation ``ORT_ENABLE_ALL`` (fusions: LayerNorm, GELU with its
 bias, skip-LayerNorm, ...), ``intra_op_num_threads`` = torch's thread count unless ``threads`` is given, one
-inter-op thread, sequential execution, and no spinning of idle threads (see :func:`_session`). The graph has no padding input: waves of equal length run as one batch (the
-chunks of long-form inference are equal-length), waves of other lengths in their own batches, so each wave gets
-what it gets alone, as the torch backend's padded batches do. Logits come back as fp32; the log-softmax is computed
-in fp32 torch.
+inter-op thread, sequential execution, and no spinning of idle threads (see :func:`_session`). The graph has no
+padding input: waves of equal length run as one batch (the chunks of long-form inference are equal-length), waves
+of other lengths in their own batches, so each wave gets what it gets alone, as the torch backend's padded batches
+do. Logits come back as fp32; the log-softmax is computed in fp32 torch.
 """
 from __future__ import annotations
 

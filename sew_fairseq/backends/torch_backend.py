@@ -24,7 +24,7 @@ convolutions, attention and the GELUs of the extractor run in bf16 / fp16.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -68,8 +68,8 @@ class Fp32Conv1d(nn.Conv1d):
     @classmethod
     def from_conv(cls, conv: nn.Conv1d) -> "Fp32Conv1d":
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0], stride=conv.stride, padding=conv.padding,
-                  dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None, padding_mode=conv.padding_mode,
-                  device="meta")
+                  dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+                  padding_mode=conv.padding_mode, device="meta")
         new.weight = nn.Parameter(conv.weight.detach().float(), requires_grad=False)
         if conv.bias is not None:
             new.bias = nn.Parameter(conv.bias.detach().float(), requires_grad=False)
@@ -101,7 +101,8 @@ def prepare_reduced_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module
                 continue
             if isinstance(child, nn.Conv1d):
                 first = child.in_channels == 1  # the wave feature extractor's first conv, over the samples
-                setattr(parent, name, Fp32Conv1d.from_conv(child) if first else ChannelsLastConv1d.from_conv(child, dtype))
+                new = Fp32Conv1d.from_conv(child) if first else ChannelsLastConv1d.from_conv(child, dtype)
+                setattr(parent, name, new)
             elif isinstance(child, nn.Linear):
                 child.to(dtype)
     for p in model.parameters():

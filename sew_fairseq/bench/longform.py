@@ -35,7 +35,7 @@ def make_recording(utterances, minutes: float, gap: float, path: str) -> str:
     ``path``; returns the reference transcript."""
     import soundfile as sf
 
-    from ..atomic import atomic_file
+    from manifests.atomic import atomic_file
     from ..inference import load_audio
 
     target = int(minutes * 60 * SAMPLE_RATE)
@@ -119,11 +119,11 @@ def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float
     utterances = read_split(data, split)
     listing = os.path.join(out_dir, f"{split}.list")
     with open(listing, "w", encoding="utf-8") as f:
-        f.writelines(u.path + "\n" for u in utterances)
+        f.writelines(u.audio + "\n" for u in utterances)
     short = ours(checkpoint, ["@" + listing], os.path.join(out_dir, "short"), threads, extra)
     hyps = []
     for u in utterances:
-        with open(os.path.join(out_dir, "short", os.path.splitext(os.path.basename(u.path))[0] + ".txt"),
+        with open(os.path.join(out_dir, "short", os.path.splitext(os.path.basename(u.audio))[0] + ".txt"),
                   encoding="utf-8") as f:
             hyps.append(f.read().strip())
     short_rate = short["forward_seconds"] / short["audio_seconds"]
@@ -186,7 +186,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atomic import atomic_open
+    from manifests.atomic import atomic_open
 
     rows = run_longform(args.checkpoint, args.data, args.split, args.minutes, args.out_dir, args.gap, args.threads,
                         args.hf_chunk_seconds, not args.no_hf, args.transcribe_args.split())

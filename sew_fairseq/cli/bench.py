@@ -6,8 +6,9 @@
         --dtype fp32 bf16 int8 --against hf                                # every backend (bench/backends.py)
     sew-bench accuracy ckpt/checkpoint_best.pt --data corpus --split valid  # greedy WER per backend vs torch fp32
     sew-bench decode --utterances 200 --beam 50 --lm-weight 2 --word-score -1 --json decode.json
-    sew-bench tradeoff ckpt/checkpoint_best.pt --data manifests --split dev-other   # early exit (bench_tradeoff.py)
+    sew-bench tradeoff ckpt/checkpoint_best.pt --data manifests --split dev-other   # early exit (bench/tradeoff.py)
     sew-bench longform ckpt/checkpoint_best.pt --data corpus --split valid --minutes 1 10 --out-dir longform
+    sew-bench manifests --source tests/fixtures/librispeech/LibriSpeech --files 4000 --repeats 5
 
 ``speed`` times the inference forward (``extract_features``, eval mode, fp32, no autograd) of each preset on
 N seconds of audio, and fairseq's own ``wav2vec2`` base model in the same process, and prints time per
@@ -27,7 +28,7 @@ log-probability difference against torch fp32. See :mod:`sew_fairseq.bench.backe
 ``decode`` times the KenLM beam search per second of audio: our flashlight-text lexicon decoder against
 pyctcdecode (+ the ``kenlm`` module) on the same synthetic CTC emissions (50 frames/s), at the same beam
 width, LM and weights (pyctcdecode's alpha = lm_weight / ln 10, beta = word_score), and prints both WERs and
-the time ratio pyctcdecode / ours; see :mod:`sew_fairseq.bench_decode`. Needs ``pip install pyctcdecode kenlm``.
+the time ratio pyctcdecode / ours; see :mod:`sew_fairseq.bench.decode`. Needs ``pip install pyctcdecode kenlm``.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ from typing import Callable, List, Optional, Sequence
 import torch
 
 from ..bench import longform
-from . import bench_tradeoff
+from ..bench import manifests as bench_manifests
+from ..bench import tradeoff as bench_tradeoff
 from .options import add_backend_arguments
 
 logger = logging.getLogger(__name__)
@@ -91,7 +93,7 @@ def run_speed(presets: Sequence[str], seconds: float, repeats: int, threads: int
         with torch.inference_mode():
             times = time_forward(lambda: model.extract_features(source, None), repeats)
         rows.append({"model": name, "params_m": params, "median_s": statistics.median(times), "min_s": min(times)})
-        del model
+        model = None  # freed before the next one is built
     reference = rows[0]["median_s"]
     for row in rows:
         row["rtf"] = row["median_s"] / seconds
@@ -132,7 +134,7 @@ def run_speed_against_hf(presets: Sequence[str], seconds: float, repeats: int, t
                      "hf_s": statistics.median(hf_t), "ours_min_s": min(ours_t), "hf_min_s": min(hf_t),
                      "ratio": statistics.median(hf_t) / statistics.median(ours_t), "max_diff": diff,
                      "attn": getattr(hf.config, "_attn_implementation", "?")})
-        del ours, hf
+        ours = hf = None  # freed before the next preset is built
     return rows
 
 
@@ -150,7 +152,8 @@ def format_rows_against_hf(rows: List[dict], seconds: float, threads: int, repea
 
 
 def format_rows(rows: List[dict], seconds: float, threads: int, repeats: int) -> str:
-    head = (f"# {seconds:g} s of audio, batch 1, fp32, {threads} threads, median of {repeats}; torch {torch.__version__}, "
+    head = (f"# {seconds:g} s of audio, batch 1, fp32, {threads} threads, median of {repeats}; "
+            f"torch {torch.__version__}, "
             f"{platform.processor() or platform.machine()}\n")
     lines = [f"{'model':<24}{'params':>9}{'median ms':>11}{'min ms':>9}{'RTF':>8}{'x vs fairseq w2v2-base':>24}"]
     for r in rows:
@@ -168,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     speed = sub.add_parser("speed", help="inference speed of presets against fairseq's wav2vec 2.0 base",
                            description="Example: sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2")
     speed.add_argument("--presets", nargs="+", default=["sew_d_mid", "sew_tiny"], choices=sorted(PRESETS),
-                       metavar="PRESET", help=f"presets to time (default: sew_d_mid sew_tiny); one of {', '.join(PRESETS)}")
+                       metavar="PRESET",
+                       help=f"presets to time (default: sew_d_mid sew_tiny); one of {', '.join(PRESETS)}")
     speed.add_argument("--seconds", type=float, default=10.0, help="audio length in seconds (default 10)")
     speed.add_argument("--repeats", type=int, default=10, help="timed forwards per model (default 10)")
     speed.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
@@ -240,15 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--hypotheses", action="store_true", help="include references and hypotheses in --json")
     bench_tradeoff.add_parser(sub)  # early exit: WER against inference time
     longform.add_parser(sub)  # long recordings: sew-transcribe against transformers' chunked pipeline
+    bench_manifests.add_parser(sub)  # sew-manifest librispeech against fairseq's manifest scripts
     return parser
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    """``sew-bench decode``: run :func:`sew_fairseq.bench_decode.run_decode_bench`, print the table."""
+    """``sew-bench decode``: run :func:`sew_fairseq.bench.decode.run_decode_bench`, print the table."""
     import json
 
-    from ..atomic import atomic_open
-    from ..bench_decode import format_result, run_decode_bench
+    from manifests.atomic import atomic_open
+    from ..bench.decode import format_result, run_decode_bench
 
     if args.utterances < 1 or args.beam < 1 or args.threads < 1 or args.repeats < 1:
         print("error: --utterances, --beam, --threads and --repeats must be positive", file=sys.stderr)
@@ -325,7 +330,7 @@ def run_accuracy(args: argparse.Namespace) -> int:
     """``sew-bench accuracy``: :func:`sew_fairseq.bench.backends.run_accuracy`."""
     import json
 
-    from ..atomic import atomic_open
+    from manifests.atomic import atomic_open
     from ..bench.backends import accuracy_failures, format_accuracy_rows
     from ..bench.backends import run_accuracy as accuracy
 
@@ -380,6 +385,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return bench_tradeoff.run(args)
     elif args.command == "longform":
         return longform.run(args)
+    elif args.command == "manifests":
+        return bench_manifests.run(args)
     return 0
 
 

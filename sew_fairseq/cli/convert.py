@@ -4,7 +4,8 @@
     sew-convert from-original sew-d-mid-400k-ft-100h.pt sew_d_mid_100h.pt \\
         --w2v-config sew-d-mid-400k.pt --dict manifests/dict.ltr.txt               # fine-tuned release checkpoint
     sew-convert from-hf ./sew-d-tiny-100k-ft-ls100h sew_d_tiny_100h.pt             # save_pretrained directory
-    sew-convert to-hf ckpt/checkpoint_best.pt ./my-sew-d-ctc                       # then AutoModelForCTC / AutoProcessor
+    sew-convert from-hf ./hubert-large-ls960-ft hubert_large_960h.pt               # also Wav2Vec2 / Hubert (ForCTC)
+    sew-convert to-hf ckpt/checkpoint_best.pt ./my-sew-d-ctc                       # AutoModelForCTC, AutoProcessor
     sew-convert to-onnx ckpt/checkpoint_best.pt sew_d.onnx                         # CTC model, dynamic batch and time
     sew-convert to-onnx ckpt/checkpoint_best.pt sew_d_int8.onnx --quantize int8    # MatMul weights int8 (dynamic)
 
@@ -38,25 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--dict", dest="dictionary", help="dict.ltr.txt of a fine-tuned checkpoint whose task_state "
                                                      "lacks the dictionary (overrides the checkpoint's)")
 
-    f = sub.add_parser("from-hf", help="transformers SEW/SEW-D directory -> plugin checkpoint",
-                       description="Convert a directory written by transformers' SEWModel, SEWDModel, SEWForCTC or "
-                                   "SEWDForCTC (save_pretrained) into a checkpoint that fairseq's "
-                                   "load_model_ensemble_and_task and sew-infer load. "
+    f = sub.add_parser("from-hf", help="transformers SEW/SEW-D/wav2vec 2.0/HuBERT directory -> plugin checkpoint",
+                       description="Convert a directory written by transformers' SEWModel, SEWDModel, Wav2Vec2Model, "
+                                   "HubertModel or their *ForCTC (save_pretrained) into a checkpoint that fairseq's "
+                                   "load_model_ensemble_and_task, sew-infer and the early-exit recipes load "
+                                   "(wav2vec 2.0 and HuBERT become fairseq's own wav2vec2 / hubert models). "
                                    "Example: sew-convert from-hf ./sew-d-tiny-100k-ft-ls100h out.pt")
     f.add_argument("hf_dir", help="directory with config.json and model.safetensors / pytorch_model.bin")
     f.add_argument("out", help="plugin checkpoint to write (.pt)")
     f.add_argument("--dict", dest="dictionary", help="dict.ltr.txt for a CTC model without vocab.json")
 
     t = sub.add_parser("to-hf", help="plugin checkpoint -> transformers directory (with processor files)",
-                       description="Convert a plugin checkpoint (sew / sew_d pretrained, or sew_ctc fine-tuned) into "
-                                   "a directory that transformers.AutoModel / AutoModelForCTC and AutoProcessor load. "
+                       description="Convert a plugin checkpoint (sew / sew_d / wav2vec2 / hubert pretrained, or "
+                                   "sew_ctc, fairseq wav2vec_ctc / hubert_ctc fine-tuned) into a directory that "
+                                   "transformers.AutoModel / AutoModelForCTC and AutoProcessor load. "
                                    "Example: sew-convert to-hf ckpt/checkpoint_best.pt ./my-sew-d")
     t.add_argument("checkpoint", help="plugin checkpoint (.pt)")
     t.add_argument("out_dir", help="directory to write (replaced if it exists)")
 
     x = sub.add_parser("to-onnx", help="plugin CTC checkpoint -> ONNX (dynamic batch and time)",
-                       description="Export a fine-tuned CTC checkpoint to ONNX: input 'source' [batch, samples] "
-                                   "float32 16 kHz, output 'logits' [batch, frames, letters] (blank = 0). "
+                       description="Export a fine-tuned SEW / SEW-D CTC checkpoint to ONNX: input 'source' "
+                                   "[batch, samples] float32 16 kHz, output 'logits' [batch, frames, letters] "
+                                   "(blank = 0). "
                                    "Example: sew-convert to-onnx ckpt/checkpoint_best.pt model.onnx")
     x.add_argument("checkpoint", help="fine-tuned CTC checkpoint (.pt)")
     x.add_argument("out", help="ONNX file to write")

@@ -42,7 +42,7 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence
 
-from ..atomic import atomic_open
+from manifests.atomic import atomic_open
 from .options import (add_backend_arguments, add_decoder_arguments, add_device_argument, add_early_exit_arguments,
                       check_backend_arguments, check_decoder_arguments, check_early_exit_arguments,
                       decoder_from_arguments, engine_options, exit_rule_from_arguments)
@@ -227,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                "backend": args.backend, "dtype": args.dtype,
                **score(emissions, nbests, args.labels)}
     if skipped is not None:
-        summary["skipped"] = [{"id": k.utterance.id, "audio": k.utterance.path, "line": k.utterance.line,
+        summary["skipped"] = [{"id": k.utterance.id, "audio": k.utterance.audio, "line": k.utterance.line,
                                "reason": k.reason, "error": k.message} for k in skipped]
         if skipped:
             print(f"sew-infer: warning: {len(skipped)} utterance(s) skipped (listed in results.json): "

@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sew-lm", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="sew-lm", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     lex = sub.add_parser("lexicon", help="a letter lexicon from .wrd files or a word list")
     lex.add_argument("--wrd", nargs="*", default=[], help=".wrd files (one transcript per line)")

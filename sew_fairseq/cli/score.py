@@ -23,9 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--hyp-trn", help="hypotheses as a trn file whose ids are segment ids (sew-infer's hyp.trn)")
     src.add_argument("--ctm", help="hypotheses as a CTM file (file channel start duration word)")
-    p.add_argument("--stm", required=True, help="reference STM (eval2000: hub5e00.english.000405.stm as fixed by the builder)")
+    p.add_argument("--stm", required=True,
+                   help="reference STM (eval2000: hub5e00.english.000405.stm as fixed by the builder)")
     p.add_argument("--glm", help="global mapping file (eval2000: en20000405_hub5.glm); without it no filtering")
-    p.add_argument("--out-dir", required=True, help="directory for hyp.ctm, filtered files, sclite reports, scores.json")
+    p.add_argument("--out-dir", required=True,
+                   help="directory for hyp.ctm, filtered files, sclite reports, scores.json")
     p.add_argument("--keep-hesitations", action="store_true",
                    help="do not drop hesitations, noise tags and partial words from the hypotheses (Kaldi drops them)")
     p.add_argument("--no-subsets", action="store_true", help="score all segments only (no sw_/en_ halves)")

@@ -4,6 +4,7 @@
     sew-transcribe ckpt/checkpoint_best.pt recordings/ --output-dir out           # a folder, searched recursively
     sew-transcribe ckpt/checkpoint_best.pt @files.txt --output-dir out --formats txt ctm
     sew-transcribe ckpt/checkpoint_best.pt recordings/ --output-dir out --backend onnxruntime --dtype int8
+    sew-transcribe ckpt/checkpoint_best.pt @test.list --output-dir out --references ref.trn      # + WER
     sew-transcribe ckpt/checkpoint_best.pt recordings/ --output-dir out --decoder kenlm \\
         --lexicon lexicon.txt --lm 4-gram.arpa --beam 500 --lm-weight 2 --word-score -1 --skip-bad
 
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_arguments(p)
     add_decoder_arguments(p)
     add_early_exit_arguments(p)
+    p.add_argument("--references", metavar="TRN",
+                   help="reference transcripts as an sclite trn file ('TEXT (id)', id = the output path without "
+                        "its extension, e.g. sub/talk): WER and CER (a phone model: PER without and with sil) of "
+                        "the files that have one, printed and in summary.json")
     p.add_argument("--skip-bad", action="store_true",
                    help="list unreadable files in summary.json and carry on, instead of stopping at the first")
     p.add_argument("--overwrite", action="store_true", help="redo files whose outputs exist")
@@ -76,8 +81,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from ..transcribe import InputError, Transcriber, resolve_inputs, transcribe_files
 
+    from ..decoding import read_trn
+
     start = time.perf_counter()
     try:
+        references = dict(read_trn(args.references)) if args.references else None
         files = resolve_inputs(args.inputs)
         tr = Transcriber.from_checkpoint(args.checkpoint, device=args.device, dictionary=args.dict,
                                          chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
@@ -86,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                          **engine_options(args))
         summary = transcribe_files(tr, files, args.output_dir, args.formats, skip_bad=args.skip_bad,
                                    overwrite=args.overwrite, channel=args.channel, progress=not args.quiet,
-                                   setup_seconds=time.perf_counter() - start)
+                                   setup_seconds=time.perf_counter() - start, references=references)
     except (AudioError, InputError, ValueError, FileNotFoundError, OSError) as e:
         print(f"sew-transcribe: error: {e}", file=sys.stderr)
         return 1
@@ -95,6 +103,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{summary['forward_seconds']:.2f} s, decode {summary['decode_seconds']:.2f} s (RTF {rtf:.4f})"
           + (f", {summary['reused']} already done" if summary["reused"] else "")
           + (f", {len(summary['skipped'])} skipped" if summary["skipped"] else "") + f" -> {args.output_dir}")
+    if references is not None:
+        scored = summary["scored"]
+        if "per" in summary:
+            print(f"PER {summary['per']:.2f} (sil not scored; {summary['per_with_sil']:.2f} with sil) over {scored} "
+                  f"file(s) with a reference")
+        elif "wer" in summary:
+            print(f"WER {summary['wer']:.2f}  CER {summary['cer']:.2f} over {scored} file(s) with a reference")
+        else:
+            print(f"sew-transcribe: warning: no transcribed file has a reference in {args.references} (ids are the "
+                  f"output paths without extension)", file=sys.stderr)
     for s in summary["skipped"]:
         print(f"sew-transcribe: skipped {s['error']}", file=sys.stderr)
     return 0

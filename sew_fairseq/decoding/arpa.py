@@ -44,7 +44,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
-from ..atomic import atomic_open
+from manifests.atomic import atomic_open
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 BOS_LOG10 = -99.0

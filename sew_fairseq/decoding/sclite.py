@@ -24,7 +24,7 @@ import shutil
 import subprocess
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-from ..atomic import atomic_file, atomic_open
+from manifests.atomic import atomic_file, atomic_open
 from .trn import read_trn
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -179,7 +179,8 @@ def _run(cmd: Sequence[str], stdin_path: Optional[str] = None, stdout_path: Opti
             fout.close()
     out = proc.stdout.decode("utf-8", "replace") if proc.stdout else ""
     if proc.returncode != 0:
-        raise SctkError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{proc.stderr.decode('utf-8', 'replace')}{out}")
+        err = proc.stderr.decode("utf-8", "replace")
+        raise SctkError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{err}{out}")
     return out
 
 
@@ -241,7 +242,8 @@ def score_ctm(stm: PathLike, ctm: PathLike, out_dir: PathLike, glm: Optional[Pat
     """Score a CTM against an STM, for each subset (name -> file-name prefix, None = everything).
 
     With ``glm`` both sides are filtered first (:func:`glm_filter`). Subsets without reference segments
-    are left out of the result. ``hub5_flags``: see :func:`run_sclite`. Reports land in ``out_dir`` (``<subset>.ctm.filt.dtl`` / ``.sys``).
+    are left out of the result. ``hub5_flags``: see :func:`run_sclite`. Reports land in ``out_dir``
+    (``<subset>.ctm.filt.dtl`` / ``.sys``).
     """
     os.makedirs(out_dir, exist_ok=True)
     with open(stm, encoding="utf-8", errors="replace") as f:

@@ -17,7 +17,7 @@ import json
 import os
 from typing import Iterable, List, Sequence, Tuple, Union
 
-from ..atomic import atomic_open
+from manifests.atomic import atomic_open
 from .trn import sanitize_utt_id
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -13,7 +13,7 @@ import os
 import re
 from typing import Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-from ..atomic import atomic_open
+from manifests.atomic import atomic_open
 from .metrics import phone_errors, word_errors
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -5,24 +5,23 @@ Shapes: B batch, L samples, T frames, D ``encoder_embed_dim``, V letters.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import shutil
-import tempfile
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..atomic import atomic_file, replacement_mode
+from manifests.atomic import atomic_file
 
 logger = logging.getLogger(__name__)
 
 #: registered names of the pretraining models this package converts (ours and the release's)
 SEW_MODELS = ("sew", "squeeze_wav2vec2")
 SEW_D_MODELS = ("sew_d", "squeeze_wav2vec2_deberta")
-CTC_MODELS = ("sew_ctc", "wav2vec_ctc_v2", "wav2vec_ctc")
+#: fairseq's own pretraining models, used as they are (HuBERT through sew_fairseq.models.backbones.HubertBackbone)
+FAIRSEQ_FAMILIES = ("wav2vec2", "hubert")
+CTC_MODELS = ("sew_ctc", "wav2vec_ctc_v2", "wav2vec_ctc", "hubert_ctc")
 #: state-dict prefixes of the fine-tuned (CTC) model: the pretrained model and the output projection
 W2V_PREFIX = "w2v_encoder.w2v_model."
 PROJ_PREFIX = "w2v_encoder.proj."
@@ -114,19 +113,22 @@ def to_plain(cfg: Any) -> Any:
 
 
 def model_family(name: str, path: str) -> str:
-    """``"sew"`` or ``"sew_d"`` for a pretraining model name; a clear error otherwise."""
+    """``"sew"``, ``"sew_d"``, ``"wav2vec2"`` or ``"hubert"`` for a pretraining model name; a clear error otherwise."""
     if name in SEW_MODELS:
         return "sew"
     if name in SEW_D_MODELS:
         return "sew_d"
-    raise ConversionError(f"{path}: model '{name}' is not SEW or SEW-D (expected one of "
-                          f"{', '.join(SEW_MODELS + SEW_D_MODELS + CTC_MODELS)})")
+    if name in FAIRSEQ_FAMILIES:
+        return name
+    raise ConversionError(f"{path}: model '{name}' is not SEW, SEW-D, wav2vec 2.0 or HuBERT (expected one of "
+                          f"{', '.join(SEW_MODELS + SEW_D_MODELS + FAIRSEQ_FAMILIES + CTC_MODELS)})")
 
 
 def pretraining_config(model_cfg: Mapping[str, Any], path: str):
-    """Our structured model config (``sew`` / ``sew_d`` dataclass) from a checkpoint's ``cfg.model``.
+    """The structured model config (``sew`` / ``sew_d`` / fairseq ``wav2vec2`` / ``hubert`` dataclass) of a
+    checkpoint's ``cfg.model``.
 
-    Keys our dataclass does not know are an error (the release's extra fields are translated by
+    Keys the dataclass does not know are an error (the release's extra fields are translated by
     :mod:`sew_fairseq.interop.original` before they get here)."""
     from fairseq.models import MODEL_DATACLASS_REGISTRY
 
@@ -138,25 +140,53 @@ def pretraining_config(model_cfg: Mapping[str, Any], path: str):
     known = set(dc.__dataclass_fields__)
     unknown = sorted(k for k in values if k not in known and k != "_name")
     if unknown:
-        raise ConversionError(f"{path}: model config fields unknown to this plugin's '{family}': {unknown[:MAX_LISTED]}")
+        raise ConversionError(f"{path}: model config fields unknown to this plugin's '{family}': "
+                              f"{unknown[:MAX_LISTED]}")
     values["_name"] = family
     for key in ("data", "normalize"):  # II("task.*") interpolations resolved at save time; keep what we have
         if key in values and values[key] is None:
             values.pop(key)
+    if family == "hubert" and not isinstance(values.get("label_rate"), (int, float)):
+        values["label_rate"] = HUBERT_LABEL_RATE  # II("task.label_rate"); only sizes pretraining targets
     from ..models.w2v2_mlp import resolve_conv_layers
 
     cfg = OmegaConf.merge(OmegaConf.structured(dc()), values)
     with open_dict(cfg):
         cfg._name = family
-    resolve_conv_layers(cfg)  # wfe_type C/O -> the explicit conv_feature_layers it builds (wfe_type custom)
+    if family not in FAIRSEQ_FAMILIES:
+        resolve_conv_layers(cfg)  # wfe_type C/O -> the explicit conv_feature_layers it builds (wfe_type custom)
     return cfg
 
 
+#: HuBERT's label rate (Hz) where a config does not say: 50, the rate of its extractor's frames
+HUBERT_LABEL_RATE = 50.0
+
+
+def pretraining_task_cfg(family: str, data: str, normalize: bool) -> Dict[str, Any]:
+    """The plain ``cfg.task`` a pretrained model of ``family`` is saved with: fairseq's ``audio_pretraining``, or
+    ``hubert_pretraining`` for HuBERT (one label set, ``km``; its dictionaries are not stored, see
+    :func:`pretraining_task_state`)."""
+    if family == "hubert":
+        return {"_name": "hubert_pretraining", "data": data, "labels": ["km"], "label_rate": HUBERT_LABEL_RATE,
+                "sample_rate": 16000, "normalize": normalize}
+    return {"_name": "audio_pretraining", "data": data, "normalize": normalize}
+
+
+def pretraining_task_state(family: str) -> Optional[Dict[str, Any]]:
+    """``task_state`` of a pretrained ``family`` checkpoint: for HuBERT ``{"dictionaries": [None]}`` (no label
+    dictionary: fairseq's ``HubertModel`` is then built without its label embeddings, its fine-tuning path)."""
+    return {"dictionaries": [None]} if family == "hubert" else None
+
+
 def build_pretraining_model(cfg) -> torch.nn.Module:
-    """Our pretraining model (random weights) for a structured ``sew`` / ``sew_d`` config."""
+    """The pretraining model (random weights) of a structured config from :func:`pretraining_config`."""
     from fairseq.models import ARCH_MODEL_REGISTRY
 
     try:
+        if cfg._name == "hubert":
+            from ..models.backbones import HubertBackbone
+
+            return HubertBackbone.build(cfg, pretraining_task_cfg("hubert", "", False))
         return ARCH_MODEL_REGISTRY[cfg._name].build_model(cfg.copy())
     except ValueError as e:  # an option value the plugin does not implement (the models name it)
         raise ConversionError(str(e)) from None
@@ -165,7 +195,7 @@ def build_pretraining_model(cfg) -> torch.nn.Module:
 class PluginCheckpoint(NamedTuple):
     """The parts of a plugin checkpoint a converter needs."""
 
-    family: str  # "sew" or "sew_d"
+    family: str  # "sew", "sew_d", "wav2vec2" or "hubert"
     model_cfg: Any  # structured config of the pretraining model
     encoder_state: Dict[str, torch.Tensor]  # the pretraining model's state (heads included when present)
     proj: Optional[Dict[str, torch.Tensor]]  # CTC output projection {"weight": [V, D], "bias": [V]}, or None
@@ -175,8 +205,14 @@ class PluginCheckpoint(NamedTuple):
 
 
 def read_plugin_checkpoint(path: str) -> PluginCheckpoint:
-    """Split a plugin checkpoint (pretrained ``sew``/``sew_d`` or fine-tuned ``sew_ctc``) into its parts."""
-    state = load_checkpoint(path)
+    """Split a plugin checkpoint (pretrained ``sew`` / ``sew_d`` / ``wav2vec2`` / ``hubert``, or a fine-tuned
+    ``sew_ctc`` or fairseq ``wav2vec_ctc`` / ``hubert_ctc``) into its parts."""
+    from ..models.backbones import as_sew_ctc
+
+    try:
+        state = as_sew_ctc(load_checkpoint(path), path)  # fairseq hubert_ctc: the same weights under sew_ctc
+    except ValueError as e:
+        raise ConversionError(str(e)) from None
     cfg = checkpoint_cfg(state, path)
     if "model" not in cfg or cfg.model is None or "_name" not in cfg.model:
         raise ConversionError(f"{path}: its config has no model section with a _name")
@@ -198,19 +234,26 @@ def read_plugin_checkpoint(path: str) -> PluginCheckpoint:
             raise ConversionError(f"{path}: CTC checkpoint without the output projection {PROJ_PREFIX}*")
         dim = model_cfg.encoder_embed_dim
         weight, bias = proj.get("weight"), proj.get("bias")
-        if weight is None or bias is None or weight.dim() != 2 or weight.shape[1] != dim or bias.shape != weight.shape[:1]:
+        if (weight is None or bias is None or weight.dim() != 2 or weight.shape[1] != dim
+                or bias.shape != weight.shape[:1]):
             shapes = {k: list(v.shape) for k, v in proj.items()}
             raise ConversionError(f"{path}: output projection {PROJ_PREFIX}* is {shapes}; expected weight [V, {dim}] "
                                   f"and bias [V]")
         dictionary = (state.get("task_state") or {}).get("target_dictionary")
         if dictionary is None:
-            raise ConversionError(f"{path}: CTC checkpoint without its letter dictionary (task_state.target_dictionary)")
+            raise ConversionError(f"{path}: CTC checkpoint without its letter dictionary "
+                                  f"(task_state.target_dictionary)")
         normalize = bool(cfg.task.get("normalize", False)) if "task" in cfg else False
         return PluginCheckpoint(model_family(model_cfg._name, path), model_cfg, encoder_state, proj, dictionary, cfg,
                                 normalize)
     model_cfg = pretraining_config(cfg.model, path)
     normalize = bool(cfg.task.get("normalize", False)) if "task" in cfg and cfg.task is not None else False
-    return PluginCheckpoint(model_family(model_cfg._name, path), model_cfg, dict(weights), None, None, cfg, normalize)
+    family = model_family(model_cfg._name, path)
+    if family == "hubert":  # label embeddings: pretraining only, sized by label dictionaries nothing else uses
+        from ..models.backbones import HUBERT_PRETRAINING_ONLY
+
+        weights = {k: v for k, v in weights.items() if k not in HUBERT_PRETRAINING_ONLY}
+    return PluginCheckpoint(family, model_cfg, dict(weights), None, None, cfg, normalize)
 
 
 def build_encoder(ckpt: PluginCheckpoint, path: str) -> torch.nn.Module:
@@ -235,7 +278,7 @@ def finetuning_cfg(model_cfg, normalize: bool, data: str, source: str,
     from ..models.sew_ctc import SEWCtcConfig
 
     pre = to_plain(model_cfg)
-    w2v_args = {"model": pre, "task": {"_name": "audio_pretraining", "data": data, "normalize": normalize},
+    w2v_args = {"model": pre, "task": pretraining_task_cfg(model_family(pre["_name"], source), data, normalize),
                 "criterion": None, "lr_scheduler": None}
     # the dataclass defaults, with its interpolations (${task.data}, ...) filled in as a trained checkpoint has them
     model = OmegaConf.to_container(OmegaConf.structured(SEWCtcConfig()), resolve=False, enum_to_str=True)
@@ -250,15 +293,17 @@ def finetuning_cfg(model_cfg, normalize: bool, data: str, source: str,
 
 
 def pretraining_cfg(model_cfg, normalize: bool, data: str) -> Dict[str, Any]:
-    """The plain ``cfg`` of a pretrained ``sew`` / ``sew_d`` checkpoint."""
-    return {"_name": None, "model": to_plain(model_cfg),
-            "task": {"_name": "audio_pretraining", "data": data, "normalize": normalize},
+    """The plain ``cfg`` of a pretrained checkpoint (``sew`` / ``sew_d`` / ``wav2vec2`` / ``hubert``)."""
+    plain = to_plain(model_cfg)
+    return {"_name": None, "model": plain,
+            "task": pretraining_task_cfg(model_family(plain["_name"], "model config"), data, normalize),
             "criterion": None, "lr_scheduler": None}
 
 
-def checkpoint_dict(cfg: Dict[str, Any], weights: Mapping[str, torch.Tensor], dictionary: Any = None
-                    ) -> Dict[str, Any]:
-    """A fairseq checkpoint dict as ``fairseq-hydra-train`` writes it (no optimizer state)."""
+def checkpoint_dict(cfg: Dict[str, Any], weights: Mapping[str, torch.Tensor], dictionary: Any = None,
+                    task_state: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """A fairseq checkpoint dict as ``fairseq-hydra-train`` writes it (no optimizer state); ``task_state`` is
+    ``{"target_dictionary": dictionary}`` when a dictionary is given."""
     state: Dict[str, Any] = {"args": None, "cfg": cfg, "model": {k: v.detach().clone().contiguous()
                                                                     for k, v in weights.items()},
                              "last_optimizer_state": None, "extra_state": {},
@@ -267,6 +312,8 @@ def checkpoint_dict(cfg: Dict[str, Any], weights: Mapping[str, torch.Tensor], di
                                                     "lr_scheduler_state": {"best": None}, "num_updates": 0}]}
     if dictionary is not None:
         state["task_state"] = {"target_dictionary": dictionary}
+    elif task_state is not None:
+        state["task_state"] = dict(task_state)
     return state
 
 
@@ -274,30 +321,6 @@ def atomic_save(obj: Any, path: str) -> None:
     """``torch.save`` to ``path`` through :func:`atomic_file`."""
     with atomic_file(path, ".pt") as tmp:
         torch.save(obj, tmp)
-
-
-@contextlib.contextmanager
-def atomic_directory(path: str) -> Iterator[str]:
-    """Yield a temporary directory next to ``path``; on success it replaces ``path`` (which must not be a file)."""
-    target = os.path.abspath(path)
-    if os.path.isfile(target):
-        raise ConversionError(f"{path} is a file; give a directory to write")
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tmp-" + os.path.basename(target) + "-", dir=parent)
-    try:
-        yield tmp
-        os.chmod(tmp, replacement_mode(target, directory=True))
-        if os.path.isdir(target):
-            old = tempfile.mkdtemp(prefix=".old-", dir=parent)
-            os.replace(target, os.path.join(old, "d"))
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def parse_dictionary(path: str):

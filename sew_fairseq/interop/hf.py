@@ -1,9 +1,10 @@
-"""Hugging Face transformers' SEW / SEW-D ports, both ways: ``to_hf`` (plugin checkpoint -> ``save_pretrained``
-directory with processor files) and ``from_hf`` (such a directory -> plugin checkpoint).
+"""Hugging Face transformers' SEW / SEW-D, wav2vec 2.0 and HuBERT ports, both ways: ``to_hf`` (plugin checkpoint
+-> ``save_pretrained`` directory with processor files) and ``from_hf`` (such a directory -> plugin checkpoint).
 
-One table, :data:`HF_TO_OURS`, maps HF parameter names to ours (the original release's); ours -> HF is derived
-from it by renaming the keys of the HF model built from the translated config, so the two directions cannot
-drift. Every conversion is checked name by name and shape by shape before anything is written.
+One table, :data:`HF_TO_OURS`, maps HF parameter names to ours (the original release's, which are fairseq's: SEW
+and SEW-D become this plugin's models, wav2vec 2.0 and HuBERT fairseq's own, see :mod:`.hf_wav2vec2`); ours -> HF
+is derived from it by renaming the keys of the HF model built from the translated config, so the two directions
+cannot drift. Every conversion is checked name by name and shape by shape before anything is written.
 
 Vocabulary: fairseq's letter dictionary starts ``<s>`` (CTC blank), ``<pad>``, ``</s>``, ``<unk>``; HF's CTC
 tokenizer takes its *pad* token as the blank, so ``vocab.json`` swaps the names of ids 0 and 1
@@ -26,9 +27,11 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
-from .common import (HEAD_PREFIXES, PROJ_PREFIX, W2V_PREFIX, ConversionError, PluginCheckpoint, atomic_directory,
-                     atomic_save, build_encoder, build_pretraining_model, check_state, checkpoint_dict, finetuning_cfg,
-                     pretraining_cfg, read_plugin_checkpoint)
+from manifests.atomic import atomic_directory
+
+from .common import (FAIRSEQ_FAMILIES, HEAD_PREFIXES, PROJ_PREFIX, W2V_PREFIX, ConversionError, PluginCheckpoint,
+                     atomic_save, build_encoder, build_pretraining_model, check_state, checkpoint_dict,
+                     finetuning_cfg, pretraining_cfg, pretraining_task_state, read_plugin_checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -42,21 +45,30 @@ EXTRACTOR_NORM: Dict[bool, Tuple[str, str]] = {
 }
 HF_TO_OURS: List[Tuple[str, str]] = [
     (r"^feature_extractor\.conv_layers\.(\d+)\.conv\.", r"feature_extractor.conv_layers.\1.0."),
+    # wav2vec 2.0 / HuBERT: the features' LayerNorm and projection (SEW: the projection alone, a Linear)
+    (r"^feature_projection\.layer_norm\.", "layer_norm."),
+    (r"^feature_projection\.projection\.", "post_extract_proj."),
     (r"^feature_projection\.", "post_extract_proj."),
     (r"^masked_spec_embed$", "mask_emb"),
-    (r"^encoder\.pos_conv_embed\.conv\.(?:parametrizations\.weight\.original0|weight_g)$", "encoder.pos_conv.0.weight_g"),
-    (r"^encoder\.pos_conv_embed\.conv\.(?:parametrizations\.weight\.original1|weight_v)$", "encoder.pos_conv.0.weight_v"),
+    (r"^encoder\.pos_conv_embed\.conv\.(?:parametrizations\.weight\.original0|weight_g)$",
+     "encoder.pos_conv.0.weight_g"),
+    (r"^encoder\.pos_conv_embed\.conv\.(?:parametrizations\.weight\.original1|weight_v)$",
+     "encoder.pos_conv.0.weight_v"),
     (r"^encoder\.pos_conv_embed\.conv\.bias$", "encoder.pos_conv.0.bias"),
     (r"^encoder\.upsample\.projection\.", "encoder.upsample.0."),
-    # SEW layers: fairseq TransformerSentenceEncoderLayer names
+    # SEW, wav2vec 2.0 and HuBERT layers: fairseq TransformerSentenceEncoderLayer names
     (r"^encoder\.layers\.(\d+)\.attention\.(q|k|v|out)_proj\.", r"encoder.layers.\1.self_attn.\2_proj."),
     (r"^encoder\.layers\.(\d+)\.layer_norm\.", r"encoder.layers.\1.self_attn_layer_norm."),
     (r"^encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.", r"encoder.layers.\1.fc1."),
     (r"^encoder\.layers\.(\d+)\.feed_forward\.output_dense\.", r"encoder.layers.\1.fc2."),
-    # kept as is: layer_norm.*, encoder.layer_norm.*, encoder.layers.N.final_layer_norm.*, encoder.encoder.* (SEW-D)
+    # kept as is: layer_norm.* (SEW), encoder.layer_norm.*, encoder.layers.N.final_layer_norm.*, encoder.encoder.*
+    # (SEW-D)
 ]
-#: HF attribute of the base model inside ``*ForCTC``
-HF_BASE = {"sew": "sew", "sew_d": "sew_d"}
+#: family -> (transformers base class, CTC class, attribute of the base model inside the CTC class)
+HF_CLASSES: Dict[str, Tuple[str, str, str]] = {
+    "sew": ("SEWModel", "SEWForCTC", "sew"), "sew_d": ("SEWDModel", "SEWDForCTC", "sew_d"),
+    "wav2vec2": ("Wav2Vec2Model", "Wav2Vec2ForCTC", "wav2vec2"), "hubert": ("HubertModel", "HubertForCTC", "hubert"),
+}
 HF_CTC_HEAD = "lm_head."
 
 
@@ -84,29 +96,37 @@ def _transformers():
     try:
         import transformers
     except ImportError as e:
-        raise ConversionError(f"Hugging Face conversion needs transformers (pip install 'sew-fairseq[hf]'): {e}") from None
+        raise ConversionError(f"Hugging Face conversion needs transformers (pip install 'sew-fairseq[hf]'): "
+                              f"{e}") from None
     return transformers
 
 
 # ---------------------------------------------------------------- configs
 
 def hf_config(family: str, model_cfg, ctc: Optional[Mapping[str, Any]] = None):
-    """The transformers ``SEWConfig`` / ``SEWDConfig`` of our structured model config.
+    """The transformers config (``SEWConfig``, ``SEWDConfig``, ``Wav2Vec2Config``, ``HubertConfig``) of a structured
+    model config.
 
     ``ctc``: for a CTC model, ``{"vocab_size", "final_dropout", "mask_prob", ...}`` from the fine-tuning config."""
     from ..modules.feature_extractor import parse_conv_layers
 
     transformers = _transformers()
+    if family in FAIRSEQ_FAMILIES:
+        from . import hf_wav2vec2
+
+        return hf_wav2vec2.hf_config(family, model_cfg, ctc)
     c = model_cfg
     if c.layer_norm_first:
         raise ConversionError("layer_norm_first=true (pre-LN) has no equivalent in transformers' SEW")
     layers = parse_conv_layers(c.conv_feature_layers)
     act = str(c.activation_fn)
     common = dict(
-        hidden_size=c.encoder_embed_dim, num_hidden_layers=c.encoder_layers, num_attention_heads=c.encoder_attention_heads,
+        hidden_size=c.encoder_embed_dim, num_hidden_layers=c.encoder_layers,
+        num_attention_heads=c.encoder_attention_heads,
         intermediate_size=c.encoder_ffn_embed_dim, squeeze_factor=c.squeeze_factor,
         num_conv_pos_embeddings=c.conv_pos, num_conv_pos_embedding_groups=c.conv_pos_groups,
-        conv_dim=[d for d, _, _ in layers], conv_kernel=[k for _, k, _ in layers], conv_stride=[s for _, _, s in layers],
+        conv_dim=[d for d, _, _ in layers], conv_kernel=[k for _, k, _ in layers], conv_stride=[s for _, _,
+                                                                                                s in layers],
         conv_bias=bool(c.conv_bias), feat_extract_norm="layer" if c.extractor_mode == "layer_norm" else "group",
         feat_extract_activation="gelu", hidden_act=act, hidden_dropout=c.dropout, attention_dropout=c.attention_dropout,
         activation_dropout=c.activation_dropout, feat_proj_dropout=c.dropout_input, layerdrop=c.encoder_layerdrop,
@@ -140,13 +160,18 @@ def _get(config, name: str, default: Any) -> Any:
 
 
 def our_config(config, source: str):
-    """(family, our structured model config) of a transformers SEW / SEW-D config; clear errors for what we lack."""
+    """(family, our structured model config) of a transformers SEW / SEW-D / wav2vec 2.0 / HuBERT config; clear
+    errors for what we lack."""
     from ..modules.feature_extractor import format_conv_layers
+    from . import hf_wav2vec2
     from .common import pretraining_config
 
     kind = _get(config, "model_type", None)
+    if kind in hf_wav2vec2.HF_MODEL_TYPES:
+        return hf_wav2vec2.our_config(config, source)
     if kind not in ("sew", "sew-d"):
-        raise ConversionError(f"{source}: config.json model_type={kind!r}; expected 'sew' or 'sew-d'")
+        raise ConversionError(f"{source}: config.json model_type={kind!r}; expected one of 'sew', 'sew-d', "
+                              f"{', '.join(repr(k) for k in hf_wav2vec2.HF_MODEL_TYPES)}")
     family = "sew" if kind == "sew" else "sew_d"
     problems = []
     if _get(config, "feat_extract_activation", "gelu") != "gelu":
@@ -176,7 +201,8 @@ def our_config(config, source: str):
         encoder_ffn_embed_dim=config.intermediate_size, encoder_attention_heads=config.num_attention_heads,
         squeeze_factor=config.squeeze_factor, conv_pos=config.num_conv_pos_embeddings,
         conv_pos_groups=config.num_conv_pos_embedding_groups, conv_feature_layers=format_conv_layers(layers),
-        conv_bias=bool(config.conv_bias), extractor_mode="layer_norm" if config.feat_extract_norm == "layer" else "default",
+        conv_bias=bool(config.conv_bias),
+        extractor_mode="layer_norm" if config.feat_extract_norm == "layer" else "default",
         activation_fn=act, dropout=config.hidden_dropout, attention_dropout=config.attention_dropout,
         activation_dropout=config.activation_dropout, dropout_input=config.feat_proj_dropout,
         encoder_layerdrop=_get(config, "layerdrop", 0.0), mask_prob=config.mask_time_prob,
@@ -211,17 +237,15 @@ def hf_model_for(ckpt: PluginCheckpoint, ctc_extra: Optional[Mapping[str, Any]] 
     config = hf_config(ckpt.family, ckpt.model_cfg, ctc)
     if attn_implementation is not None:
         config._attn_implementation = attn_implementation
-    if ctc:
-        cls = transformers.SEWForCTC if ckpt.family == "sew" else transformers.SEWDForCTC
-    else:
-        cls = transformers.SEWModel if ckpt.family == "sew" else transformers.SEWDModel
+    base_cls, ctc_cls, base_attr = HF_CLASSES[ckpt.family]
+    cls = getattr(transformers, ctc_cls if ctc else base_cls)
     hf = cls(config)
     layer_mode = config.feat_extract_norm == "layer"
-    base = HF_BASE[ckpt.family] + "." if ctc else ""
+    base = base_attr + "." if ctc else ""
     ours = {k: v for k, v in ckpt.encoder_state.items() if not k.startswith(HEAD_PREFIXES)}
     heads = sorted(set(ckpt.encoder_state) - set(ours))
     if heads:
-        logger.warning("pretraining heads have no place in transformers' SEW models and are not converted: %s",
+        logger.warning("pretraining heads have no place in transformers' %s and are not converted: %s", cls.__name__,
                        ", ".join(sorted({h.split(".")[0] for h in heads})))
     state: Dict[str, torch.Tensor] = {}
     used = set()
@@ -282,11 +306,15 @@ def processor_files(out_dir: str, dictionary: Any, normalize: bool, ctc: bool) -
     special = os.path.join(out_dir, "special_tokens_map.json")
     if not os.path.isfile(special):
         with open(special, "w", encoding="utf-8") as f:
-            json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}, f, indent=1)
+            json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}, f,
+                      indent=1)
 
 
 def to_hf(checkpoint: str, out_dir: str) -> str:
-    """Plugin checkpoint (pretrained ``sew``/``sew_d`` or ``sew_ctc``) -> transformers directory; returns its path."""
+    """Plugin checkpoint (pretrained ``sew`` / ``sew_d`` / ``wav2vec2`` / ``hubert``, or a fine-tuned ``sew_ctc``,
+    fairseq ``wav2vec_ctc`` or ``hubert_ctc``) -> transformers directory; returns its path."""
+    if os.path.isfile(out_dir):
+        raise ConversionError(f"{out_dir} is a file; give a directory to write")
     ckpt = read_plugin_checkpoint(checkpoint)
     build_encoder(ckpt, checkpoint)  # names and shapes checked in the checkpoint's own (our) names first
     extra = None
@@ -351,7 +379,8 @@ def read_hf_dictionary(hf_dir: str, vocab_size: int):
         raise ConversionError(f"{path}: a multi-lingual vocabulary; convert one language's vocab.json")
     by_id = sorted(vocab.items(), key=lambda kv: kv[1])
     if [i for _, i in by_id] != list(range(len(by_id))) or len(by_id) != vocab_size:
-        raise ConversionError(f"{path}: ids must be 0..{vocab_size - 1} without gaps (the lm_head has {vocab_size} rows)")
+        raise ConversionError(f"{path}: ids must be 0..{vocab_size - 1} without gaps (the lm_head has {vocab_size} "
+                              f"rows)")
     names = [s for s, _ in by_id]
     if names[:4] != ["<pad>", "<s>", "</s>", "<unk>"]:
         raise ConversionError(f"{path}: ids 0-3 are {names[:4]}; expected <pad> (blank) <s> </s> <unk> as written "
@@ -363,7 +392,8 @@ def read_hf_dictionary(hf_dir: str, vocab_size: int):
 
 
 def from_hf(hf_dir: str, out: str, dictionary_path: Optional[str] = None) -> str:
-    """transformers ``SEWModel`` / ``SEWDModel`` / ``*ForCTC`` directory -> plugin checkpoint; returns ``out``."""
+    """transformers ``SEWModel`` / ``SEWDModel`` / ``Wav2Vec2Model`` / ``HubertModel`` / ``*ForCTC`` directory ->
+    plugin checkpoint; returns ``out``."""
     transformers = _transformers()
     if not os.path.isdir(hf_dir):
         raise ConversionError(f"{hf_dir}: no such directory")
@@ -373,7 +403,8 @@ def from_hf(hf_dir: str, out: str, dictionary_path: Optional[str] = None) -> str
     config = transformers.AutoConfig.from_pretrained(hf_dir, local_files_only=True)
     family, model_cfg = our_config(config, hf_dir)
     state = read_hf_state(hf_dir)
-    base = HF_BASE[family] + "."
+    base_cls, ctc_cls, base_attr = HF_CLASSES[family]
+    base = base_attr + "."
     ctc = any(k.startswith(HF_CTC_HEAD) for k in state)
     layer_mode = config.feat_extract_norm == "layer"
     if ctc:
@@ -385,8 +416,9 @@ def from_hf(hf_dir: str, out: str, dictionary_path: Optional[str] = None) -> str
     else:
         inner, proj = state, None
         if any(k.startswith(base) for k in state):
-            raise ConversionError(f"{hf_dir}: weights under {base}* without {HF_CTC_HEAD}*: a head this plugin does not "
-                                  f"convert (only SEWModel / SEWDModel / *ForCTC)")
+            raise ConversionError(f"{hf_dir}: weights under {base}* without {HF_CTC_HEAD}*: a head this plugin does "
+                                  f"not "
+                                  f"convert (only {base_cls} and {ctc_cls})")
     ours = hf_to_ours_state(inner, layer_mode)
     model = build_pretraining_model(model_cfg)
     full = model.state_dict()  # with freshly initialised pretraining heads, which HF does not store
@@ -415,9 +447,11 @@ def from_hf(hf_dir: str, out: str, dictionary_path: Optional[str] = None) -> str
         weights.update({PROJ_PREFIX + k: v for k, v in proj.items()})
         atomic_save(checkpoint_dict(cfg, weights, dictionary), out)
     else:
-        logger.warning("HF models carry no pretraining heads: %s wears freshly initialised ones (fine-tuning drops them)",
+        logger.warning("HF models carry no pretraining heads: %s wears freshly initialised ones (fine-tuning drops "
+                       "them)",
                        out)
-        atomic_save(checkpoint_dict(pretraining_cfg(model_cfg, normalize, data), {**full, **ours}), out)
+        atomic_save(checkpoint_dict(pretraining_cfg(model_cfg, normalize, data), {**full, **ours},
+                                    task_state=pretraining_task_state(family)), out)
     return out
 
 

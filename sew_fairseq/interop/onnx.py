@@ -30,8 +30,8 @@ from typing import Dict, Optional
 import torch
 import torch.nn as nn
 
-from ..atomic import atomic_file
-from .common import ConversionError, build_encoder, read_plugin_checkpoint
+from manifests.atomic import atomic_file
+from .common import FAIRSEQ_FAMILIES, ConversionError, build_encoder, read_plugin_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,11 @@ def ctc_inference_model(checkpoint: str):
     if ckpt.proj is None:
         raise ConversionError(f"{checkpoint}: a pretrained model (no CTC output layer); to-onnx needs a fine-tuned "
                               f"CTC checkpoint")
+    if ckpt.family in FAIRSEQ_FAMILIES:
+        raise ConversionError(f"{checkpoint}: a {ckpt.family} backbone (fairseq's TransformerEncoder), which torch's "
+                              f"tracer cannot export for every length (fairseq's pad_to_multiple computes with Python "
+                              f"numbers); to-onnx exports SEW and SEW-D models. `sew-convert to-hf` gives the "
+                              f"transformers model, which has its own ONNX exporters")
     encoder = build_encoder(ckpt, checkpoint)
     weight = ckpt.proj["weight"]
     proj = nn.Linear(weight.shape[1], weight.shape[0])

@@ -9,7 +9,8 @@ checkpoints of this layout from random weights):
   ``max_relative_positions`` / ``share_att_key`` / ``pos_att_type`` / ``norm_rel_ebd`` / ...; WFE-C or WFE-O
   spelled out in ``conv_feature_layers``) plus release-only fields (spectrogram front ends, ``fbank_dim``,
   ``cross_layer_param_share``, ...); ``cfg.task._name`` ``audio_pretraining_features``. Parameter names are
-  this plugin's (FACTS §2), so weights are copied unchanged and checked strictly.
+  this plugin's (the release's SqueezeWav2Vec2 / SqueezeWav2Vec2Deberta modules), so weights are copied unchanged and
+  checked strictly.
 * fine-tuned (100h): ``cfg.model._name`` ``wav2vec_ctc_v2`` with weights under ``w2v_encoder.w2v_model.*`` and
   ``w2v_encoder.proj``, ``cfg.task`` fairseq's ``audio_pretraining`` with ``labels: ltr``. Its
   ``cfg.model.w2v_args`` is empty (a bug the release's ``tools/add_w2v_args_to_ckpt.py`` patches by copying the
@@ -101,7 +102,8 @@ def translate_model_config(model: Mapping[str, Any], source: str):
 
 
 def load_w2v_config(spec: str):
-    """The pretrained model config of ``--w2v-config``: a checkpoint (.pt), or a yaml/json of ``cfg`` or ``cfg.model``."""
+    """The pretrained model config of ``--w2v-config``: a checkpoint (.pt), or a yaml/json of ``cfg`` or
+    ``cfg.model``."""
     if not os.path.isfile(spec):
         raise ConversionError(f"--w2v-config {spec}: no such file")
     if spec.endswith((".yaml", ".yml")):
@@ -132,12 +134,14 @@ def _ctc_overrides(model: Mapping[str, Any], source: str) -> Dict[str, Any]:
     from ..models.sew_ctc import SEWCtcConfig
 
     values = dict(to_plain(model))
-    refused = [f"{k}={values[k]!r}" for k, rule in CTC_RELEASE_NEUTRAL.items() if k in values and not _neutral(values[k], rule)]
+    refused = [f"{k}={values[k]!r}" for k,
+               rule in CTC_RELEASE_NEUTRAL.items() if k in values and not _neutral(values[k], rule)]
     if refused:
         raise ConversionError(f"{source}: fine-tuning options this plugin does not implement: {', '.join(refused)}")
     known = set(SEWCtcConfig.__dataclass_fields__)
     skip = {"_name", "w2v_args", "w2v_path", "data", "normalize", "ddp_backend"}
-    return {k: v for k, v in values.items() if k in known and k not in skip and not (isinstance(v, str) and v.startswith("${"))}
+    return {k: v for k,
+            v in values.items() if k in known and k not in skip and not (isinstance(v, str) and v.startswith("${"))}
 
 
 def from_original(checkpoint: str, out: str, w2v_config: Optional[str] = None, preset: Optional[str] = None,
@@ -155,7 +159,8 @@ def from_original(checkpoint: str, out: str, w2v_config: Optional[str] = None, p
 
     if name not in CTC_MODELS:  # pretrained
         if w2v_config or preset:
-            logger.warning("%s is a pretrained checkpoint with its own config: --w2v-config/--preset ignored", checkpoint)
+            logger.warning("%s is a pretrained checkpoint with its own config: --w2v-config/--preset ignored",
+                           checkpoint)
         model_cfg = translate_model_config(cfg.model, checkpoint)
         model = build_pretraining_model(model_cfg)
         if not any(k.startswith(HEAD_PREFIXES) for k in weights):

@@ -1,186 +1,121 @@
-"""Run a backbone's context network one layer at a time (for early exit), with the same result as its forward.
+"""Every backbone's context network behind the layer-stepping protocol (``modules/layer_pass.py``), for early exit.
 
-    x, mask = backbone_input(w2v_model, source, padding_mask)     # [B, T, D] frames entering the context network
-    steps = encoder_steps(w2v_model.encoder, x, mask)
-    h = steps.step()                  # [B, S, D] after layer 1 (S = T // squeeze for SEW / SEW-D, T otherwise)
-    ...                               # stop whenever: the remaining layers are never run
-    y = steps.finish()                # [B, T, D] after the remaining layers; equals encoder(x, mask)[0]
+    x, mask = backbone_input(w2v_model, source, padding_mask)   # [B, T, D] frames entering the context network
+    encoder = layer_stepper(w2v_model.encoder)
+    p = encoder.begin_layers(x, mask)
+    encoder.run_layer(p); h = encoder.hidden_states(p)          # [B, S, D] after layer 1 (S = T // squeeze or T)
+    ...                                                         # stop whenever: the remaining layers never run
+    run_layers(encoder, p); y = encoder.end_layers(p)           # [B, T, D]: w2v_model.encoder(x, mask)[0]
 
-One class per context network: SEW (``SEWEncoder``), SEW-D (``SEWDEncoder``) and fairseq's wav2vec 2.0
-``TransformerEncoder`` (``w2v2_mlp`` and fairseq ``wav2vec2`` backbones). SEW's steps call the encoder's own
-phases (``enter_layers``, ``run_layer``, ``leave_layers``, which its ``forward_layers`` is made of); SEW-D's and
-fairseq's repeat their encoder's forward operation for operation (pre-layer transforms, layerdrop in training,
-post-layer transforms), so a change to those forwards must be mirrored here. Running all layers gives
-bit-identical outputs (``tests/test_early_exit.py`` compares). ``steps.layers_run`` counts the layers computed.
+SEW (``SEWEncoder``) and SEW-D (``SEWDEncoder``) implement the protocol themselves, and their forwards are made of
+it. fairseq's wav2vec 2.0 / HuBERT ``TransformerEncoder`` (``w2v2_mlp``, ``wav2vec2`` and ``hubert`` backbones)
+is not ours to change: :class:`TransformerEncoderSteps` is the thin adapter that gives it the protocol. Its
+``begin_layers`` runs fairseq's own ``extract_features`` up to the first layer (positional conv, LayerNorm,
+``required_seq_len_multiple`` padding, dropout) and stops it there; only the layer loop and the transforms after it
+are restated, and ``tests/test_encoder_steps.py`` checks them against fairseq's forward bit for bit.
 """
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from fairseq.models.wav2vec.utils import pad_to_multiple
 from fairseq.models.wav2vec.wav2vec2 import TransformerEncoder, TransformerSentenceEncoderLayer
-from fairseq.utils import index_put
 
+from ..modules.layer_pass import ContextNetworkStepper, LayerPass
 from ..modules.squeeze import SqueezedEncoder
-from .sew import SEWEncoder
-from .sew_d import SEWDEncoder
 
 
-class EncoderSteps:
-    """One pass of a context network, a layer at a time. Subclasses implement the three phases."""
+class _LayerInput(Exception):
+    """Raised by a pre-hook on a transformer's first layer to stop its forward there."""
 
-    num_layers: int
-    padding_mask: Optional[torch.Tensor]  # [B, S] padding of the hidden states that step() returns
-    squeezed: bool = False
-
-    def __init__(self) -> None:
-        self.index = 0  # layers stepped through (dropped layers included)
-        self.layers_run = 0  # layers computed
-
-    def step(self) -> torch.Tensor:
-        """Run the next layer; the hidden states after it, [B, S, D]."""
-        raise NotImplementedError
-
-    def finish(self) -> torch.Tensor:
-        """Run the remaining layers and the encoder's last transforms: [B, T, D] as ``encoder(x, mask)[0]``."""
-        raise NotImplementedError
-
-    def to_frames(self, hidden: torch.Tensor, upsample: Optional[nn.Module]) -> torch.Tensor:
-        """Hidden states [B, S, D] at the frame rate [B, T, D] (through ``upsample`` for squeezed encoders)."""
-        return hidden
+    def __init__(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]):
+        super().__init__("first layer input captured")
+        self.x, self.padding_mask = x, padding_mask
 
 
-class _SqueezedSteps(EncoderSteps):
-    squeezed = True
-
-    def __init__(self, encoder: SqueezedEncoder, x: torch.Tensor, padding_mask: Optional[torch.Tensor]):
-        super().__init__()
-        self.encoder = encoder
-        self.length = x.size(1)  # T
-        self.x, self.padding_mask = encoder.squeeze(x, padding_mask)  # [B, S, D], [B, S]
-        mask = self.padding_mask
-        self.attn_mask = mask if mask is not None and mask.any() else None
-
-    def to_frames(self, hidden: torch.Tensor, upsample: Optional[nn.Module]) -> torch.Tensor:
-        return self.encoder.unsqueeze(hidden, self.padding_mask, self.length, upsample=upsample)
+def _capture_layer_input(module: nn.Module, args: tuple, kwargs: dict):
+    raise _LayerInput(args[0] if args else kwargs["x"], kwargs.get("self_attn_padding_mask"))
 
 
-class SEWSteps(_SqueezedSteps):
-    """``SEWEncoder``: squeeze -> its enter_layers / run_layer / leave_layers -> upsample."""
+class TransformerEncoderSteps:
+    """fairseq's ``TransformerEncoder`` (wav2vec 2.0, HuBERT) behind the layer-stepping protocol.
 
-    def __init__(self, encoder: SEWEncoder, x: torch.Tensor, padding_mask: Optional[torch.Tensor]):
-        super().__init__(encoder, x, padding_mask)
-        self.num_layers = len(encoder.layers)
-        self.x, self.attn_mask = encoder.enter_layers(self.x, self.padding_mask)  # [S, B, D]
+    A view on the encoder, holding no parameters (state dicts are the encoder's). Running every layer gives what
+    ``encoder(x, padding_mask)[0]`` gives, bit for bit, layerdrop's draws from numpy's generator included: in
+    fairseq's loop a layer is skipped in training when ``np.random.random() <= layerdrop`` (drawn whenever
+    ``layerdrop > 0``, in eval mode too), the padding to ``required_seq_len_multiple`` is removed after the last
+    layer, then pre-LN models (``layer_norm_first``) apply the final LayerNorm."""
 
-    def step(self) -> torch.Tensor:
-        y = self.encoder.run_layer(self.index, self.x, self.attn_mask)
-        if y is not None:
-            self.x = y
-            self.layers_run += 1
-        self.index += 1
-        return self.x.transpose(0, 1)  # [B, S, D]
-
-    def finish(self) -> torch.Tensor:
-        while self.index < self.num_layers:
-            self.step()
-        return self.encoder.unsqueeze(self.encoder.leave_layers(self.x), self.padding_mask, self.length)
-
-
-class SEWDSteps(_SqueezedSteps):
-    """``SEWDEncoder``: squeeze -> disentangled-attention layers (shared relative table) -> upsample."""
-
-    def __init__(self, encoder: SEWDEncoder, x: torch.Tensor, padding_mask: Optional[torch.Tensor]):
-        super().__init__(encoder, x, padding_mask)
-        layers = encoder.encoder.layer  # a LayerDropModuleList: draws its keep decisions once per pass
-        self.num_layers = len(layers)
-        self.keep = None if not layers.training else torch.empty(len(layers)).uniform_() > layers.p
-        self.rel, self.rel_key = encoder.encoder.relative_table()  # [2k, D]
-
-    def step(self) -> torch.Tensor:
-        if self.keep is None or self.keep[self.index]:
-            layer = self.encoder.encoder.layer[self.index]
-            self.x = layer(self.x, self.rel, self.attn_mask, self.rel_key)
-            self.layers_run += 1
-        self.index += 1
-        return self.x
-
-    def finish(self) -> torch.Tensor:
-        while self.index < self.num_layers:
-            self.step()
-        return self.encoder.unsqueeze(self.x, self.padding_mask, self.length)
-
-
-class TransformerSteps(EncoderSteps):
-    """fairseq's wav2vec 2.0 ``TransformerEncoder`` (``extract_features`` then the final LayerNorm if pre-LN)."""
-
-    def __init__(self, encoder: TransformerEncoder, x: torch.Tensor, padding_mask: Optional[torch.Tensor]):
-        super().__init__()
+    def __init__(self, encoder: TransformerEncoder):
         for layer in encoder.layers:
             if not isinstance(layer, TransformerSentenceEncoderLayer):
                 raise ValueError(f"early exit runs wav2vec 2.0 transformer layers one by one; this encoder has "
                                  f"{type(layer).__name__} layers (layer_type other than 'transformer')")
+        if len(encoder.layers) == 0:
+            raise ValueError("this TransformerEncoder has no layers to step through")
         self.encoder = encoder
-        self.num_layers = len(encoder.layers)
-        if padding_mask is not None:
-            x = index_put(x, padding_mask, 0)
-        x = x + encoder.pos_conv(x.transpose(1, 2)).transpose(1, 2)
-        if not encoder.layer_norm_first:
-            x = encoder.layer_norm(x)
-        x, self.pad_length = pad_to_multiple(x, encoder.required_seq_len_multiple, dim=-2, value=0)
-        if self.pad_length > 0 and padding_mask is None:
-            padding_mask = x.new_zeros((x.size(0), x.size(1)), dtype=torch.bool)
-            padding_mask[:, -self.pad_length:] = True
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.encoder.layers)
+
+    def begin_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> LayerPass:
+        """x [B, T, D], padding_mask [B, T] or None -> the pass before layer 1, as fairseq's ``extract_features``
+        makes it: ``p.x`` [T', B, D] and ``p.attn_mask`` [B, T'] padded to T' (a multiple of
+        ``required_seq_len_multiple``), ``p.padding_mask`` [B, T].
+
+        fairseq's own code runs, stopped by a pre-hook on the first layer. Its ``layerdrop`` is 0 meanwhile, so that
+        fairseq neither draws the first layer's decision nor skips it: :meth:`run_layer` makes every draw."""
+        enc = self.encoder
+        handle = enc.layers[0].register_forward_pre_hook(_capture_layer_input, with_kwargs=True)
+        layerdrop, enc.layerdrop = enc.layerdrop, 0.0
+        try:
+            enc.extract_features(x, padding_mask)
+        except _LayerInput as captured:
+            inner, attn_mask = captured.x, captured.padding_mask  # [T', B, D], [B, T'] or None
         else:
-            padding_mask, _ = pad_to_multiple(padding_mask, encoder.required_seq_len_multiple, dim=-1, value=True)
-        self.attn_mask = padding_mask
-        self.padding_mask = padding_mask if self.pad_length == 0 else padding_mask[:, :-self.pad_length]
-        x = F.dropout(x, p=encoder.dropout, training=encoder.training)
-        self.x = x.transpose(0, 1)  # [T, B, D]
+            raise RuntimeError(f"{type(enc).__name__}.extract_features did not call its first layer")
+        finally:
+            enc.layerdrop = layerdrop
+            handle.remove()
+        length = x.size(1)
+        frames_mask = attn_mask[:, :length] if attn_mask is not None else None  # [B, T]
+        return LayerPass(inner, attn_mask, frames_mask, length, len(enc.layers))
 
-    def _unpad(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T + pad, D] -> [B, T, D]"""
-        return x[:, :-self.pad_length] if self.pad_length > 0 else x
-
-    def step(self) -> torch.Tensor:
+    def run_layer(self, p: LayerPass) -> bool:
+        """The layer at ``p.index`` on p.x [T', B, D], with fairseq's layerdrop decision."""
         enc = self.encoder
         dropout_probability = np.random.random() if enc.layerdrop > 0 else 1
-        if not enc.training or dropout_probability > enc.layerdrop:
-            self.x, _ = enc.layers[self.index](self.x, self_attn_padding_mask=self.attn_mask, need_weights=False)
-            self.layers_run += 1
-        self.index += 1
-        return self._unpad(self.x.transpose(0, 1))  # [B, T, D]
+        if enc.training and dropout_probability <= enc.layerdrop:
+            return p.advance(False)
+        p.x, _ = enc.layers[p.index](p.x, self_attn_padding_mask=p.attn_mask, need_weights=False)
+        return p.advance(True)
 
-    def finish(self) -> torch.Tensor:
-        while self.index < self.num_layers:
-            self.step()
-        x = self._unpad(self.x.transpose(0, 1))  # [B, T, D]
-        if self.encoder.layer_norm_first:
-            x = self.encoder.layer_norm(x)
-        return x
+    def hidden_states(self, p: LayerPass) -> torch.Tensor:
+        """[B, T, D] after the layers run so far (the sequence padding removed)."""
+        return p.x.transpose(0, 1)[:, :p.length]
+
+    def end_layers(self, p: LayerPass) -> torch.Tensor:
+        """[B, T, D]: the sequence padding removed, then the final LayerNorm of pre-LN encoders."""
+        x = self.hidden_states(p)
+        return self.encoder.layer_norm(x) if self.encoder.layer_norm_first else x
+
+    def to_frames(self, p: LayerPass, hidden: torch.Tensor, upsample: Optional[nn.Module] = None) -> torch.Tensor:
+        """[B, T, D] as it is: the encoder does not squeeze (``upsample`` must be None)."""
+        if upsample is not None:
+            raise ValueError("a TransformerEncoder does not squeeze: its exit branches have no upsample")
+        return hidden
 
 
-def encoder_steps(encoder: nn.Module, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> EncoderSteps:
-    """Layer-by-layer pass of ``encoder`` (a backbone's context network) on x [B, T, D], padding_mask [B, T]."""
-    if isinstance(encoder, SEWDEncoder):
-        return SEWDSteps(encoder, x, padding_mask)
-    if isinstance(encoder, SEWEncoder):
-        return SEWSteps(encoder, x, padding_mask)
+def layer_stepper(encoder: nn.Module) -> ContextNetworkStepper:
+    """The layer-stepping protocol of ``encoder``, a backbone's context network: SEW's and SEW-D's own, fairseq's
+    ``TransformerEncoder`` through :class:`TransformerEncoderSteps`."""
+    if isinstance(encoder, SqueezedEncoder):
+        return encoder
     if isinstance(encoder, TransformerEncoder):
-        return TransformerSteps(encoder, x, padding_mask)
+        return TransformerEncoderSteps(encoder)
     raise TypeError(f"early exit cannot run a {type(encoder).__name__} layer by layer; supported context networks: "
-                    f"SEWEncoder (sew), SEWDEncoder (sew_d), fairseq TransformerEncoder (w2v2_mlp, wav2vec2)")
-
-
-def encoder_num_layers(encoder: nn.Module) -> int:
-    """The number of layers of a context network that :func:`encoder_steps` supports."""
-    if isinstance(encoder, SEWDEncoder):
-        return len(encoder.encoder.layer)
-    if isinstance(encoder, (SEWEncoder, TransformerEncoder)):
-        return len(encoder.layers)
-    raise TypeError(f"early exit does not support a {type(encoder).__name__} context network")
+                    f"SEWEncoder (sew), SEWDEncoder (sew_d), fairseq TransformerEncoder (w2v2_mlp, wav2vec2, hubert)")
 
 
 class _EncoderInput(Exception):

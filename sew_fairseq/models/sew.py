@@ -4,7 +4,7 @@ Registered also as ``squeeze_wav2vec2``, the original release's name, so its che
 """
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from fairseq.modules import LayerNorm
 from fairseq.modules.transformer_sentence_encoder import init_bert_params
 
 from ..modules.feature_extractor import format_conv_layers, wfe_c_layers
+from ..modules.layer_pass import LayerPass
 from ..modules.squeeze import SqueezedEncoder
 from .w2v2_mlp import W2V2MLPConfig, W2V2MLPModel
 
@@ -33,7 +34,7 @@ class SEWConfig(W2V2MLPConfig):
 
 
 class SEWEncoder(SqueezedEncoder):
-    """Squeeze -> LayerNorm + dropout -> post-LN fairseq transformer layers -> upsample.
+    """Squeeze -> LayerNorm + dropout -> post-LN fairseq transformer layers -> upsample: [B, T, D] -> [B, T, D].
 
     Names as the release: ``pos_conv``, ``layer_norm``, ``layers.{n}.{self_attn,fc1,...}``, ``upsample``.
     """
@@ -53,40 +54,36 @@ class SEWEncoder(SqueezedEncoder):
         self.layer_norm = LayerNorm(cfg.encoder_embed_dim)
         self.layers.apply(init_bert_params)
 
-    def forward_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], layer: Optional[int]
-                       ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        """x: [B, S, D] squeezed frames -> ([B, S, D], outputs of the layers run)."""
-        x, padding_mask = self.enter_layers(x, padding_mask)
-        results: List[torch.Tensor] = []
-        for i in range(len(self.layers)):
-            y = self.run_layer(i, x, padding_mask)
-            if y is not None:
-                x = y
-                results.append(x.transpose(0, 1))
-            if layer is not None and i == layer:
-                break
-        return self.leave_layers(x), results
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
 
-    # the three phases of forward_layers, also run one layer at a time by early exit (models/encoder_steps.py)
-    def enter_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]
-                     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """[B, S, D] -> ([S, B, D] input of the first layer, key padding mask [B, S] or None without padding)."""
+    # the layer stack of the layer-stepping protocol (modules/layer_pass.py), which SqueezedEncoder runs at the
+    # frame rate: its forward and early exit both go through these
+    def enter_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> LayerPass:
+        """Squeezed x [B, S, D], padding_mask [B, S] -> the pass before layer 1: LayerNorm (post-LN layers) and
+        dropout; ``p.x`` [S, B, D], ``p.attn_mask`` None when nothing is padded."""
         if not self.layer_norm_first:
             x = self.layer_norm(x)
         x = F.dropout(x, p=self.dropout, training=self.training)
-        if padding_mask is not None and not padding_mask.any():
-            padding_mask = None
-        return x.transpose(0, 1), padding_mask
+        attn_mask = padding_mask if padding_mask is not None and padding_mask.any() else None
+        return LayerPass(x.transpose(0, 1), attn_mask, padding_mask, x.size(1), len(self.layers))  # x: [S, B, D]
 
-    def run_layer(self, i: int, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-        """Layer ``i`` on x [S, B, D] -> [S, B, D], or None when layerdrop skips it (training only)."""
+    def run_layer(self, p: LayerPass) -> bool:
+        """Layer ``p.index`` on p.x [S, B, D]; in training layerdrop skips it with probability ``layerdrop``
+        (one draw of numpy's global generator per layer, made in training only)."""
         if self.training and np.random.random() <= self.layerdrop:
-            return None
-        return self.layers[i](x, self_attn_padding_mask=padding_mask, need_weights=False)[0]
+            return p.advance(False)
+        p.x = self.layers[p.index](p.x, self_attn_padding_mask=p.attn_mask, need_weights=False)[0]
+        return p.advance(True)
 
-    def leave_layers(self, x: torch.Tensor) -> torch.Tensor:
-        """[S, B, D] after the last layer run -> [B, S, D] (with the final LayerNorm of pre-LN layers)."""
-        x = x.transpose(0, 1)
+    def hidden_states(self, p: LayerPass) -> torch.Tensor:
+        """[B, S, D] after the layers run so far."""
+        return p.x.transpose(0, 1)
+
+    def leave_layers(self, p: LayerPass) -> torch.Tensor:
+        """[B, S, D] after the last layer run, with the final LayerNorm of pre-LN layers."""
+        x = p.x.transpose(0, 1)
         return self.layer_norm(x) if self.layer_norm_first else x
 
 

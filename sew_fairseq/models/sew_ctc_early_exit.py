@@ -15,6 +15,7 @@ the backbone layer by layer and stops, per utterance, at the first branch whose 
 1-based layer counts: ``exit_layers: [5, 8, 11]`` puts branches after the 5th, 8th and 11th of 12 layers.
 """
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional
@@ -22,17 +23,18 @@ from typing import Dict, List, NamedTuple, Optional
 import torch
 import torch.nn as nn
 from fairseq.models import register_model
-from fairseq.models.wav2vec.wav2vec2_asr import Wav2VecEncoder
 from omegaconf import DictConfig, open_dict
 
 from ..modules.early_exit import ExitBranch, ExitRule
+from ..modules.layer_pass import run_layers
 from ..modules.squeeze import SqueezedEncoder, Upsample
-from .encoder_steps import backbone_input, encoder_num_layers, encoder_steps
+from .backbones import BackboneEncoder, as_sew_ctc
+from .encoder_steps import backbone_input, layer_stepper
 from .sew_ctc import SEWCtc, SEWCtcConfig
 
 logger = logging.getLogger(__name__)
 
-CTC_MODELS = ("sew_ctc", "wav2vec_ctc_v2", "wav2vec_ctc", "sew_ctc_early_exit")
+CTC_MODELS = ("sew_ctc", "wav2vec_ctc_v2", "wav2vec_ctc", "sew_ctc_early_exit", "hubert_ctc")
 # HuBERT-EE's exits after layers 5, 8 and 11 of 12, as fractions of the depth
 DEFAULT_EXIT_FRACTIONS = (5 / 12, 8 / 12, 11 / 12)
 
@@ -42,7 +44,8 @@ class SEWCtcEarlyExitConfig(SEWCtcConfig):
     # not mandatory here (fairseq cannot load a checkpoint whose config keeps a missing value): two-stage training
     # starts from finetuned_path instead
     w2v_path: Optional[str] = field(default=None, metadata={
-        "help": "pretrained checkpoint (sew, sew_d, w2v2_mlp, wav2vec2) for joint training; or give finetuned_path"})
+        "help": "pretrained checkpoint (sew, sew_d, w2v2_mlp, wav2vec2, hubert) for joint training; or give "
+                "finetuned_path"})
     exit_layers: List[int] = field(default_factory=list, metadata={
         "help": "branch after each of these layers (1-based counts, each in 1..layers-1); empty = the layers at "
                 "5/12, 8/12 and 11/12 of the backbone's depth, rounded down (5, 8, 11 of 12; 10, 16, 22 of 24)"})
@@ -55,8 +58,8 @@ class SEWCtcEarlyExitConfig(SEWCtcConfig):
     exit_loss_weight: float = field(default=1.0, metadata={
         "help": "lambda of the training loss: final CTC + lambda * sum of the branches' CTC losses"})
     finetuned_path: Optional[str] = field(default=None, metadata={
-        "help": "a fine-tuned CTC checkpoint (sew_ctc) that initialises the backbone and final projection "
-                "(two-stage training); model.w2v_path is then not read"})
+        "help": "a fine-tuned CTC checkpoint (sew_ctc, or fairseq's wav2vec_ctc / hubert_ctc) that initialises the "
+                "backbone and final projection (two-stage training); model.w2v_path is then not read"})
     freeze_backbone: bool = field(default=False, metadata={
         "help": "two-stage training: freeze the backbone and final projection and run them in eval mode; "
                 "only the branches learn (needs finetuned_path)"})
@@ -80,7 +83,7 @@ def _load_finetuned(cfg: SEWCtcEarlyExitConfig) -> Dict[str, torch.Tensor]:
     """The ``w2v_encoder.*`` weights of ``cfg.finetuned_path``; sets ``cfg.w2v_args`` to its backbone config."""
     from fairseq import checkpoint_utils
 
-    state = checkpoint_utils.load_checkpoint_to_cpu(cfg.finetuned_path)
+    state = as_sew_ctc(checkpoint_utils.load_checkpoint_to_cpu(cfg.finetuned_path), cfg.finetuned_path)
     model_cfg = state["cfg"]["model"] if state.get("cfg") is not None else None
     if model_cfg is None or model_cfg.get("_name") not in CTC_MODELS or model_cfg.get("w2v_args") is None:
         name = None if model_cfg is None else model_cfg.get("_name")
@@ -100,11 +103,11 @@ class EarlyExitOutput(NamedTuple):
 class SEWCtcEarlyExit(SEWCtc):
     """``sew_ctc`` + exit branches. ``forward(..., return_exits=True)`` also returns every branch's logits."""
 
-    def __init__(self, cfg: SEWCtcEarlyExitConfig, w2v_encoder: Wav2VecEncoder, num_classes: int):
+    def __init__(self, cfg: SEWCtcEarlyExitConfig, w2v_encoder: BackboneEncoder, num_classes: int):
         super().__init__(cfg, w2v_encoder)
         backbone = cfg.w2v_args.model
         encoder = w2v_encoder.w2v_model.encoder
-        self.num_layers = encoder_num_layers(encoder)
+        self.num_layers = layer_stepper(encoder).num_layers
         layers = list(cfg.exit_layers) or default_exit_layers(self.num_layers)
         bad = [k for k in layers if not 1 <= k < self.num_layers]
         if not layers or bad or len(set(layers)) != len(layers):
@@ -128,7 +131,8 @@ class SEWCtcEarlyExit(SEWCtc):
         self.freeze_backbone = cfg.freeze_backbone
         if self.freeze_backbone:
             if not cfg.finetuned_path and not cfg.no_pretrained_weights:
-                raise ValueError("model.freeze_backbone=true trains only the branches: give a fine-tuned CTC checkpoint "
+                raise ValueError("model.freeze_backbone=true trains only the branches: give a fine-tuned CTC "
+                                 "checkpoint "
                                  "as model.finetuned_path (two-stage training)")
             self.w2v_encoder.requires_grad_(False)
 
@@ -141,7 +145,7 @@ class SEWCtcEarlyExit(SEWCtc):
             elif not cfg.w2v_path:
                 raise ValueError("sew_ctc_early_exit needs model.w2v_path (a pretrained checkpoint: joint training) or "
                                  "model.finetuned_path (a fine-tuned CTC checkpoint: two-stage training)")
-        encoder = Wav2VecEncoder(cfg, len(task.target_dictionary))
+        encoder = BackboneEncoder(cfg, len(task.target_dictionary))
         if weights is not None:
             encoder.load_state_dict(weights, strict=True)
         return cls(cfg, encoder, len(task.target_dictionary))
@@ -168,13 +172,15 @@ class SEWCtcEarlyExit(SEWCtc):
         hidden = {}
         with contextlib.ExitStack() if train_backbone else torch.no_grad():
             x, frame_mask = backbone_input(enc.w2v_model, source, padding_mask, mask=enc.apply_mask and enc.training)
-            steps = encoder_steps(enc.w2v_model.encoder, x, frame_mask)
+            encoder = layer_stepper(enc.w2v_model.encoder)
+            p = encoder.begin_layers(x, frame_mask)
             for layer in range(1, self.num_layers + 1):
-                h = steps.step()  # [B, S, D]
+                encoder.run_layer(p)
                 if layer in self.exit_layers:
-                    hidden[layer] = h
-            x = steps.finish()  # [B, T, D]
-        exits = {layer: branch(hidden[layer], steps.padding_mask, steps.to_frames)
+                    hidden[layer] = encoder.hidden_states(p)  # [B, S, D]
+            x = encoder.end_layers(p)  # [B, T, D]
+        to_frames = functools.partial(encoder.to_frames, p)
+        exits = {layer: branch(hidden[layer], p.padding_mask, to_frames)
                  for layer, branch in zip(self.exit_layers, self.exit_branches)}
         return {"encoder_out": self._final_logits(x), "padding_mask": frame_mask, "exit_outputs": exits}
 
@@ -188,17 +194,20 @@ class SEWCtcEarlyExit(SEWCtc):
         rule.check()
         enc = self.w2v_encoder
         x, frame_mask = backbone_input(enc.w2v_model, source, padding_mask, mask=False)
-        steps = encoder_steps(enc.w2v_model.encoder, x, frame_mask)
+        encoder = layer_stepper(enc.w2v_model.encoder)
+        p = encoder.begin_layers(x, frame_mask)
+        to_frames = functools.partial(encoder.to_frames, p)
         batch = source.size(0)
         exit_layer = torch.full((batch,), self.num_layers, dtype=torch.long)
         exited = torch.zeros(batch, dtype=torch.bool)
         logits: Optional[torch.Tensor] = None  # [T, B, V], filled as utterances exit
         branches = dict(zip(self.exit_layers, self.exit_branches))
         for layer in range(1, self.num_layers + 1):
-            h = steps.step()
+            encoder.run_layer(p)
             if layer not in branches:
                 continue
-            out = {"encoder_out": branches[layer](h, steps.padding_mask, steps.to_frames), "padding_mask": frame_mask}
+            out = {"encoder_out": branches[layer](encoder.hidden_states(p), p.padding_mask, to_frames),
+                   "padding_mask": frame_mask}
             # on a copy: get_logits adds blank_weight in place, and the caller normalises the returned logits again
             scored = {"encoder_out": out["encoder_out"].clone(), "padding_mask": frame_mask}
             lprobs = self.get_normalized_probs(scored, log_probs=True).transpose(0, 1)  # [B, T, V]
@@ -211,6 +220,7 @@ class SEWCtcEarlyExit(SEWCtc):
             if bool(exited.all()):
                 break
         if not bool(exited.all()):
-            final = self._final_logits(steps.finish())
+            run_layers(encoder, p)
+            final = self._final_logits(encoder.end_layers(p))  # [T, B, V]
             logits = final if logits is None else torch.where(exited.to(final.device)[None, :, None], logits, final)
-        return EarlyExitOutput({"encoder_out": logits, "padding_mask": frame_mask}, exit_layer, steps.layers_run)
+        return EarlyExitOutput({"encoder_out": logits, "padding_mask": frame_mask}, exit_layer, p.layers_run)

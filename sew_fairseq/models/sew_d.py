@@ -4,13 +4,14 @@ Registered also as ``squeeze_wav2vec2_deberta``, the original release's name.
 """
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn
 from fairseq.models import register_model
 
 from ..modules.disentangled_attention import DisentangledEncoder
+from ..modules.layer_pass import LayerPass
 from ..modules.squeeze import SqueezedEncoder
 from .sew import SEWConfig, SEWModel
 
@@ -30,7 +31,9 @@ class SEWDConfig(SEWConfig):
 
 
 class SEWDEncoder(SqueezedEncoder):
-    """Squeeze -> disentangled-attention layers (``encoder.encoder``) -> upsample."""
+    """Squeeze -> disentangled-attention layers (``encoder.encoder``) -> upsample: [B, T, D] -> [B, T, D].
+
+    Its layer stack is :class:`DisentangledEncoder`'s, stepped through the same protocol (``modules/layer_pass.py``)."""
 
     def __init__(self, cfg: SEWDConfig):
         super().__init__(cfg.encoder_embed_dim, cfg.squeeze_factor, cfg.conv_pos, cfg.conv_pos_groups)
@@ -42,9 +45,22 @@ class SEWDEncoder(SqueezedEncoder):
             position_buckets=cfg.position_buckets, max_relative_positions=max_rel, eps=cfg.layer_norm_eps,
             initializer_range=cfg.initializer_range)
 
-    def forward_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], layer: Optional[int]
-                       ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        return self.encoder(x, padding_mask, layer)
+    @property
+    def num_layers(self) -> int:
+        return self.encoder.num_layers
+
+    def enter_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> LayerPass:
+        """Squeezed x [B, S, D], padding_mask [B, S] -> the pass before layer 1 (``DisentangledEncoder``'s)."""
+        return self.encoder.begin_layers(x, padding_mask)
+
+    def run_layer(self, p: LayerPass) -> bool:
+        return self.encoder.run_layer(p)
+
+    def hidden_states(self, p: LayerPass) -> torch.Tensor:
+        return self.encoder.hidden_states(p)
+
+    def leave_layers(self, p: LayerPass) -> torch.Tensor:
+        return self.encoder.end_layers(p)
 
 
 def _check_sew_d(cfg: SEWDConfig) -> None:

@@ -78,7 +78,8 @@ class W2V2MLPModel(Wav2Vec2Model):
         self.feature_extractor = WaveFeatureExtractor(resolve_conv_layers(cfg), mode=cfg.extractor_mode,
                                                       conv_bias=cfg.conv_bias)
         self.embed = self.feature_extractor.output_dim
-        self.post_extract_proj = nn.Linear(self.embed, cfg.encoder_embed_dim) if self.embed != cfg.encoder_embed_dim else None
+        self.post_extract_proj = nn.Linear(self.embed,
+                                           cfg.encoder_embed_dim) if self.embed != cfg.encoder_embed_dim else None
         self.crop_seq_to_multiple = 1
 
         # masking, negatives, logits: attribute names read by the inherited Wav2Vec2Model methods

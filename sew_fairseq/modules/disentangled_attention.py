@@ -24,6 +24,7 @@ Parameter names are the original release's (DeBERTa's): ``layer.{n}.attention.se
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import List, Optional, Tuple
 
@@ -32,6 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fairseq.modules import LayerDropModuleList
 
+from .layer_pass import LayerPass, run_layers
+
 
 def weights_key(*tensors: torch.Tensor) -> tuple:
     """Identity + in-place version of tensors: changes whenever one is replaced or updated in place."""
@@ -39,7 +42,8 @@ def weights_key(*tensors: torch.Tensor) -> tuple:
 
 
 def log_bucket_position(relative_pos: torch.Tensor, bucket_size: int, max_position: int) -> torch.Tensor:
-    """DeBERTa's log buckets: |delta| <= mid stays, larger maps to mid + ceil(log(|delta|/mid) / log((max-1)/mid) * (mid-1)).
+    """DeBERTa's log buckets: |delta| <= mid stays, larger maps to
+    mid + ceil(log(|delta|/mid) / log((max-1)/mid) * (mid-1)).
 
     ``mid = bucket_size // 2``; the result keeps the sign of ``relative_pos`` and is odd (bucket(-x) = -bucket(x)).
     """
@@ -48,7 +52,8 @@ def log_bucket_position(relative_pos: torch.Tensor, bucket_size: int, max_positi
     abs_pos = relative_pos.abs()
     far = abs_pos > mid
     # log of a clamped value so that near positions do not produce log(0)
-    log_pos = torch.ceil(torch.log(abs_pos.clamp(min=mid).double() / mid) / math.log((max_position - 1) / mid) * (mid - 1)) + mid
+    log_pos = torch.ceil(torch.log(abs_pos.clamp(min=mid).double() / mid) / math.log((max_position - 1) / mid)
+                         * (mid - 1)) + mid
     return torch.where(far, (log_pos * sign).to(relative_pos.dtype), relative_pos)
 
 
@@ -202,8 +207,17 @@ class DisentangledLayer(nn.Module):
         return self.output(self.intermediate(attended), attended)
 
 
+@dataclass(eq=False)
+class RelativeLayerPass(LayerPass):
+    """A pass through :class:`DisentangledEncoder`: also the relative table its layers share."""
+
+    rel: Optional[torch.Tensor] = None  # LayerNorm(rel_embeddings) [2k, D]
+    rel_key: Optional[tuple] = None  # identity of the weights rel came from (eval without autograd), else None
+
+
 class DisentangledEncoder(nn.Module):
-    """Stack of :class:`DisentangledLayer` sharing one LayerNorm-ed relative embedding table (DeBERTa ``BertEncoder``)."""
+    """Stack of :class:`DisentangledLayer` sharing one LayerNorm-ed relative embedding table (DeBERTa
+    ``BertEncoder``)."""
 
     def __init__(self, layers: int, dim: int, ffn_dim: int, heads: int, attention_dropout: float = 0.1,
                  hidden_dropout: float = 0.0, layerdrop: float = 0.0, position_buckets: int = 256,
@@ -232,18 +246,46 @@ class DisentangledEncoder(nn.Module):
             self._rel_cache = (key, self.LayerNorm(self.rel_embeddings.weight))
         return self._rel_cache[1], key
 
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer)
+
+    # the layer-stepping protocol (modules/layer_pass.py): forward and, through SEWDEncoder, early exit use it
+    def begin_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> RelativeLayerPass:
+        """x [B, S, D], padding_mask [B, S] (True = pad) or None -> the pass before layer 1, holding the relative
+        table and layerdrop's decisions.
+
+        The decisions are drawn for the whole stack at once, as ``self.layer`` (fairseq's ``LayerDropModuleList``)
+        does when iterated: one ``torch.empty(L).uniform_()`` from torch's generator per pass, in eval mode too;
+        in training the layer at position i runs when its draw exceeds ``layerdrop``."""
+        rel, rel_key = self.relative_table()  # [2k, D]
+        draws = torch.empty(len(self.layer)).uniform_()  # [L]
+        keep = draws > self.layer.p if self.layer.training else None
+        attn_mask = padding_mask if padding_mask is not None and padding_mask.any() else None
+        return RelativeLayerPass(x, attn_mask, padding_mask, x.size(1), len(self.layer), keep=keep, rel=rel,
+                                 rel_key=rel_key)
+
+    def run_layer(self, p: RelativeLayerPass) -> bool:
+        """The layer at position ``p.index`` on p.x [B, S, D], unless layerdrop dropped that position."""
+        if p.keep is not None and not bool(p.keep[p.index]):
+            return p.advance(False)
+        p.x = self.layer[p.index](p.x, p.rel, p.attn_mask, p.rel_key)
+        return p.advance(True)
+
+    def hidden_states(self, p: LayerPass) -> torch.Tensor:
+        """[B, S, D] after the layers run so far."""
+        return p.x
+
+    def end_layers(self, p: LayerPass) -> torch.Tensor:
+        """[B, S, D]: nothing follows the last layer."""
+        return p.x
+
     def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor] = None, layer: Optional[int] = None
                 ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        """x: [B, S, D], padding_mask [B, S] (True = pad) -> (output [B, S, D], outputs of the layers run).
+        """x: [B, S, D], padding_mask [B, S] (True = pad) -> (output [B, S, D], outputs [B, S, D] of the layers run).
 
-        ``layer``: stop after this 0-based layer (fairseq's ``tgt_layer``)."""
-        rel, rel_key = self.relative_table()  # [2k, D]
-        if padding_mask is not None and not padding_mask.any():
-            padding_mask = None
-        results: List[torch.Tensor] = []
-        for i, block in enumerate(self.layer):  # LayerDropModuleList skips layers while training
-            x = block(x, rel, padding_mask, rel_key)
-            results.append(x)
-            if layer is not None and i == layer:
-                break
-        return x, results
+        ``layer``: stop after the layer at this 0-based position in the stack (fairseq's ``tgt_layer``; positions
+        that layerdrop skips in training count)."""
+        p = self.begin_layers(x, padding_mask)
+        results = run_layers(self, p, layer)
+        return self.end_layers(p), results

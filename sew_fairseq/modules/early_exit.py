@@ -21,7 +21,7 @@ import torch.nn as nn
 from fairseq.models.wav2vec.wav2vec2 import TransformerSentenceEncoderLayer
 
 EXIT_CRITERIA = ("entropy", "confidence")
-# HuBERT-EE's best thresholds (FACTS.md section 4), the defaults of sew-infer --exit-threshold
+# HuBERT-EE's best thresholds (Yoon et al. 2022, arXiv 2204.06328), the defaults of sew-infer --exit-threshold
 DEFAULT_THRESHOLDS = {"entropy": 0.0035, "confidence": 0.955}
 
 

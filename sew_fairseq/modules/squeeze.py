@@ -6,6 +6,7 @@
 The strided positional conv is the model's only positional embedding. Parameter names follow the SEW
 release (``encoder.pos_conv.0.{weight_g,weight_v,bias}``, ``encoder.upsample.0.{weight,bias}``): encoders
 built on :class:`SqueezedEncoder` keep ``pos_conv``, ``pool`` and ``upsample`` as direct children.
+``SqueezedEncoder`` runs its subclass's layers through the layer-stepping protocol (``modules/layer_pass.py``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from fairseq.modules import SamePad
+
+from .layer_pass import LayerPass, run_layers
 
 
 def lengths_to_padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -59,11 +62,16 @@ class Upsample(nn.Sequential):
 
 
 class SqueezedEncoder(nn.Module):
-    """Base of the SEW and SEW-D context networks: squeeze -> :meth:`forward_layers` -> upsample.
+    """Base of the SEW and SEW-D context networks: squeeze -> layer stack -> upsample.
 
-    Subclasses build their layers and implement ``forward_layers(x [B, S, D], padding_mask [B, S] or None,
-    layer) -> (x, layer_results)``.
+    It implements the layer-stepping protocol (:mod:`~sew_fairseq.modules.layer_pass`) at the frame rate
+    around the subclass's stack, and its forward is that protocol run through. Subclasses implement, on the
+    squeezed sequence: ``num_layers``, ``enter_layers(x [B, S, D], padding_mask [B, S] or None) -> LayerPass``
+    (the transforms before the first layer), ``run_layer(p) -> bool``, ``hidden_states(p) -> [B, S, D]`` and
+    ``leave_layers(p) -> [B, S, D]`` (the transforms after the last layer run).
     """
+
+    num_layers: int
 
     def __init__(self, dim: int, squeeze_factor: int, conv_pos: int, conv_pos_groups: int):
         super().__init__()
@@ -75,9 +83,35 @@ class SqueezedEncoder(nn.Module):
         self.pool = nn.AvgPool1d(squeeze_factor, squeeze_factor) if squeeze_factor > 1 else nn.Identity()
         self.upsample = Upsample(dim, squeeze_factor)
 
-    def forward_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor], layer: Optional[int]
-                       ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    # the subclass's layer stack, on the squeezed sequence
+    def enter_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> LayerPass:
         raise NotImplementedError
+
+    def run_layer(self, p: LayerPass) -> bool:
+        raise NotImplementedError
+
+    def hidden_states(self, p: LayerPass) -> torch.Tensor:
+        raise NotImplementedError
+
+    def leave_layers(self, p: LayerPass) -> torch.Tensor:
+        raise NotImplementedError
+
+    # the layer-stepping protocol at the frame rate
+    def begin_layers(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]) -> LayerPass:
+        """x [B, T, D] frames, padding_mask [B, T] (True = pad) -> the pass before the first layer, over the
+        squeezed [B, S, D] (``p.padding_mask``: the squeezed padding [B, S], ``p.length``: T)."""
+        length = x.size(1)
+        p = self.enter_layers(*self.squeeze(x, padding_mask))
+        p.length = length
+        return p
+
+    def end_layers(self, p: LayerPass) -> torch.Tensor:
+        """The transforms after the last layer run, then upsample: [B, T, D]."""
+        return self.unsqueeze(self.leave_layers(p), p.padding_mask, p.length)
+
+    def to_frames(self, p: LayerPass, hidden: torch.Tensor, upsample: Optional[nn.Module] = None) -> torch.Tensor:
+        """Hidden states [B, S, D] of pass ``p`` -> [B, T, D] through ``upsample`` (default ``self.upsample``)."""
+        return self.unsqueeze(hidden, p.padding_mask, p.length, upsample=upsample)
 
     def squeeze(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor]
                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -113,11 +147,11 @@ class SqueezedEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, padding_mask: Optional[torch.Tensor] = None, layer: Optional[int] = None,
                 **unused) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        """x: [B, T, D] frames, padding_mask: [B, T] (True = pad) -> ([B, T, D], per-layer results [B, S, D])."""
-        length = x.size(1)
-        x, squeezed_mask = self.squeeze(x, padding_mask)
-        x, layer_results = self.forward_layers(x, squeezed_mask, layer)
-        return self.unsqueeze(x, squeezed_mask, length), layer_results
+        """x: [B, T, D] frames, padding_mask: [B, T] (True = pad) -> ([B, T, D], the hidden states [B, S, D] after
+        each layer run). ``layer``: stop after the layer at this 0-based position (fairseq's ``tgt_layer``)."""
+        p = self.begin_layers(x, padding_mask)
+        layer_results = run_layers(self, p, layer)
+        return self.end_layers(p), layer_results
 
     def max_positions(self) -> int:
         return int(1e6)

@@ -22,7 +22,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.audio_finetuning import AudioFinetuningConfig, AudioFinetuningTask
 
-from ..manifest_check import ManifestError
+from manifests.records import ManifestError
 from .audio_pretraining_checked import _cached_check, _cfg_get
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ def check_labels(label_path: str, num_utterances: int, dictionary: Dictionary) -
             lines = f.read().splitlines()
     except OSError as e:
         raise ManifestError(label_path, None, "missing_labels", f"cannot read the labels: {e.strerror}",
-                            hint="write <split>.ltr next to <split>.tsv (letters separated by spaces, '|' between words)")
+                            hint="write <split>.ltr next to <split>.tsv (letters separated by spaces, '|' between "
+                                 "words)")
     if len(lines) != num_utterances:
         raise ManifestError(label_path, None, "label_count_mismatch",
                             f"{len(lines)} label lines for the {num_utterances} utterances of the manifest",

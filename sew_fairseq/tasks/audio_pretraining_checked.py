@@ -6,7 +6,7 @@ stereo, wrong sample counts and malformed lines.
 
 - ``task.manifest_check=error`` (default): stop with a :class:`ManifestError` naming the manifest,
   line, file, reason and fix, e.g.
-  ``data/train.tsv:7: /data/a.wav: sample rate 8000 Hz, expected 16000 Hz [wrong_sample_rate]. Fix: ...``
+  ``data/train.tsv:7: /data/a.wav: sample rate 8000 Hz, expected 16000 Hz [wrong_rate]. Fix: ...``
 - ``task.manifest_check=skip``: log and drop bad lines. The user's data directory is not modified:
   the kept lines are written to a filtered copy of the manifest in a cache directory
   (``task.manifest_check_cache_dir``, default ``<tmp>/sew_fairseq_manifests-<uid>``), and the
@@ -33,7 +33,9 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrainingTask
 
-from ..manifest_check import ManifestError, ManifestReport, check_manifest, write_filtered_manifest
+from manifests.records import ManifestError
+
+from ..manifest_check import ManifestReport, check_manifest, write_filtered_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -82,7 +82,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .decoding import (
+from ..decoding import (
     KenLMLexiconDecoder,
     ViterbiDecoder,
     build_lexicon,
@@ -91,7 +91,7 @@ from .decoding import (
     wer,
     write_arpa,
 )
-from .decoding.arpa import is_arpa
+from ..decoding.arpa import is_arpa
 
 logger = logging.getLogger(__name__)
 

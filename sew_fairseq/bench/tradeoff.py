@@ -23,7 +23,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 
-from ..atomic import atomic_file, atomic_open
+from manifests.atomic import atomic_file, atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ class Point(NamedTuple):
         hist = " ".join(f"{k}:{v}" for k, v in self.exit_layer_histogram.items())
         return {"point": self.point, "criterion": self.criterion,
                 "threshold": "" if self.threshold is None else f"{self.threshold:g}",
-                "wer": "" if self.wer is None else f"{self.wer:.2f}", "cer": "" if self.cer is None else f"{self.cer:.2f}",
+                "wer": "" if self.wer is None else f"{self.wer:.2f}",
+                "cer": "" if self.cer is None else f"{self.cer:.2f}",
                 "forward_seconds": f"{self.forward_seconds:.4f}", "audio_seconds": f"{self.audio_seconds:.2f}",
                 "rtf": f"{self.rtf:.5f}", "mean_layers": "" if self.mean_layers is None else f"{self.mean_layers:.3f}",
                 "num_layers": "" if self.num_layers is None else self.num_layers, "exit_layer_histogram": hist}
@@ -67,7 +68,8 @@ def preset_label(backbone_cfg) -> str:
     from ..presets import PRESETS
 
     name = backbone_cfg.get("_name")
-    name = {"squeeze_wav2vec2": "sew", "squeeze_wav2vec2_deberta": "sew_d", "feat_mlp_wav2vec2": "w2v2_mlp"}.get(name, name)
+    name = {"squeeze_wav2vec2": "sew", "squeeze_wav2vec2_deberta": "sew_d",
+            "feat_mlp_wav2vec2": "w2v2_mlp"}.get(name, name)
     shape = (backbone_cfg.get("encoder_layers"), backbone_cfg.get("encoder_embed_dim"),
              backbone_cfg.get("encoder_attention_heads"), backbone_cfg.get("encoder_ffn_embed_dim"))
     for preset, p in PRESETS.items():
@@ -96,7 +98,7 @@ def sweep(model, dictionary, utterances, grids: Dict[str, Sequence[float]], repe
     from ..decoding import build_decoder
     from ..inference import exit_summary
     from ..modules.early_exit import ExitRule
-    from .infer import decode_all, score
+    from ..cli.infer import decode_all, score  # moves to a library module with the rest of sew-infer's scoring
 
     decoder = build_decoder("viterbi", dictionary)
     audio_s = sum(u.num_samples for u in utterances) / 16000
@@ -224,7 +226,8 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed passes over the split per point; median (default 3)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--out-dir", help="where tradeoff.csv and tradeoff.png go (default <checkpoint dir>/tradeoff-<split>)")
+    p.add_argument("--out-dir",
+                   help="where tradeoff.csv and tradeoff.png go (default <checkpoint dir>/tradeoff-<split>)")
     p.add_argument("--title", help="plot title (default: model and split)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -1,11 +1,13 @@
-"""Throughput of the LibriSpeech builder vs fairseq's ``wav2vec_manifest.py`` + ``libri_labels.py``.
+"""``sew-bench manifests``: throughput of the LibriSpeech builder vs fairseq's ``wav2vec_manifest.py`` +
+``libri_labels.py``.
 
-    python -m manifests.bench --files 4000 --workers 2
+    sew-bench manifests --source tests/fixtures/librispeech/LibriSpeech --files 4000 --workers 2
 
 Builds a LibriSpeech-shaped tree (``<tmp>/LibriSpeech/train-bench/SPK/CHAP/SPK-CHAP-UTT.flac`` +
-``SPK-CHAP.trans.txt``) of ``--files`` files by hard-linking (or copying) the real LibriSpeech flacs of
-``tests/fixtures/librispeech`` and reusing their transcripts, then times, each as a fresh process on the
-same tree, after one untimed warm-up run of each (page cache):
+``SPK-CHAP.trans.txt``) of ``--files`` files by hard-linking (or copying) the LibriSpeech flacs found under
+``--source`` (any LibriSpeech-layout folder, e.g. the real ones of ``tests/fixtures/librispeech``) and reusing their
+transcripts, then times, each as a fresh process on the same tree, after one untimed warm-up run of each (page
+cache):
 
 - fairseq: ``wav2vec_manifest.py <split> --dest D --ext flac --valid-percent 0`` then
   ``libri_labels.py D/train.tsv --output-dir D --output-name train`` (from fairseq's ``examples/wav2vec``,
@@ -27,10 +29,6 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-FIXTURES = os.path.join(os.path.dirname(HERE), "tests", "fixtures", "librispeech", "LibriSpeech")
-
-
 def fixture_utterances(fixtures: str) -> List[Tuple[str, str]]:
     """(flac path, transcript) of every fixture utterance."""
     out = []
@@ -46,7 +44,7 @@ def fixture_utterances(fixtures: str) -> List[Tuple[str, str]]:
     return out
 
 
-def build_tree(dest: str, files: int, per_chapter: int = 20, fixtures: str = FIXTURES) -> str:
+def build_tree(dest: str, files: int, fixtures: str, per_chapter: int = 20) -> str:
     """A LibriSpeech split folder of ``files`` flacs under ``dest/LibriSpeech/train-bench``; returns it."""
     sources = fixture_utterances(fixtures)
     if not sources:
@@ -91,26 +89,30 @@ def timed(cmds: Sequence[Sequence[str]], env: Dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m manifests.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_parser(sub) -> None:
+    """Register ``manifests`` on ``sew-bench``'s sub-parsers."""
+    p = sub.add_parser("manifests", help="LibriSpeech manifests: sew-manifest against fairseq's wav2vec_manifest.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", required=True, help="a LibriSpeech-layout folder whose flacs and transcripts are "
+                                                   "replicated into the benchmark tree")
     p.add_argument("--files", type=int, default=4000, help="flac files in the tree (default 4000)")
     p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8),
                    help="--workers of our builder (default min(cpu count, 8) = %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each, best kept (default 3)")
     p.add_argument("--fairseq-examples", help="fairseq's examples/wav2vec folder (default: the installed one)")
     p.add_argument("--tmp", help="where to build the tree (default: a temporary folder)")
-    args = p.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> int:
     examples = args.fairseq_examples or fairseq_examples()
     if not examples:
         print("fairseq's examples/wav2vec not found: pass --fairseq-examples", file=sys.stderr)
         return 2
     work = tempfile.mkdtemp(prefix="manifest-bench-", dir=args.tmp)
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ)
     py = sys.executable
     try:
-        split = build_tree(work, args.files)
+        split = build_tree(work, args.files, args.source)
         fs_out, our_out = os.path.join(work, "fairseq"), os.path.join(work, "ours")
         fairseq_cmds = [
             [py, os.path.join(examples, "wav2vec_manifest.py"), split, "--dest", fs_out, "--ext", "flac",
@@ -135,13 +137,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         n = args.files
         print(f"tree: {n} flac files in {(n + 19) // 20} chapters; {os.cpu_count()} CPU(s); best of {args.repeats}")
         print(f"fairseq wav2vec_manifest.py + libri_labels.py : {best_fs:7.2f} s  {n / best_fs:8.0f} files/s")
-        print(f"manifests.librispeech --workers {args.workers:<2}            : {best_ours:7.2f} s  {n / best_ours:8.0f} files/s")
+        print(f"manifests.librispeech --workers {args.workers:<2}            : {best_ours:7.2f} s  "
+              f"{n / best_ours:8.0f} files/s")
         print(f"throughput ratio (ours / fairseq): {best_fs / best_ours:.2f}x; same utterances, sample counts "
               f"and .ltr lines: {same}")
         return 0 if same else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
