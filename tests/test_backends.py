@@ -200,6 +200,12 @@ def test_onnx_cache_is_reused_and_rebuilt_when_the_checkpoint_changes(tmp_path, 
     (tmp_path / "a_file").write_text("")
     with pytest.raises(ValueError, match="cannot create the ONNX cache .*--onnx-cache"):
         cached_onnx(str(ckpt), "fp32", str(tmp_path / "a_file" / "cache"))
+    # a checkpoint that cannot be exported (a pretrained model: no CTC layer) leaves no empty cache folder
+    (tmp_path / "pre").mkdir()
+    pretrained = write_plugin_checkpoint(tmp_path / "pre" / "checkpoint.pt", "sew_c", ctc=False)
+    with pytest.raises(ValueError, match="no CTC output layer"):
+        cached_onnx(str(pretrained), "fp32")
+    assert sorted(p.name for p in (tmp_path / "pre").iterdir()) == ["checkpoint.pt"]
 
 
 def test_graphs_from_sew_convert_are_checked_and_run(checkpoints, waves, tmp_path, capsys):

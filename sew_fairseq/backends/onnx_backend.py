@@ -60,6 +60,7 @@ def cached_onnx(checkpoint: str, dtype: str = "fp32", cache_dir: Optional[str] =
     key = cache_key(checkpoint, sha)
     hash_s = time.perf_counter() - start
     folder = cache_dir or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), CACHE_DIR)
+    created = not os.path.isdir(folder)
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
@@ -78,7 +79,12 @@ def cached_onnx(checkpoint: str, dtype: str = "fp32", cache_dir: Optional[str] =
     if not os.path.isfile(fp32):
         logger.info("exporting %s to %s", checkpoint, fp32)
         t = time.perf_counter()
-        to_onnx(checkpoint, fp32, checkpoint_sha256=sha)
+        try:
+            to_onnx(checkpoint, fp32, checkpoint_sha256=sha)
+        except BaseException:
+            if created and not os.listdir(folder):  # leave no empty cache behind a checkpoint that cannot export
+                os.rmdir(folder)
+            raise
         export_s = time.perf_counter() - t
     if dtype == "int8":
         t = time.perf_counter()
