@@ -5,6 +5,7 @@ A split is ``<data>/<split>.tsv`` (first line the audio root, then ``relpath<TAB
 the dictionary the checkpoint was fine-tuned with (``<data>/dict.ltr.txt``, ``dict.phn.txt``).
 Shapes: B utterances, L samples, T frames, V letters (blank ``<s>``).
 """
+import contextlib
 import logging
 import os
 import time
@@ -46,7 +47,8 @@ def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
         raise ManifestError(str(tsv), None, "unreadable", f"cannot read the manifest: {e.strerror}",
                             hint="pass --data DIR and --split NAME of an existing <NAME>.tsv") from None
     if not lines:
-        raise ManifestError(str(tsv), 1, "empty_manifest", "the manifest is empty", hint="its first line is the audio root")
+        raise ManifestError(str(tsv), 1, "empty_manifest", "the manifest is empty",
+                            hint="its first line is the audio root")
     root = lines[0].strip()
     entries = []
     for number, line in enumerate(lines[1:], start=2):
@@ -140,10 +142,14 @@ def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
 
 
 def forward_log_probs(model, waves: Sequence[np.ndarray], device: str = "cpu", normalize: bool = False,
-                      exit_rule=None) -> Tuple[List[torch.Tensor], List[Optional[int]]]:
+                      exit_rule=None, autocast: Optional[torch.dtype] = None
+                      ) -> Tuple[List[torch.Tensor], List[Optional[int]]]:
     """CTC log-probabilities of a batch of waves: one float32 CPU tensor [T_i, V] per wave (padding frames cut)
     and, with ``exit_rule``, the exit layer of each (else None). ``normalize``: zero mean, unit variance per wave
-    (fairseq's ``task.normalize``). Padded batches give each wave what it gives alone."""
+    (fairseq's ``task.normalize``). Padded batches give each wave what it gives alone.
+
+    ``autocast``: run the network under ``torch.autocast(device type, autocast)`` (bf16 / fp16, see
+    :mod:`sew_fairseq.backends`); the log-softmax is computed outside it, in fp32, either way."""
     source = torch.zeros(len(waves), max(len(w) for w in waves))
     padding = torch.ones(source.shape, dtype=torch.bool)
     for i, w in enumerate(waves):
@@ -153,11 +159,14 @@ def forward_log_probs(model, waves: Sequence[np.ndarray], device: str = "cpu", n
         source[i, :len(w)] = w
         padding[i, :len(w)] = False
     exit_layers: List[Optional[int]] = [None] * len(waves)
-    if exit_rule is None:
-        out = model(source=source.to(device), padding_mask=padding.to(device))
-    else:
-        early = model.forward_early_exit(source.to(device), padding.to(device), exit_rule)
-        out, exit_layers = early.net_output, early.exit_layer.tolist()
+    with contextlib.nullcontext() if autocast is None else torch.autocast(torch.device(device).type, autocast):
+        if exit_rule is None:
+            out = model(source=source.to(device), padding_mask=padding.to(device))
+        else:
+            early = model.forward_early_exit(source.to(device), padding.to(device), exit_rule)
+            out, exit_layers = early.net_output, early.exit_layer.tolist()
+    if autocast is not None:
+        out = {**out, "encoder_out": out["encoder_out"].float()}
     log_probs = model.get_normalized_probs(out, log_probs=True).float().transpose(0, 1).cpu()  # [B, T, V]
     frame_padding = out.get("padding_mask")
     result = []
@@ -173,6 +182,9 @@ def compute_emissions(model, utterances: Sequence[Utterance], max_samples: int =
                       exit_rule=None, skipped: Optional[List[Skipped]] = None) -> Tuple[List[Emission], float]:
     """CTC log-probabilities of every utterance (in the order given) and the seconds the forward passes took.
 
+    ``model``: a fairseq CTC model (run by the torch fp32 engine with ``device``, ``normalize`` and ``exit_rule``),
+    or an engine of :mod:`sew_fairseq.backends` (which carries its own device, normalisation and exit rule; the
+    three arguments must then be left at their defaults).
     ``exit_rule`` (a :class:`sew_fairseq.modules.early_exit.ExitRule`): early exit with a ``sew_ctc_early_exit``
     model. Exit decisions are per utterance, so each utterance then runs alone (batch size 1, ``max_samples``
     ignored) and the layers after its exit are not computed; ``Emission.exit_layer`` says where it exited.
@@ -180,11 +192,16 @@ def compute_emissions(model, utterances: Sequence[Utterance], max_samples: int =
     file), or, when a ``skipped`` list is given, is appended to it and left out of the result."""
     from tqdm import tqdm
 
-    if exit_rule is not None:
-        if not hasattr(model, "forward_early_exit"):
-            raise ValueError(f"early exit needs a checkpoint with exit branches (model sew_ctc_early_exit, see "
-                             f"recipes/finetuning/early_exit_*.yaml); this one is a {type(model).__name__}")
-        exit_rule.check()
+    from .backends import Engine
+    from .backends.torch_backend import TorchEngine
+
+    if isinstance(model, Engine):
+        if exit_rule is not None or normalize or device != "cpu":
+            raise ValueError("compute_emissions with an engine: device, normalize and exit_rule belong to the engine")
+        engine = model
+    else:
+        engine = TorchEngine(model, device, "fp32", normalize, exit_rule)
+    if engine.exit_rule is not None:
         max_samples = 1
     results: List[Optional[Emission]] = [None] * len(utterances)
     seconds = 0.0
@@ -202,7 +219,7 @@ def compute_emissions(model, utterances: Sequence[Utterance], max_samples: int =
                 skipped.append(Skipped(utterances[i], e.reason, str(e)))
         if waves:
             start = time.perf_counter()
-            log_probs, exit_layers = forward_log_probs(model, waves, device, normalize, exit_rule)
+            log_probs, exit_layers = engine.log_probs(waves)
             seconds += time.perf_counter() - start
             for index, lp, layer in zip(loaded, log_probs, exit_layers):
                 results[index] = Emission(utterances[index], lp, layer)

@@ -2,6 +2,7 @@
 
     from sew_fairseq.transcribe import Transcriber
     tr = Transcriber.from_checkpoint("ckpt/checkpoint_best.pt", device="cpu")
+    tr = Transcriber.from_checkpoint("ckpt/checkpoint_best.pt", backend="onnxruntime", dtype="int8")  # or torch bf16
     tr.labels                         # output symbols; index = column of the log-probabilities (blank "<s>" = 0)
     lp = tr.log_probs(wave, 44100)    # 1-D float32 numpy wave -> torch.Tensor [T, V] float32 log-probabilities
     t = tr.transcribe("talk.mp3")     # .text, .words (each .word .start .end .confidence, seconds), .duration
@@ -22,6 +23,10 @@ What happens to a file (``sew-transcribe`` runs the same engine):
 4. Decoding: greedy or flashlight-text + KenLM beam search (:mod:`sew_fairseq.decoding`) over the whole file's
    log-probabilities (always fp32), and word timestamps from the frame path (:mod:`sew_fairseq.decoding.timestamps`).
 
+The forward passes go through an engine (:mod:`sew_fairseq.backends`): torch fp32 (default), bf16 or fp16, or the
+exported graph in ONNX Runtime (fp32 or int8). Every engine runs the same chunks; the stitching and decoding above
+do not depend on it.
+
 Shapes: L samples, T frames (20 ms apart), V output symbols.
 """
 from __future__ import annotations
@@ -37,7 +42,6 @@ import torch
 
 from manifests.audio import AudioError, AudioInfo, audio_info, stream_audio
 
-from .inference import forward_log_probs
 
 logger = logging.getLogger(__name__)
 
@@ -199,25 +203,29 @@ class Transcriber:
         decoder: a :class:`sew_fairseq.decoding.CTCDecoder`, or a function of ``dictionary`` that makes one
             (default: greedy).
         exit_rule: early exit (a ``sew_ctc_early_exit`` model); chunks then run one at a time.
+        engine: what runs the forward passes (:mod:`sew_fairseq.backends`; it carries ``normalize`` and the early
+            exit rule); default: the torch fp32 engine of ``model`` with ``normalize``, ``device`` and ``exit_rule``.
     """
 
     def __init__(self, model, dictionary, *, sample_rate: int = 16000, normalize: bool = False, device: str = "cpu",
                  chunk_seconds: float = DEFAULT_CHUNK_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
-                 batch_size: int = DEFAULT_BATCH_SIZE, decoder=None, exit_rule=None):
+                 batch_size: int = DEFAULT_BATCH_SIZE, decoder=None, exit_rule=None, engine=None):
+        from .backends.torch_backend import TorchEngine
         from .decoding import build_decoder
 
-        self.model, self.dictionary, self.device = model, dictionary, device
-        self.sample_rate, self.normalize = sample_rate, normalize
+        if engine is None:
+            engine = TorchEngine(model, device, "fp32", normalize, exit_rule)
+        elif exit_rule is not None:
+            raise ValueError("give the early-exit rule to the engine (TorchEngine(..., exit_rule=...)), not both")
+        self.engine = engine
+        self.model, self.dictionary, self.device = model, dictionary, engine.device
+        self.sample_rate, self.normalize = sample_rate, engine.normalize
         if decoder is None:  # greedy; token by token for a dictionary without word boundaries (phones)
             decoder = build_decoder("viterbi", dictionary, word_boundary="|" if "|" in dictionary.indices else None)
         self.decoder = decoder(dictionary) if callable(decoder) and not hasattr(decoder, "decode") else decoder
-        if exit_rule is not None:
-            if not hasattr(model, "forward_early_exit"):
-                raise ValueError(f"early exit needs a checkpoint with exit branches (model sew_ctc_early_exit); "
-                                 f"this one is a {type(model).__name__}")
-            exit_rule.check()
+        self.exit_rule = engine.exit_rule
+        if self.exit_rule is not None:
             batch_size = 1
-        self.exit_rule = exit_rule
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
@@ -230,16 +238,21 @@ class Transcriber:
                              f"{overlap_seconds} s (in steps of {self.align / sample_rate:g} s)")
 
     @classmethod
-    def from_checkpoint(cls, path: str, device: str = "cpu", dictionary: Optional[str] = None, **kwargs
-                        ) -> "Transcriber":
+    def from_checkpoint(cls, path: str, device: str = "cpu", dictionary: Optional[str] = None, *,
+                        backend: str = "torch", dtype: str = "fp32", exit_rule=None, onnx_cache: Optional[str] = None,
+                        onnx_model: Optional[str] = None, threads: Optional[int] = None, **kwargs) -> "Transcriber":
         """Load a fine-tuned fairseq CTC checkpoint; its output dictionary is inside it (``dictionary``: the path of
-        a ``dict.ltr.txt`` for one without). ``kwargs`` go to the constructor."""
-        from .inference import load_ctc_model
+        a ``dict.ltr.txt`` for one without). ``backend`` (torch, onnxruntime) and ``dtype`` (fp32, bf16, fp16,
+        int8) choose the engine, ``onnx_cache`` / ``onnx_model`` / ``threads`` configure ONNX Runtime (see
+        :func:`sew_fairseq.backends.load_engine`); a combination this machine cannot run raises ValueError.
+        ``kwargs`` go to the constructor."""
+        from .backends import load_engine
 
-        model, target_dictionary, cfg = load_ctc_model(path, device=device, dictionary=dictionary)
-        task = cfg.task
-        return cls(model, target_dictionary, sample_rate=int(getattr(task, "sample_rate", 16000) or 16000),
-                   normalize=bool(getattr(task, "normalize", False)), device=device, **kwargs)
+        loaded = load_engine(path, backend, dtype, device, dictionary=dictionary, exit_rule=exit_rule,
+                             onnx_cache=onnx_cache, onnx_model=onnx_model, threads=threads)
+        task = loaded.cfg.task
+        return cls(loaded.model, loaded.dictionary, sample_rate=int(getattr(task, "sample_rate", 16000) or 16000),
+                   engine=loaded.engine, **kwargs)
 
     @property
     def labels(self) -> List[str]:
@@ -265,8 +278,7 @@ class Transcriber:
         def run() -> None:
             nonlocal seconds, chunks
             start = time.perf_counter()
-            lps, layers = forward_log_probs(self.model, [c.samples for c in batch], self.device, self.normalize,
-                                            self.exit_rule)
+            lps, layers = self.engine.log_probs([c.samples for c in batch])
             seconds += time.perf_counter() - start
             for c, lp in zip(batch, lps):
                 stitcher.add(c.start // self.frame_stride, lp)

@@ -2,8 +2,11 @@
 
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2 --against hf
+    sew-bench speed --presets sew_tiny --seconds 11 --threads 2 --backend torch onnxruntime \
+        --dtype fp32 bf16 int8 --against hf                                # every backend (bench/backends.py)
+    sew-bench accuracy ckpt/checkpoint_best.pt --data corpus --split valid  # greedy WER per backend vs torch fp32
     sew-bench decode --utterances 200 --beam 50 --lm-weight 2 --word-score -1 --json decode.json
-    sew-bench tradeoff ckpt/checkpoint_best.pt --data manifests --split dev-other   # early exit (sew_fairseq/bench/tradeoff.py)
+    sew-bench tradeoff ckpt/checkpoint_best.pt --data manifests --split dev-other   # early exit (bench/tradeoff.py)
     sew-bench longform ckpt/checkpoint_best.pt --data corpus --split valid --minutes 1 10 --out-dir longform
     sew-bench manifests --source tests/fixtures/librispeech/LibriSpeech --files 4000 --repeats 5
 
@@ -15,6 +18,12 @@ Weights are random: speed does not depend on their values.
 ``speed --against hf`` times the same weights in Hugging Face transformers' SEW / SEW-D port instead (converted
 in memory with :func:`sew_fairseq.interop.hf.hf_twin`), checks that both give the same output (1e-4) and prints
 the ratio HF time / our time.
+
+``speed --backend B [B ...] --dtype D [D ...]`` times each preset as a CTC model from the wave to the
+log-probabilities through each engine of :mod:`sew_fairseq.backends` (every valid pair; ``--against hf`` adds
+transformers fp32 and transformers under autocast with the same dtype, in the same process), and ONNX Runtime's
+export and quantisation times separately; ``accuracy`` gives each engine's greedy WER on a split and its largest
+log-probability difference against torch fp32. See :mod:`sew_fairseq.bench.backends`.
 
 ``decode`` times the KenLM beam search per second of audio: our flashlight-text lexicon decoder against
 pyctcdecode (+ the ``kenlm`` module) on the same synthetic CTC emissions (50 frames/s), at the same beam
@@ -37,6 +46,7 @@ import torch
 from ..bench import longform
 from ..bench import manifests as bench_manifests
 from ..bench import tradeoff as bench_tradeoff
+from .options import add_backend_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +93,7 @@ def run_speed(presets: Sequence[str], seconds: float, repeats: int, threads: int
         with torch.inference_mode():
             times = time_forward(lambda: model.extract_features(source, None), repeats)
         rows.append({"model": name, "params_m": params, "median_s": statistics.median(times), "min_s": min(times)})
-        del model
+        model = None  # freed before the next one is built
     reference = rows[0]["median_s"]
     for row in rows:
         row["rtf"] = row["median_s"] / seconds
@@ -124,7 +134,7 @@ def run_speed_against_hf(presets: Sequence[str], seconds: float, repeats: int, t
                      "hf_s": statistics.median(hf_t), "ours_min_s": min(ours_t), "hf_min_s": min(hf_t),
                      "ratio": statistics.median(hf_t) / statistics.median(ours_t), "max_diff": diff,
                      "attn": getattr(hf.config, "_attn_implementation", "?")})
-        del ours, hf
+        ours = hf = None  # freed before the next preset is built
     return rows
 
 
@@ -142,7 +152,8 @@ def format_rows_against_hf(rows: List[dict], seconds: float, threads: int, repea
 
 
 def format_rows(rows: List[dict], seconds: float, threads: int, repeats: int) -> str:
-    head = (f"# {seconds:g} s of audio, batch 1, fp32, {threads} threads, median of {repeats}; torch {torch.__version__}, "
+    head = (f"# {seconds:g} s of audio, batch 1, fp32, {threads} threads, median of {repeats}; "
+            f"torch {torch.__version__}, "
             f"{platform.processor() or platform.machine()}\n")
     lines = [f"{'model':<24}{'params':>9}{'median ms':>11}{'min ms':>9}{'RTF':>8}{'x vs fairseq w2v2-base':>24}"]
     for r in rows:
@@ -160,18 +171,36 @@ def build_parser() -> argparse.ArgumentParser:
     speed = sub.add_parser("speed", help="inference speed of presets against fairseq's wav2vec 2.0 base",
                            description="Example: sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2")
     speed.add_argument("--presets", nargs="+", default=["sew_d_mid", "sew_tiny"], choices=sorted(PRESETS),
-                       metavar="PRESET", help=f"presets to time (default: sew_d_mid sew_tiny); one of {', '.join(PRESETS)}")
+                       metavar="PRESET",
+                       help=f"presets to time (default: sew_d_mid sew_tiny); one of {', '.join(PRESETS)}")
     speed.add_argument("--seconds", type=float, default=10.0, help="audio length in seconds (default 10)")
     speed.add_argument("--repeats", type=int, default=10, help="timed forwards per model (default 10)")
     speed.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     speed.add_argument("--batch", type=int, default=1, help="utterances per forward (default 1)")
-    speed.add_argument("--against", choices=["fairseq", "hf"], default="fairseq",
-                       help="fairseq: speed-up over fairseq's wav2vec 2.0 base (default); hf: the same weights in "
-                            "transformers' SEW / SEW-D port, converted in memory, outputs checked to 1e-4, ratio "
-                            "HF time / our time")
+    speed.add_argument("--against", choices=["fairseq", "hf"], default=None,
+                       help="fairseq: speed-up over fairseq's wav2vec 2.0 base (the default without --backend/"
+                            "--dtype); hf: the same weights in transformers' SEW / SEW-D port, converted in memory, "
+                            "outputs checked to 1e-4, ratio HF time / our time (with --backend/--dtype: transformers "
+                            "fp32 and with the same dtype)")
     speed.add_argument("--hf-attention", default=None,
                        help="with --against hf: transformers' attention kernel (default: its own default; "
                             "'eager' = the reference maths)")
+    speed.add_argument("--device", default="cpu", help="with --backend/--dtype: cpu or cuda (default cpu)")
+    add_backend_arguments(speed, multiple=True, cache=False, defaults=(None, None))
+
+    acc = sub.add_parser("accuracy", help="greedy WER and log-probability differences of every backend against "
+                                          "torch fp32 on a split",
+                         description="Example: sew-bench accuracy ckpt/checkpoint_best.pt --data corpus --split valid "
+                                     "--backend torch onnxruntime --dtype fp32 bf16 int8 --threads 2")
+    acc.add_argument("checkpoint", help="fine-tuned CTC checkpoint")
+    acc.add_argument("--data", required=True, help="manifest directory with <split>.tsv and <split>.wrd")
+    acc.add_argument("--split", required=True, help="split to decode")
+    acc.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads (default 2)")
+    acc.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    acc.add_argument("--max-samples", type=int, default=1_600_000, help="padded samples per batch (default 1.6M)")
+    acc.add_argument("--json", help="write the rows to this file")
+    add_backend_arguments(acc, multiple=True, defaults=(["torch", "onnxruntime"], ["fp32", "bf16", "int8"]),
+                          cache_only=True)
 
     dec = sub.add_parser(
         "decode", help="KenLM beam-search speed and WER: ours (flashlight-text) against pyctcdecode",
@@ -260,6 +289,70 @@ def run_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(args: argparse.Namespace, backends: Sequence[str], dtypes: Sequence[str]):
+    """The engine pairs to run, after printing those that will not; None (and the reason on stderr) if none can."""
+    from ..bench.backends import describe_skipped, engine_pairs
+
+    pairs, skipped = engine_pairs(backends, dtypes, args.device)
+    for line in describe_skipped(skipped):
+        print(line, file=sys.stderr if not pairs else sys.stdout)
+    if not pairs or (len(backends) == 1 and len(dtypes) == 1 and skipped):
+        print(f"error: nothing to run: {skipped[0][1] if skipped else 'no backend/dtype given'}", file=sys.stderr)
+        return None
+    return pairs
+
+
+def run_backends(args: argparse.Namespace) -> int:
+    """``sew-bench speed --backend ... --dtype ...``: :func:`sew_fairseq.bench.backends.run_backends_speed`."""
+    from ..bench.backends import format_speed_rows, fp32_failures, run_backends_speed, speed_header
+
+    if args.against == "fairseq":
+        print("error: --backend/--dtype compare against transformers (--against hf), or nothing", file=sys.stderr)
+        return 2
+    pairs = _pairs(args, args.backend or ["torch"], args.dtype or ["fp32"])
+    if pairs is None:
+        return 2
+    try:
+        rows = run_backends_speed(args.presets, pairs, args.seconds, args.repeats, args.threads, args.batch,
+                                  against_hf=args.against == "hf", device=args.device,
+                                  attn_implementation=args.hf_attention)
+    except (ImportError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(speed_header(args.seconds, args.threads, args.repeats, args.batch, args.device) + format_speed_rows(rows))
+    failures = fp32_failures(rows)
+    for f in failures:
+        print(f"error: fp32 outputs differ by more than 1e-4: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def run_accuracy(args: argparse.Namespace) -> int:
+    """``sew-bench accuracy``: :func:`sew_fairseq.bench.backends.run_accuracy`."""
+    import json
+
+    from manifests.atomic import atomic_open
+    from ..bench.backends import accuracy_failures, format_accuracy_rows
+    from ..bench.backends import run_accuracy as accuracy
+
+    pairs = _pairs(args, args.backend, args.dtype)
+    if pairs is None:
+        return 2
+    try:
+        rows = accuracy(args.checkpoint, args.data, args.split, pairs, args.device, args.threads, args.max_samples,
+                        args.onnx_cache)
+    except (ValueError, FileNotFoundError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_accuracy_rows(rows, args.checkpoint, args.split, args.threads))
+    if args.json:
+        with atomic_open(args.json, "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=2)
+    failures = accuracy_failures(rows)
+    for f in failures:
+        print(f"error: fp32 outputs differ by more than 1e-4: {f}", file=sys.stderr)
+    return 1 if failures else 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
@@ -267,6 +360,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.seconds <= 0 or args.repeats < 1 or args.threads < 1 or args.batch < 1:
             print("error: --seconds, --repeats, --threads and --batch must be positive", file=sys.stderr)
             return 2
+        if args.backend is not None or args.dtype is not None:
+            return run_backends(args)
         if args.against == "hf":
             try:
                 rows = run_speed_against_hf(args.presets, args.seconds, args.repeats, args.threads, args.batch,
@@ -284,6 +379,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(format_rows(rows, args.seconds, args.threads, args.repeats))
     elif args.command == "decode":
         return run_decode(args)
+    elif args.command == "accuracy":
+        return run_accuracy(args)
     elif args.command == "tradeoff":
         return bench_tradeoff.run(args)
     elif args.command == "longform":

@@ -5,8 +5,9 @@
         --w2v-config sew-d-mid-400k.pt --dict manifests/dict.ltr.txt               # fine-tuned release checkpoint
     sew-convert from-hf ./sew-d-tiny-100k-ft-ls100h sew_d_tiny_100h.pt             # save_pretrained directory
     sew-convert from-hf ./hubert-large-ls960-ft hubert_large_960h.pt               # also Wav2Vec2 / Hubert (ForCTC)
-    sew-convert to-hf ckpt/checkpoint_best.pt ./my-sew-d-ctc                       # then AutoModelForCTC / AutoProcessor
+    sew-convert to-hf ckpt/checkpoint_best.pt ./my-sew-d-ctc                       # AutoModelForCTC, AutoProcessor
     sew-convert to-onnx ckpt/checkpoint_best.pt sew_d.onnx                         # CTC model, dynamic batch and time
+    sew-convert to-onnx ckpt/checkpoint_best.pt sew_d_int8.onnx --quantize int8    # MatMul weights int8 (dynamic)
 
 Every sub-command checks names and shapes before it writes, exits non-zero with the list of what does not
 match, and writes its output atomically (nothing is left behind on failure). Checkpoints are read with the
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Example: sew-convert to-onnx ckpt/checkpoint_best.pt model.onnx")
     x.add_argument("checkpoint", help="fine-tuned CTC checkpoint (.pt)")
     x.add_argument("out", help="ONNX file to write")
+    x.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8: ONNX Runtime dynamic quantisation (MatMul weights int8, activations quantised per "
+                        "call; the conv front end stays fp32); what --backend onnxruntime --dtype int8 runs")
     return p
 
 
@@ -88,7 +92,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             from ..interop.onnx import to_onnx
 
-            out = to_onnx(args.checkpoint, args.out)
+            out = to_onnx(args.checkpoint, args.out, quantize=args.quantize)
     except (ConversionError, CheckpointLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@
         --lexicon lexicon.txt --lm 4-gram.arpa --tune --tune-budget 40                       # search weights
     sew-infer ckpt/checkpoint_best.pt --data manifests --split dev-other --early-exit entropy --exit-threshold 0.0035
     sew-infer timit_ckpt/checkpoint_best.pt --data data/timit --split test --labels phn   # TIMIT phones: PER
+    sew-infer ckpt/checkpoint_best.pt --data manifests --split dev-other --backend onnxruntime --dtype int8
 
 Prints WER, CER and the real-time factor (model forward + decoding time / audio duration) and writes, in
 ``--results-dir`` (default: ``<checkpoint dir>/decode-<split>-<decoder>``): ``hyp.trn`` and ``ref.trn`` in NIST
@@ -27,6 +28,9 @@ collapsed phone sequence), references from ``<split>.phn``, and prints the phone
 the phones with ``sil`` not scored, as TIMIT results are reported (``results.json`` also has ``per_with_sil``,
 every symbol scored, as Kaldi's TIMIT scoring counts). ``hyp.trn``/``ref.trn`` then hold phone sequences and
 ``utterances.tsv`` phone error counts (without ``sil``).
+
+``--backend torch|onnxruntime --dtype fp32|bf16|fp16|int8`` chooses what computes the emissions (README, "Speed");
+``results.json`` records both. Early exit runs with ``--backend torch`` only.
 """
 import argparse
 import itertools
@@ -39,8 +43,9 @@ import time
 from typing import Dict, List, Optional, Sequence
 
 from manifests.atomic import atomic_open
-from .options import (add_decoder_arguments, add_device_argument, add_early_exit_arguments, check_decoder_arguments,
-                      check_early_exit_arguments, decoder_from_arguments, exit_rule_from_arguments)
+from .options import (add_backend_arguments, add_decoder_arguments, add_device_argument, add_early_exit_arguments,
+                      check_backend_arguments, check_decoder_arguments, check_early_exit_arguments,
+                      decoder_from_arguments, engine_options, exit_rule_from_arguments)
 
 logger = logging.getLogger("sew_fairseq.cli.infer")
 
@@ -58,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_decoder_arguments(p, nbest=True)
     p.add_argument("--max-samples", type=int, default=1_600_000, help="padded samples per batch (default 1.6M)")
     add_device_argument(p)
+    add_backend_arguments(p)
     p.add_argument("--results-dir", help="output directory (default <checkpoint dir>/decode-<split>-<decoder>)")
     p.add_argument("--tune", action="store_true", help="search --lm-weight and --word-score on this split")
     p.add_argument("--tune-lm-weights", type=float, nargs="+", default=DEFAULT_LM_WEIGHTS, help="grid of LM weights")
@@ -170,7 +176,7 @@ def resolve_labels(args, cfg) -> Optional[str]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
-    problem = check_decoder_arguments(args) or check_early_exit_arguments(args)
+    problem = check_decoder_arguments(args) or check_early_exit_arguments(args) or check_backend_arguments(args)
     if problem is None and args.tune and args.decoder == "viterbi":
         problem = "--tune searches LM weights; use it with --decoder kenlm or kenlm-lexfree"
     if problem:
@@ -180,20 +186,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"sew-infer: error: --labels phn decodes phones greedily (--decoder viterbi); --decoder {args.decoder} "
               f"searches words of a lexicon and LM", file=sys.stderr)
         return 2
-    from ..inference import compute_emissions, exit_summary, load_ctc_model, read_split
+    from ..backends import load_engine
+    from ..inference import compute_emissions, exit_summary, read_split
 
     exit_rule = exit_rule_from_arguments(args)
     skipped = [] if args.skip_bad else None
     try:
-        model, dictionary, cfg = load_ctc_model(args.checkpoint, args.data, args.device)
+        engine, model, dictionary, cfg = load_engine(args.checkpoint, device=args.device, data=args.data,
+                                                     exit_rule=exit_rule, **engine_options(args))
         problem = resolve_labels(args, cfg)
         if problem:
             print(f"sew-infer: error: {problem}", file=sys.stderr)
             return 2
         utterances = read_split(args.data, args.split, args.labels)
-        normalize = bool(getattr(cfg.task, "normalize", False))
-        emissions, forward_s = compute_emissions(model, utterances, args.max_samples, args.device,
-                                                 normalize=normalize, progress=not args.quiet, exit_rule=exit_rule,
+        emissions, forward_s = compute_emissions(engine, utterances, args.max_samples, progress=not args.quiet,
                                                  skipped=skipped)
         if not emissions:
             raise ValueError(f"no utterance of {args.split} could be decoded ({len(skipped or [])} skipped)")
@@ -218,6 +224,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     summary = {"checkpoint": os.path.abspath(args.checkpoint), "split": args.split, "decoder": args.decoder,
                "utterances": len(emissions), "audio_seconds": audio_s, "forward_seconds": forward_s,
                "decode_seconds": decode_s, "rtf": (forward_s + decode_s) / audio_s, "labels": args.labels,
+               "backend": args.backend, "dtype": args.dtype,
                **score(emissions, nbests, args.labels)}
     if skipped is not None:
         summary["skipped"] = [{"id": k.utterance.id, "audio": k.utterance.audio, "line": k.utterance.line,

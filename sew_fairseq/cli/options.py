@@ -1,16 +1,19 @@
 """Command-line options that several commands share, declared once: the CTC decoder (``--decoder``, ``--lexicon``,
-``--lm``, beam options), early exit (``--early-exit``, ``--exit-threshold``) and ``--device``.
+``--lm``, beam options), early exit (``--early-exit``, ``--exit-threshold``), the inference backend (``--backend``,
+``--dtype``, ``--onnx-cache``, ``--onnx``) and ``--device``.
 
-    add_decoder_arguments(parser); add_early_exit_arguments(parser)
-    problem = check_decoder_arguments(args) or check_early_exit_arguments(args)   # None, or the error text
+    add_decoder_arguments(parser); add_early_exit_arguments(parser); add_backend_arguments(parser)
+    problem = check_decoder_arguments(args) or check_early_exit_arguments(args) or check_backend_arguments(args)
     decoder = decoder_from_arguments(args, dictionary)
     rule = exit_rule_from_arguments(args)                                           # None without --early-exit
+    engine_options(args)              # {backend, dtype, onnx_cache, onnx_model}: keyword arguments of load_engine
 """
 import argparse
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 
+from ..backends.hardware import BACKEND_DTYPES, BACKENDS, DTYPES
 from ..modules.early_exit import DEFAULT_THRESHOLDS, EXIT_CRITERIA, ExitRule
 
 
@@ -93,3 +96,60 @@ def exit_rule_from_arguments(args: argparse.Namespace) -> Optional[ExitRule]:
     if args.exit_threshold is None:
         args.exit_threshold = DEFAULT_THRESHOLDS[args.early_exit]
     return ExitRule(args.early_exit, args.exit_threshold).check()
+
+
+BACKEND_HELP = ("torch: the fairseq model (fp32; bf16 on CPUs with AVX512-BF16 / AMX and on CUDA; fp16 on CUDA); "
+                "onnxruntime: its sew-convert to-onnx graph in ONNX Runtime (fp32; int8 = dynamic quantisation of "
+                "the MatMul weights), exported on first use into --onnx-cache")
+
+
+def add_backend_arguments(p: argparse.ArgumentParser, multiple: bool = False, cache: bool = True,
+                          defaults=("torch", "fp32"), cache_only: bool = False) -> None:
+    """``--backend`` and ``--dtype`` (one value each; ``multiple``: lists, every valid pair is run, for benchmarks;
+    ``defaults``: (backend, dtype), lists with ``multiple``) and, with ``cache``, ``--onnx-cache DIR`` and, unless
+    ``cache_only``, ``--onnx FILE``."""
+    g = p.add_argument_group("backend")
+    many = {"nargs": "+"} if multiple else {}
+    backend, dtype = defaults
+    if multiple:
+        backend, dtype = ([v] if isinstance(v, str) else v for v in (backend, dtype))
+
+    def shown(value) -> str:
+        return " ".join(value) if isinstance(value, (list, tuple)) else str(value)
+
+    g.add_argument("--backend", choices=BACKENDS, default=backend, **many,
+                   help=f"{BACKEND_HELP} (default {shown(backend)})")
+    g.add_argument("--dtype", choices=DTYPES, default=dtype, **many,
+                   help=f"precision of the network: fp32, bf16, fp16 (torch) or int8 (onnxruntime); log-softmax and "
+                        f"decoding are fp32 whatever it is; a dtype this machine cannot run is an error "
+                        f"(default {shown(dtype)})")
+    if cache:
+        g.add_argument("--onnx-cache", metavar="DIR", default=None,
+                       help="onnxruntime: folder of the exported graphs (default: onnx-cache/ beside the checkpoint; "
+                            "rebuilt when the checkpoint changes)")
+        if not cache_only:
+            g.add_argument("--onnx", metavar="FILE", dest="onnx_model", default=None,
+                           help="onnxruntime: run this graph (sew-convert to-onnx CKPT FILE [--quantize int8]) instead "
+                                "of the cache; checked against the checkpoint and --dtype")
+
+
+def check_backend_arguments(args: argparse.Namespace) -> Optional[str]:
+    """The usage error of an impossible --backend / --dtype / --onnx combination (hardware is checked later, when
+    the engine is built), or None."""
+    backend, dtype = args.backend, args.dtype
+    if isinstance(backend, list) or isinstance(dtype, list):
+        return None  # benchmarks: the pairs are checked one by one
+    if dtype not in BACKEND_DTYPES[backend]:
+        return (f"--backend {backend} runs --dtype {' / '.join(BACKEND_DTYPES[backend])}, not {dtype}"
+                + (" (int8 runs with --backend onnxruntime)" if dtype == "int8" else ""))
+    if getattr(args, "early_exit", None) and backend != "torch":
+        return "--early-exit needs --backend torch (an exported graph runs every layer)"
+    if backend != "onnxruntime" and getattr(args, "onnx_model", None):
+        return "--onnx FILE is a graph for --backend onnxruntime"
+    return None
+
+
+def engine_options(args: argparse.Namespace) -> Dict[str, Optional[str]]:
+    """Keyword arguments of :func:`sew_fairseq.backends.load_engine` (and ``Transcriber.from_checkpoint``)."""
+    return {"backend": args.backend, "dtype": args.dtype, "onnx_cache": getattr(args, "onnx_cache", None),
+            "onnx_model": getattr(args, "onnx_model", None)}

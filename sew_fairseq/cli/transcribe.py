@@ -3,6 +3,7 @@
     sew-transcribe ckpt/checkpoint_best.pt talk.mp3 --output-dir out              # one file -> out/talk.{txt,json,...}
     sew-transcribe ckpt/checkpoint_best.pt recordings/ --output-dir out           # a folder, searched recursively
     sew-transcribe ckpt/checkpoint_best.pt @files.txt --output-dir out --formats txt ctm
+    sew-transcribe ckpt/checkpoint_best.pt recordings/ --output-dir out --backend onnxruntime --dtype int8
     sew-transcribe ckpt/checkpoint_best.pt @test.list --output-dir out --references ref.trn      # + WER
     sew-transcribe ckpt/checkpoint_best.pt recordings/ --output-dir out --decoder kenlm \\
         --lexicon lexicon.txt --lm 4-gram.arpa --beam 500 --lm-weight 2 --word-score -1 --skip-bad
@@ -19,6 +20,10 @@ Long recordings run in chunks of ``--chunk-seconds`` with ``--overlap-seconds`` 
 does not grow with the length; each output frame comes from the interior of one chunk. A file that cannot be read
 (missing, empty, not audio, truncated, no samples) stops the run with a one-line error naming it (exit status 1;
 what was done is kept); ``--skip-bad`` lists it in summary.json and carries on.
+
+``--backend torch|onnxruntime --dtype fp32|bf16|fp16|int8`` chooses what runs the network (README, "Speed"): torch
+fp32 (default), bf16 (CPUs with AVX512-BF16 / AMX, CUDA), fp16 (CUDA), or the exported graph in ONNX Runtime, fp32
+or int8, exported on first use into ``--onnx-cache`` (default ``onnx-cache/`` beside the checkpoint).
 """
 import argparse
 import logging
@@ -26,8 +31,9 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from .options import (add_decoder_arguments, add_device_argument, add_early_exit_arguments, check_decoder_arguments,
-                      check_early_exit_arguments, decoder_from_arguments, exit_rule_from_arguments)
+from .options import (add_backend_arguments, add_decoder_arguments, add_device_argument, add_early_exit_arguments,
+                      check_backend_arguments, check_decoder_arguments, check_early_exit_arguments,
+                      decoder_from_arguments, engine_options, exit_rule_from_arguments)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help="chunks per forward pass (default %(default)s)")
     add_device_argument(p)
+    add_backend_arguments(p)
     add_decoder_arguments(p)
     add_early_exit_arguments(p)
     p.add_argument("--references", metavar="TRN",
@@ -66,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
-    problem = check_decoder_arguments(args) or check_early_exit_arguments(args)
+    problem = check_decoder_arguments(args) or check_early_exit_arguments(args) or check_backend_arguments(args)
     if problem:
         print(f"sew-transcribe: error: {problem}", file=sys.stderr)
         return 2
@@ -83,7 +90,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tr = Transcriber.from_checkpoint(args.checkpoint, device=args.device, dictionary=args.dict,
                                          chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
                                          batch_size=args.batch_size, exit_rule=exit_rule_from_arguments(args),
-                                         decoder=lambda dictionary: decoder_from_arguments(args, dictionary))
+                                         decoder=lambda dictionary: decoder_from_arguments(args, dictionary),
+                                         **engine_options(args))
         summary = transcribe_files(tr, files, args.output_dir, args.formats, skip_bad=args.skip_bad,
                                    overwrite=args.overwrite, channel=args.channel, progress=not args.quiet,
                                    setup_seconds=time.perf_counter() - start, references=references)

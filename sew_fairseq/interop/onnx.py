@@ -10,11 +10,22 @@ torch 2.13 still ships and which needs only the ``onnx`` package. Length-depende
 computes with Python ints (the SEW-D relative-position index, the zero padding of odd frame counts) has traced
 equivalents (``torch.jit.is_tracing()`` branches in ``modules/``), so the graph is valid for every length;
 the tests run ONNX Runtime on lengths that were not seen at export.
+
+``quantize="int8"`` then applies ONNX Runtime's dynamic quantisation (:func:`quantize_int8`): the weights of every
+MatMul with a constant weight (the transformer layers' projections and feed-forwards, the CTC projection) become
+int8, activations are quantised per call; the conv feature extractor stays fp32 (its ``ConvInteger`` form ran 4x
+slower than the fp32 convolution here). Besides the letters, the metadata records ``sew_fairseq.dtype`` (fp32 or
+int8), ``sew_fairseq.checkpoint_sha256`` (the checkpoint file it came from) and ``sew_fairseq.format``, which
+:mod:`sew_fairseq.backends.onnx_backend` checks before it runs a graph.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
+import os
 import warnings
+from typing import Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -25,6 +36,9 @@ from .common import FAIRSEQ_FAMILIES, ConversionError, build_encoder, read_plugi
 logger = logging.getLogger(__name__)
 
 OPSET = 17
+#: version of what this module exports; cached graphs of another format are rebuilt
+FORMAT = "1"
+QUANTIZE = ("int8",)
 
 
 class CTCInference(nn.Module):
@@ -58,25 +72,84 @@ def ctc_inference_model(checkpoint: str):
     return CTCInference(encoder, proj).eval(), list(ckpt.dictionary.symbols)
 
 
-def to_onnx(checkpoint: str, out: str, example_seconds: float = 2.0) -> str:
-    """Export the CTC checkpoint to ``out`` (written atomically); returns ``out``."""
+def file_sha256(path: str, chunk: int = 1 << 22) -> str:
+    """The hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _set_metadata(proto, values: Dict[str, str]) -> None:
+    kept = [(p.key, p.value) for p in proto.metadata_props if p.key not in values]
+    del proto.metadata_props[:]
+    for key, value in kept + sorted(values.items()):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def read_metadata(path: str) -> Dict[str, str]:
+    """The metadata of an ONNX file (``letters``, ``blank``, ``sew_fairseq.*``), without loading its weights."""
+    import onnx
+
+    proto = onnx.load(path, load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+class _DropPreprocessAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:  # quantize_dynamic's root-logger advice, every call
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def quantize_int8(fp32_path: str, out: str) -> str:
+    """ONNX Runtime dynamic quantisation of an exported graph (see the module docstring), written atomically."""
+    try:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as e:
+        raise ConversionError(f"--quantize int8 needs onnxruntime (pip install 'sew-fairseq[onnx]'): {e}") from None
+    with atomic_file(out, ".onnx") as tmp, contextlib.ExitStack() as stack:
+        advice = _DropPreprocessAdvice()
+        logging.getLogger().addFilter(advice)
+        stack.callback(logging.getLogger().removeFilter, advice)
+        quantize_dynamic(fp32_path, tmp, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+        proto = onnx.load(tmp)
+        _set_metadata(proto, {"sew_fairseq.dtype": "int8"})
+        onnx.save(proto, tmp)
+    return out
+
+
+def to_onnx(checkpoint: str, out: str, example_seconds: float = 2.0, quantize: Optional[str] = None,
+            checkpoint_sha256: Optional[str] = None) -> str:
+    """Export the CTC checkpoint to ``out`` (written atomically), dynamically quantised with ``quantize="int8"``;
+    returns ``out``. ``checkpoint_sha256``: the checkpoint's hash if already computed (else it is)."""
     try:
         import onnx
     except ImportError as e:
         raise ConversionError(f"to-onnx needs the onnx package (pip install 'sew-fairseq[onnx]'): {e}") from None
+    if quantize not in (None,) + QUANTIZE:
+        raise ConversionError(f"quantize={quantize!r}: expected one of {', '.join(QUANTIZE)} (or none for fp32)")
     model, letters = ctc_inference_model(checkpoint)
     example = torch.randn(1, int(example_seconds * 16000))
-    with atomic_file(out, ".onnx") as tmp:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TracerWarnings about Python values; the tests check other lengths
-            torch.onnx.export(model, (example,), tmp, dynamo=False, opset_version=OPSET, input_names=["source"],
-                              output_names=["logits"], do_constant_folding=True,
-                              dynamic_axes={"source": {0: "batch", 1: "samples"}, "logits": {0: "batch", 1: "frames"}})
-        proto = onnx.load(tmp)
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = "letters", " ".join(letters)
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = "blank", "0"
-        onnx.checker.check_model(proto)
-        onnx.save(proto, tmp)
+    metadata = {"letters": " ".join(letters), "blank": "0", "sew_fairseq.dtype": "fp32", "sew_fairseq.format": FORMAT,
+                "sew_fairseq.checkpoint_sha256": checkpoint_sha256 or file_sha256(checkpoint)}
+    fp32_out = out if quantize is None else out + ".fp32.tmp"
+    try:
+        with atomic_file(fp32_out, ".onnx") as tmp:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TracerWarnings about Python values; the tests check other lengths
+                torch.onnx.export(model, (example,), tmp, dynamo=False, opset_version=OPSET, input_names=["source"],
+                                  output_names=["logits"], do_constant_folding=True,
+                                  dynamic_axes={"source": {0: "batch", 1: "samples"},
+                                                "logits": {0: "batch", 1: "frames"}})
+            proto = onnx.load(tmp)
+            _set_metadata(proto, metadata)
+            onnx.checker.check_model(proto)
+            onnx.save(proto, tmp)
+        if quantize == "int8":
+            quantize_int8(fp32_out, out)
+    finally:
+        if quantize is not None and os.path.exists(fp32_out):
+            os.unlink(fp32_out)
     return out

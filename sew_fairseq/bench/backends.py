@@ -1,0 +1,298 @@
+"""``sew-bench speed --backend ... --dtype ...`` and ``sew-bench accuracy``: every inference backend, fast and right.
+
+    sew-bench speed --presets sew_tiny --seconds 11 --threads 2 --backend torch onnxruntime --dtype fp32 bf16 int8 \\
+        --against hf
+    sew-bench accuracy ckpt/checkpoint_best.pt --data corpus --split valid --threads 2
+
+``speed`` with ``--backend`` / ``--dtype`` times each preset as a CTC model (its random weights, a random projection to
+32 letters, written as a plugin checkpoint in a temporary folder) from the wave to the log-probabilities, through
+each engine of :mod:`sew_fairseq.backends` asked for (the valid backend x dtype pairs; pairs this machine cannot run
+are listed with the reason and not run). ``--against hf`` adds, in the same process, transformers' ``SEWForCTC`` /
+``SEWDForCTC`` holding the same weights, in fp32 and under ``torch.autocast`` with each reduced dtype asked for
+(bf16 / fp16), and prints for each of ours: time, transformers fp32 time / ours, transformers same-dtype time / ours
+(for onnxruntime, fp32 and int8 alike, the comparison is transformers fp32: transformers has no int8 or ONNX path
+here), the largest log-probability difference to transformers fp32 and the frame argmax agreement with it. Every
+path runs once per repeat in turn, so that load changes hit all of them. ONNX Runtime's one-time costs are reported
+separately: export, int8 quantisation (each engine gets a fresh cache, so both are measured) and session creation.
+
+``accuracy`` decodes a split greedily through each engine (default: torch fp32 and bf16, onnxruntime fp32 and
+int8) and prints, against torch fp32: WER and its change, identical transcripts, the largest log-probability
+difference and the frame argmax agreement, with forward seconds. A fp32 path more than 1e-4 from its reference
+makes both commands exit 1.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+
+from ..backends import BACKEND_DTYPES, Engine, UnsupportedBackend, check_backend, load_engine
+from ..backends.hardware import cpu_description
+
+#: fp32 paths must agree with their reference this closely (max abs log-probability)
+FP32_TOL = 1e-4
+LETTERS = list("|ETAONIHSRDLUMWCFGYPBVKXJQZ'")
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Pair(NamedTuple):
+    backend: str
+    dtype: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend} {self.dtype}"
+
+
+def engine_pairs(backends: Sequence[str], dtypes: Sequence[str], device: str
+                 ) -> Tuple[List[Pair], List[Tuple[Pair, str]]]:
+    """(the backend x dtype pairs this machine runs, [(pair, why not)] for the others), in the order given."""
+    run, skipped = [], []
+    for backend in backends:
+        for dtype in dtypes:
+            pair = Pair(backend, dtype)
+            if dtype not in BACKEND_DTYPES[backend]:
+                skipped.append((pair, f"backend {backend} runs {' / '.join(BACKEND_DTYPES[backend])} only"))
+                continue
+            try:
+                check_backend(backend, dtype, device)
+            except UnsupportedBackend as e:
+                skipped.append((pair, str(e)))
+                continue
+            run.append(pair)
+    return run, skipped
+
+
+def preset_ctc_checkpoint(preset: str, path: str, seed: int = 0) -> str:
+    """Write a ``sew_ctc`` checkpoint of ``preset`` (random weights, a random projection to 4 specials + 28 letters,
+    the dictionary inside) to ``path``; returns it."""
+    from fairseq.data import Dictionary
+
+    from ..interop.common import atomic_save, checkpoint_dict, finetuning_cfg
+    from ..presets import build_preset, preset_config
+
+    torch.manual_seed(seed)
+    model = build_preset(preset)
+    model.remove_pretraining_modules()
+    cfg = preset_config(preset)
+    dictionary = Dictionary()
+    for s in LETTERS:
+        dictionary.add_symbol(s, n=10)
+    dim = cfg.encoder_embed_dim
+    weights = {"w2v_encoder.w2v_model." + k: v for k, v in model.state_dict().items()}
+    weights["w2v_encoder.proj.weight"] = torch.randn(len(dictionary), dim) / math.sqrt(dim)
+    weights["w2v_encoder.proj.bias"] = 0.1 * torch.randn(len(dictionary))
+    atomic_save(checkpoint_dict(finetuning_cfg(cfg, False, os.path.dirname(path), f"preset {preset}"), weights,
+                                dictionary), path)
+    return path
+
+
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _max_diff(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> Tuple[float, float]:
+    """(max abs difference, share of equal frame argmaxes) of two lists of [T, V] log-probabilities."""
+    diff, same, frames = 0.0, 0, 0
+    for x, y in zip(a, b):
+        if x.shape != y.shape:
+            raise ValueError(f"log-probabilities of shape {list(x.shape)} against {list(y.shape)}")
+        diff = max(diff, (x - y).abs().max().item() if x.numel() else 0.0)
+        same += int((x.argmax(-1) == y.argmax(-1)).sum())
+        frames += x.shape[0]
+    return diff, same / max(frames, 1)
+
+
+def run_backends_speed(presets: Sequence[str], pairs: Sequence[Pair], seconds: float, repeats: int, threads: int,
+                       batch: int = 1, against_hf: bool = True, device: str = "cpu",
+                       attn_implementation: Optional[str] = None, seed: int = 0) -> List[dict]:
+    """Rows of ``sew-bench speed --backend/--dtype`` (see the module docstring), one per path and preset."""
+    from ..interop.common import read_plugin_checkpoint
+    from ..interop.hf import hf_model_for
+
+    torch.set_num_threads(threads)
+    rows: List[dict] = []
+    with tempfile.TemporaryDirectory(prefix="sew-bench-") as tmp:
+        for preset in presets:
+            ckpt = preset_ctc_checkpoint(preset, os.path.join(tmp, f"{preset}.pt"), seed)
+            g = torch.Generator().manual_seed(seed)
+            source = torch.randn(batch, int(round(seconds * 16000)), generator=g)
+            waves = [w.numpy() for w in source]
+            paths: Dict[str, Callable[[], List[torch.Tensor]]] = {}
+            info: Dict[str, dict] = {}
+            if against_hf:
+                hf = hf_model_for(read_plugin_checkpoint(ckpt), attn_implementation=attn_implementation)[0].to(device)
+                on_device = source.to(device)
+
+                def hf_run(dtype: Optional[torch.dtype] = None, hf=hf, on_device=on_device) -> List[torch.Tensor]:
+                    with torch.inference_mode():
+                        with torch.autocast(torch.device(device).type, dtype, enabled=dtype is not None):
+                            logits = hf(on_device).logits
+                        lp = torch.log_softmax(logits.float(), dim=-1).cpu()
+                    return list(lp)
+
+                paths["transformers fp32"] = hf_run
+                info["transformers fp32"] = {"kind": "hf", "dtype": "fp32"}
+                for dtype in dict.fromkeys(p.dtype for p in pairs if p.dtype in AUTOCAST):
+                    paths[f"transformers {dtype}"] = (lambda d=AUTOCAST[dtype], f=hf_run: f(d))
+                    info[f"transformers {dtype}"] = {"kind": "hf", "dtype": dtype}
+            engines: List[Engine] = []
+            for pair in pairs:
+                start = time.perf_counter()
+                cache = tempfile.mkdtemp(prefix="onnx-", dir=tmp) if pair.backend == "onnxruntime" else None
+                engine = load_engine(ckpt, pair.backend, pair.dtype, device, onnx_cache=cache, threads=threads).engine
+                engines.append(engine)
+                paths[f"ours {pair.name}"] = (lambda e=engine: e.log_probs(waves).log_probs)
+                info[f"ours {pair.name}"] = {"kind": "ours", "dtype": pair.dtype, "backend": pair.backend,
+                                             "load_s": time.perf_counter() - start, "setup": engine.setup}
+            reference_name = "transformers fp32" if against_hf else (
+                "ours torch fp32" if "ours torch fp32" in paths else None)
+            outputs = {name: fn() for name, fn in paths.items()}  # first call: warm-up and outputs to compare
+            times: Dict[str, List[float]] = {name: [] for name in paths}
+            for _ in range(repeats):
+                for name, fn in paths.items():
+                    _sync(device)
+                    t = time.perf_counter()
+                    fn()
+                    _sync(device)
+                    times[name].append(time.perf_counter() - t)
+            params = sum(v.numel() for k, v in torch.load(ckpt, weights_only=False)["model"].items()) / 1e6
+            for name in paths:
+                row = {"model": preset, "path": name, "params_m": params, "median_s": statistics.median(times[name]),
+                       "min_s": min(times[name]), **{k: v for k, v in info[name].items() if k != "setup"}}
+                setup = info[name].get("setup")
+                if setup is not None:
+                    row.update(export_s=setup.export_seconds, quantize_s=setup.quantize_seconds,
+                               session_s=setup.session_seconds, hash_s=setup.hash_seconds)
+                if reference_name is not None:
+                    row["max_diff"], row["argmax_agree"] = _max_diff(outputs[name], outputs[reference_name])
+                    row["reference"] = reference_name
+                rows.append(row)
+            _ratios(rows[-len(paths):], against_hf)
+            del engines, outputs
+    return rows
+
+
+def _ratios(rows: List[dict], against_hf: bool) -> None:
+    by_path = {r["path"]: r for r in rows}
+    for r in rows:
+        if against_hf:
+            r["hf_fp32_over"] = by_path["transformers fp32"]["median_s"] / r["median_s"]
+            same = by_path.get(f"transformers {r['dtype']}") if r["dtype"] in AUTOCAST else None
+            r["same_dtype_ref"] = same["path"] if same else "transformers fp32"
+            r["same_dtype_over"] = (same or by_path["transformers fp32"])["median_s"] / r["median_s"]
+
+
+def speed_header(seconds: float, threads: int, repeats: int, batch: int, device: str) -> str:
+    import transformers
+
+    try:
+        import onnxruntime
+
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = "not installed"
+    return (f"# CTC models (random weights, 32 letters), {seconds:g} s of audio, batch {batch}, {threads} threads, "
+            f"{device}, median of {repeats} (all paths alternating), wave -> fp32 log-probabilities\n"
+            f"# torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {ort_version}; "
+            f"{cpu_description() if device == 'cpu' else torch.cuda.get_device_name(device)}\n")
+
+
+def format_speed_rows(rows: List[dict]) -> str:
+    lines = [f"{'model':<12}{'path':<24}{'ms':>8}{'min ms':>8}{'HF fp32/x':>10}{'HF same/x':>10}  "
+             f"{'max|dlogp|':>10}{'argmax':>8}  one-time (s)"]
+    for r in rows:
+        same = ""
+        if r["kind"] == "ours" and "same_dtype_over" in r:
+            same = f"{r['same_dtype_over']:.2f}x" + ("*" if r["same_dtype_ref"] == "transformers fp32"
+                                                     and r["dtype"] != "fp32" else "")
+        hf = f"{r['hf_fp32_over']:.2f}x" if "hf_fp32_over" in r else ""
+        diff = f"{r['max_diff']:.1e}" if "max_diff" in r else ""
+        agree = f"{100 * r['argmax_agree']:.1f}%" if "argmax_agree" in r else ""
+        once = ""
+        if r.get("backend") == "onnxruntime":
+            once = f"export {r['export_s']:.1f}" + (f" + quantise {r['quantize_s']:.1f}" if r["dtype"] == "int8"
+                                                    else "") + f", session {r['session_s']:.2f}"
+        lines.append(f"{r['model']:<12}{r['path']:<24}{1000 * r['median_s']:>8.1f}{1000 * r['min_s']:>8.1f}"
+                     f"{hf:>10}{same:>10}  {diff:>10}{agree:>8}  {once}")
+    if any(r.get("same_dtype_ref") == "transformers fp32" and r.get("dtype") == "int8" for r in rows):
+        lines.append("* against transformers fp32: transformers has no int8 path here")
+    return "\n".join(lines)
+
+
+def fp32_failures(rows: List[dict]) -> List[str]:
+    """Descriptions of fp32 paths further than :data:`FP32_TOL` from their reference."""
+    return [f"{r['model']} {r['path']}: {r['max_diff']:.2e} from {r['reference']}" for r in rows
+            if r.get("dtype") == "fp32" and r.get("max_diff", 0.0) > FP32_TOL]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# accuracy: greedy WER of a split through every engine against torch fp32
+
+
+def run_accuracy(checkpoint: str, data: str, split: str, pairs: Sequence[Pair], device: str = "cpu",
+                 threads: int = 2, max_samples: int = 1_600_000, onnx_cache: Optional[str] = None) -> List[dict]:
+    """Rows of ``sew-bench accuracy``: torch fp32 first (the reference), then each pair."""
+    from ..decoding import build_decoder, cer, wer
+    from ..inference import compute_emissions, read_split
+
+    torch.set_num_threads(threads)
+    order = [Pair("torch", "fp32")] + [p for p in pairs if p != Pair("torch", "fp32")]
+    utterances = read_split(data, split)
+    refs = [u.words for u in utterances]
+    rows: List[dict] = []
+    reference: Optional[Tuple[List[torch.Tensor], List[str]]] = None
+    for pair in order:
+        start = time.perf_counter()
+        loaded = load_engine(checkpoint, pair.backend, pair.dtype, device, onnx_cache=onnx_cache, threads=threads)
+        load_s = time.perf_counter() - start
+        emissions, forward_s = compute_emissions(loaded.engine, utterances, max_samples, progress=False)
+        if len(emissions) != len(utterances):
+            raise ValueError(f"{split}: {len(utterances) - len(emissions)} utterances gave no emissions")
+        dictionary = loaded.dictionary
+        decoder = build_decoder("viterbi", dictionary, word_boundary="|" if "|" in dictionary.indices else None)
+        hyps = [" ".join(decoder.decode(e.log_probs.unsqueeze(0))[0][0].words) for e in emissions]
+        lps = [e.log_probs for e in emissions]
+        row = {"path": pair.name, "backend": pair.backend, "dtype": pair.dtype, "utterances": len(emissions),
+               "audio_s": sum(u.num_samples for u in utterances) / 16000, "forward_s": forward_s, "load_s": load_s,
+               "setup": loaded.engine.setup._asdict()}
+        if all(r is not None for r in refs):
+            row.update(wer=100 * wer(refs, hyps).rate, cer=100 * cer(refs, hyps).rate)
+        if reference is None:
+            reference = (lps, hyps)
+        row["max_diff"], row["argmax_agree"] = _max_diff(lps, reference[0])
+        row["same_text"] = sum(a == b for a, b in zip(hyps, reference[1]))
+        if "wer" in row:
+            row["wer_delta"] = row["wer"] - rows[0]["wer"] if rows else 0.0
+        rows.append(row)
+        del loaded, emissions
+    return rows
+
+
+def format_accuracy_rows(rows: List[dict], checkpoint: str, split: str, threads: int) -> str:
+    first = rows[0]
+    head = (f"# {checkpoint}, {split}: {first['utterances']} utterances, {first['audio_s']:.1f} s, greedy decoding, "
+            f"{threads} threads; against torch fp32; {platform.machine()} {cpu_description()}\n")
+    lines = [f"{'path':<20}{'WER':>7}{'dWER':>7}{'CER':>7}{'same text':>11}{'max|dlogp|':>12}{'argmax':>9}"
+             f"{'forward s':>11}"]
+    for r in rows:
+        wer_part = (f"{r['wer']:>7.2f}{r['wer_delta']:>+7.2f}{r['cer']:>7.2f}" if "wer" in r else f"{'':>21}")
+        lines.append(f"{r['path']:<20}{wer_part}{r['same_text']:>6}/{r['utterances']:<4}{r['max_diff']:>12.1e}"
+                     f"{100 * r['argmax_agree']:>8.2f}%{r['forward_s']:>11.3f}")
+    return head + "\n".join(lines)
+
+
+def accuracy_failures(rows: List[dict]) -> List[str]:
+    return [f"{r['path']}: {r['max_diff']:.2e} from torch fp32" for r in rows
+            if r["dtype"] == "fp32" and r["max_diff"] > FP32_TOL]
+
+
+def describe_skipped(skipped: Sequence[Tuple[Pair, str]]) -> List[str]:
+    return [f"not run: {pair.name}: {why}" for pair, why in skipped]
