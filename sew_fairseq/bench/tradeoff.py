@@ -98,7 +98,7 @@ def sweep(model, dictionary, utterances, grids: Dict[str, Sequence[float]], repe
     from ..decoding import build_decoder
     from ..inference import exit_summary
     from ..modules.early_exit import ExitRule
-    from ..cli.infer import decode_all, score  # moves to a library module with the rest of sew-infer's scoring
+    from ..evaluation import decode_all, score
 
     decoder = build_decoder("viterbi", dictionary)
     audio_s = sum(u.num_samples for u in utterances) / 16000

@@ -40,9 +40,11 @@ import os
 import random
 import sys
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from manifests.atomic import atomic_open
+
+from ..evaluation import decode_all, reference_oov, score, write_results
 from .options import (add_backend_arguments, add_decoder_arguments, add_device_argument, add_early_exit_arguments,
                       check_backend_arguments, check_decoder_arguments, check_early_exit_arguments,
                       decoder_from_arguments, engine_options, exit_rule_from_arguments)
@@ -50,7 +52,6 @@ from .options import (add_backend_arguments, add_decoder_arguments, add_device_a
 logger = logging.getLogger("sew_fairseq.cli.infer")
 
 DEFAULT_LM_WEIGHTS = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0]
-PHONE_IGNORE = ("sil",)  # not scored in the PER of --labels phn (TIMIT's folded closures, pauses and h#)
 DEFAULT_WORD_SCORES = [-2.0, -1.0, 0.0, 1.0, 2.0]
 
 
@@ -82,55 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def decode_all(decoder, emissions) -> List[List]:
-    """n-best lists of every emission, one utterance at a time (no padding in the beam search)."""
-    return [decoder.decode(e.log_probs.unsqueeze(0))[0] for e in emissions]
-
-
-def score(emissions, nbests, labels: str = "wrd") -> Dict[str, float]:
-    """WER and CER of word references, or (``labels="phn"``) PER without ``sil`` and with every symbol."""
-    from ..decoding import cer, per, wer
-
-    refs = [e.utterance.words for e in emissions]
-    if any(r is None for r in refs):
-        return {}
-    hyps = [" ".join(n[0].words) if n else "" for n in nbests]
-    if labels == "phn":
-        p, p_all = per(refs, hyps, ignore=PHONE_IGNORE), per(refs, hyps, ignore=())
-        return {"per": 100 * p.rate, "phone_errors": p.errors, "phones": p.ref_len, "per_ignores": list(PHONE_IGNORE),
-                "per_with_sil": 100 * p_all.rate}
-    w, c = wer(refs, hyps), cer(refs, hyps)
-    return {"wer": 100 * w.rate, "cer": 100 * c.rate, "word_errors": w.errors, "words": w.ref_len}
-
-
-def reference_oov(lexicon_path: str, emissions) -> Dict[str, object]:
-    """Reference words a lexicon decoder cannot output: count, rate and a few examples."""
-    from ..decoding import read_lexicon
-
-    lexicon = read_lexicon(lexicon_path)
-    words = [w for e in emissions if e.utterance.words for w in e.utterance.words.split()]
-    oov = [w for w in words if w not in lexicon]
-    return {"oov_words": len(oov), "reference_words": len(words),
-            "oov_rate": 100 * len(oov) / max(1, len(words)), "oov_examples": sorted(set(oov))[:10]}
-
-
-def write_results(out_dir: str, emissions, nbests, summary: Dict, labels: str = "wrd") -> None:
-    from ..decoding import UtteranceResult, write_trn, write_utterance_tsv
-
-    os.makedirs(out_dir, exist_ok=True)
-    hyps = [" ".join(n[0].words) if n else "" for n in nbests]
-    ids = [e.utterance.id for e in emissions]
-    write_trn(os.path.join(out_dir, "hyp.trn"), list(zip(ids, hyps)))
-    if all(e.utterance.words is not None for e in emissions):
-        write_trn(os.path.join(out_dir, "ref.trn"), [(i, e.utterance.words) for i, e in zip(ids, emissions)])
-    write_utterance_tsv(os.path.join(out_dir, "utterances.tsv"),
-                        [UtteranceResult(i, e.utterance.words or "", h, e.exit_layer)
-                         for i, e, h in zip(ids, emissions, hyps)],
-                        unit="phone" if labels == "phn" else "word", ignore=PHONE_IGNORE if labels == "phn" else ())
-    with atomic_open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-
-
 def results_dir(args, kind: str) -> str:
     """``--results-dir``, or ``<checkpoint dir>/<kind>-<split>-<decoder>[-exit-<criterion><threshold>]``."""
     name = f"{kind}-{args.split}-{args.decoder}"
@@ -140,21 +92,20 @@ def results_dir(args, kind: str) -> str:
 
 
 def tune(args, dictionary, emissions) -> Dict:
-    """Decode with each (lm weight, word score) of the grid (or a random subset); the best by WER."""
+    """``--tune``: decode with each (lm weight, word score) of the grid (or a random subset); the best by WER."""
+    from ..evaluation import tune_lm_weights
+
     grid = list(itertools.product(args.tune_lm_weights, args.tune_word_scores))
     if args.decoder == "kenlm-lexfree":  # no word score in the lexicon-free decoder
         grid = [(w, 0.0) for w in args.tune_lm_weights]
     if len(grid) > args.tune_budget:
         grid = random.Random(args.seed).sample(grid, args.tune_budget)
-    rows = []
-    for lm_weight, word_score in grid:
-        result = score(emissions, decode_all(decoder_from_arguments(args, dictionary, lm_weight, word_score),
-                                             emissions))
-        rows.append({"lm_weight": lm_weight, "word_score": word_score, **result})
-        print(f"lm_weight {lm_weight:5.2f}  word_score {word_score:5.2f}  WER {result['wer']:6.2f}  "
-              f"CER {result['cer']:6.2f}", flush=True)
-    best = min(rows, key=lambda r: (r["wer"], r["cer"]))
-    return {"best": best, "trials": rows}
+
+    def report(row: Dict) -> None:
+        print(f"lm_weight {row['lm_weight']:5.2f}  word_score {row['word_score']:5.2f}  WER {row['wer']:6.2f}  "
+              f"CER {row['cer']:6.2f}", flush=True)
+
+    return tune_lm_weights(emissions, grid, lambda w, s: decoder_from_arguments(args, dictionary, w, s), report)
 
 
 def resolve_labels(args, cfg) -> Optional[str]:

@@ -1,0 +1,77 @@
+"""Scoring decoded splits (what ``sew-infer`` and ``sew-bench tradeoff`` report): n-best lists of every utterance,
+WER / CER or (phones) PER, the reference words a lexicon cannot produce, LM-weight tuning, and the result files
+(``hyp.trn``, ``ref.trn``, ``utterances.tsv``, ``results.json``).
+
+``emissions`` are :class:`sew_fairseq.inference.Emission` (an utterance with its references and its [T, V]
+log-probabilities); decoders are :mod:`sew_fairseq.decoding`'s.
+"""
+import json
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from manifests.atomic import atomic_open
+
+PHONE_IGNORE = ("sil",)  # not scored in the PER of phone models (TIMIT's folded closures, pauses and h#)
+
+
+def decode_all(decoder, emissions) -> List[List]:
+    """n-best lists of every emission, one utterance at a time (no padding in the beam search)."""
+    return [decoder.decode(e.log_probs.unsqueeze(0))[0] for e in emissions]
+
+
+def score(emissions, nbests, labels: str = "wrd") -> Dict[str, float]:
+    """WER and CER of word references, or (``labels="phn"``) PER without ``sil`` and with every symbol."""
+    from ..decoding import cer, per, wer
+
+    refs = [e.utterance.words for e in emissions]
+    if any(r is None for r in refs):
+        return {}
+    hyps = [" ".join(n[0].words) if n else "" for n in nbests]
+    if labels == "phn":
+        p, p_all = per(refs, hyps, ignore=PHONE_IGNORE), per(refs, hyps, ignore=())
+        return {"per": 100 * p.rate, "phone_errors": p.errors, "phones": p.ref_len, "per_ignores": list(PHONE_IGNORE),
+                "per_with_sil": 100 * p_all.rate}
+    w, c = wer(refs, hyps), cer(refs, hyps)
+    return {"wer": 100 * w.rate, "cer": 100 * c.rate, "word_errors": w.errors, "words": w.ref_len}
+
+
+def reference_oov(lexicon_path: str, emissions) -> Dict[str, object]:
+    """Reference words a lexicon decoder cannot output: count, rate and a few examples."""
+    from ..decoding import read_lexicon
+
+    lexicon = read_lexicon(lexicon_path)
+    words = [w for e in emissions if e.utterance.words for w in e.utterance.words.split()]
+    oov = [w for w in words if w not in lexicon]
+    return {"oov_words": len(oov), "reference_words": len(words),
+            "oov_rate": 100 * len(oov) / max(1, len(words)), "oov_examples": sorted(set(oov))[:10]}
+
+
+def write_results(out_dir: str, emissions, nbests, summary: Dict, labels: str = "wrd") -> None:
+    from ..decoding import UtteranceResult, write_trn, write_utterance_tsv
+
+    os.makedirs(out_dir, exist_ok=True)
+    hyps = [" ".join(n[0].words) if n else "" for n in nbests]
+    ids = [e.utterance.id for e in emissions]
+    write_trn(os.path.join(out_dir, "hyp.trn"), list(zip(ids, hyps)))
+    if all(e.utterance.words is not None for e in emissions):
+        write_trn(os.path.join(out_dir, "ref.trn"), [(i, e.utterance.words) for i, e in zip(ids, emissions)])
+    write_utterance_tsv(os.path.join(out_dir, "utterances.tsv"),
+                        [UtteranceResult(i, e.utterance.words or "", h, e.exit_layer)
+                         for i, e, h in zip(ids, emissions, hyps)],
+                        unit="phone" if labels == "phn" else "word", ignore=PHONE_IGNORE if labels == "phn" else ())
+    with atomic_open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+
+
+def tune_lm_weights(emissions, grid: Sequence[Tuple[float, float]], make_decoder: Callable[[float, float], object],
+                    report: Optional[Callable[[Dict], None]] = None) -> Dict:
+    """Decode ``emissions`` with ``make_decoder(lm_weight, word_score)`` for each pair of ``grid``; ``{"best": the
+    row of the lowest WER (then CER), "trials": every row}``, each row the pair and its :func:`score`."""
+    rows = []
+    for lm_weight, word_score in grid:
+        result = score(emissions, decode_all(make_decoder(lm_weight, word_score), emissions))
+        rows.append({"lm_weight": lm_weight, "word_score": word_score, **result})
+        if report is not None:
+            report(rows[-1])
+    best = min(rows, key=lambda r: (r["wer"], r["cer"]))
+    return {"best": best, "trials": rows}
