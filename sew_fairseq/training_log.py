@@ -1,0 +1,39 @@
+"""fairseq's json training logs (``common.log_format=json``): the ``train_inner`` and ``valid`` records as rows, and
+the table ``sew-log-summary`` prints (update, loss, contrastive loss, diversity loss, feature penalty, accuracy,
+codebook perplexity)."""
+import json
+import re
+from typing import Dict, Iterable, List
+
+_RECORD = re.compile(r"\[(train_inner|valid)\]\[INFO\] - (\{.*\})\s*$")
+COLUMNS = [("update", "num_updates"), ("loss", "loss"), ("contrastive", "loss_0"), ("diversity", "diversity"),
+           ("feat_pen", "feature_pen"), ("accuracy", "accuracy"), ("code_ppl", "code_perplexity")]
+
+
+def parse_log(lines: Iterable[str]) -> List[Dict[str, str]]:
+    """Records of a fairseq json log, each with ``kind`` = ``train`` or ``valid`` and its values as strings."""
+    records = []
+    for line in lines:
+        match = _RECORD.search(line)
+        if not match:
+            continue
+        values = json.loads(match.group(2))
+        kind = "train" if match.group(1) == "train_inner" else "valid"
+        if kind == "valid":
+            values = {k[len("valid_"):] if k.startswith("valid_") else k: v for k, v in values.items()}
+        values["kind"] = kind
+        # fairseq numbers the extra losses in order: diversity (only with a quantizer), feature penalty
+        extra = ["diversity", "feature_pen"] if "prob_perplexity" in values else ["feature_pen"]
+        for name, key in zip(extra, ("loss_1", "loss_2")):
+            if key in values:
+                values[name] = values[key]
+        records.append({k: str(v) for k, v in values.items()})
+    return records
+
+
+def format_table(records: List[Dict[str, str]]) -> str:
+    header = f"{'':6}" + "".join(f"{name:>12}" for name, _ in COLUMNS)
+    rows = [header]
+    for r in records:
+        rows.append(f"{r['kind']:6}" + "".join(f"{r.get(key, '-'):>12}" for _, key in COLUMNS))
+    return "\n".join(rows)
