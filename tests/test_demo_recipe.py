@@ -75,8 +75,9 @@ def test_demo_finetuning_and_decoding(demo):
 
 def test_demo_transcribe_equals_sew_infer_and_times_words(demo, tmp_path, capsys):
     """sew-transcribe greedy gives sew-infer's greedy transcript (stage 5's hyp.trn) on every held-out utterance, and
-    on held-out speech joined by 1 s silences (known utterance spans) every word's time falls inside the span of
-    an utterance, with about that utterance's number of words, also when the recording is cut into 4 s chunks."""
+    on held-out speech joined by 1 s silences (known utterance spans) every word starts and ends inside the span of
+    an utterance, about that utterance's number of words start in it, also when the recording is cut into 4 s
+    chunks."""
     import numpy as np
 
     from sew_fairseq.cli.transcribe import main
@@ -112,11 +113,13 @@ def test_demo_transcribe_equals_sew_infer_and_times_words(demo, tmp_path, capsys
         result = tr.transcribe(np.concatenate(pieces), 16000)
         assert result.chunks == (1 if chunk_seconds == 20 else 14)
 
-        def inside(w, span):  # a word within the span, give or take 0.1 s (5 frames)
-            return span[0] - 0.1 <= w.start < w.end <= span[1] + 0.1
+        def in_speech(t):  # inside an utterance's span, give or take 0.1 s (5 frames)
+            return any(a - 0.1 <= t <= b + 0.1 for a, b in spans)
 
-        stray = [w for w in result.words if not any(inside(w, s) for s in spans)]
+        # every word starts and ends in speech, never in a silence (a wrong time base or chunk offset puts many words
+        # there); a word may still span a gap where the model ran two words together (seen: EIGHT FIND -> IGTFIND)
+        stray = [w for w in result.words if not (w.start < w.end and in_speech(w.start) and in_speech(w.end))]
         assert not stray, (chunk_seconds, stray)
-        counts = [sum(inside(w, s) for w in result.words) for s in spans]
+        counts = [sum(a - 0.1 <= w.start <= b + 0.1 for w in result.words) for a, b in spans]  # words starting there
         expected = [len(u.words.split()) for u in utterances[:count]]
         assert all(abs(a - b) <= 2 for a, b in zip(counts, expected)), (counts, expected)
