@@ -228,9 +228,10 @@ def stream_audio(path: PathLike, sample_rate: int, channel: Optional[int] = None
 
 
 def read_audio(path: PathLike, sample_rate: int, channel: Optional[int] = None, start: Optional[float] = None,
-               end: Optional[float] = None) -> Audio:
-    """The file (or ``[start, end)`` seconds of it) as :class:`Audio` at ``sample_rate`` (see :func:`stream_audio`)."""
-    info = audio_info(path)
+               end: Optional[float] = None, info: Optional[AudioInfo] = None) -> Audio:
+    """The file (or ``[start, end)`` seconds of it) as :class:`Audio` at ``sample_rate`` (see :func:`stream_audio`);
+    ``info``: its header, when the caller has read it already."""
+    info = info or audio_info(path)
     blocks: List[np.ndarray] = list(stream_audio(path, sample_rate, channel, info=info, start=start, end=end))
     samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     return Audio(samples, sample_rate, info.sample_rate, info.frames, info.channels)
@@ -281,7 +282,7 @@ def convert_audio(src: PathLike, dst: PathLike, sample_rate: int = SAMPLE_RATE, 
     if done is not None:
         return done
     info = audio_info(src)
-    audio = read_audio(src, sample_rate, channel, start, end)
+    audio = read_audio(src, sample_rate, channel, start, end, info=info)
     if len(audio.samples) == 0:
         raise ValueError(f"{src}: empty segment [{start}, {end}) s of a {info.duration:.2f} s file")
     return write_flac(dst, audio.samples, sample_rate, overwrite=True)

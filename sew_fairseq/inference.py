@@ -135,7 +135,7 @@ def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
         if info.sample_rate != sample_rate:
             raise AudioError(utt.audio, "wrong_rate", f"sample rate {info.sample_rate} Hz, the model needs "
                                                      f"{sample_rate} Hz (resample it, or use sew-transcribe)")
-        return read_audio(utt.audio, sample_rate).samples
+        return read_audio(utt.audio, sample_rate, info=info).samples
     except AudioError as e:
         raise ManifestError(utt.manifest or utt.audio, utt.line, e.reason, e.detail, audio_path=utt.audio,
                             hint="fix or remove the line; --skip-bad decodes the other utterances") from None

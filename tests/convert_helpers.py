@@ -119,6 +119,15 @@ def hf_config_kwargs(name: str) -> Tuple[str, Dict[str, Any]]:
     return family, kw
 
 
+def save_hf_dir(model: nn.Module, path: Path, ctc: bool) -> nn.Module:
+    """``save_pretrained`` of ``model`` into ``path`` (+ ``vocab.json`` of LETTERS for a CTC model); returns it."""
+    model.save_pretrained(path)
+    if ctc:
+        vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{s: i + 4 for i, s in enumerate(LETTERS)}}
+        (path / "vocab.json").write_text(json.dumps(vocab))
+    return model
+
+
 def write_hf_dir(path: Path, name: str, ctc: bool, seed: int = 0) -> nn.Module:
     """save_pretrained of a random transformers SEW/SEW-D model (+ vocab.json for CTC); returns the model."""
     import transformers
@@ -130,12 +139,7 @@ def write_hf_dir(path: Path, name: str, ctc: bool, seed: int = 0) -> nn.Module:
     cfg._attn_implementation = "eager"
     cls = {("sew", False): transformers.SEWModel, ("sew", True): transformers.SEWForCTC,
            ("sew_d", False): transformers.SEWDModel, ("sew_d", True): transformers.SEWDForCTC}[family, ctc]
-    model = randomise_(cls(cfg), seed).eval()
-    model.save_pretrained(path)
-    if ctc:
-        vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{s: i + 4 for i, s in enumerate(LETTERS)}}
-        (path / "vocab.json").write_text(json.dumps(vocab))
-    return model
+    return save_hf_dir(randomise_(cls(cfg), seed).eval(), path, ctc)
 
 
 def audio(seconds: float, seed: int) -> torch.Tensor:
@@ -313,12 +317,7 @@ def write_hf_w2v2_dir(path: Path, family: str, style: str, ctc: bool, seed: int 
 
     cfg = hf_w2v2_config(family, style, ctc, **overrides)
     cls = getattr(transformers, (W2V2_CTC_CLASSES if ctc else W2V2_BASE_CLASSES)[family])
-    model = randomise_(cls(cfg), seed).eval()
-    model.save_pretrained(path)
-    if ctc:
-        vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{s: i + 4 for i, s in enumerate(LETTERS)}}
-        (path / "vocab.json").write_text(json.dumps(vocab))
-    return model
+    return save_hf_dir(randomise_(cls(cfg), seed).eval(), path, ctc)
 
 
 def hf_ctc_and_checkpoint(tmp_path: Path, family: str, style: str, seed: int = 0, **overrides) -> Tuple[nn.Module,
