@@ -7,7 +7,7 @@ cannot read), by the plugin's manifest check before training, and by ``sew-infer
 names the file, the 1-based line, the audio file, the reason (a key of :data:`HINTS` or another word) and the fix.
 
 :class:`Utterance` is one utterance of a manifest: the builders write them (``manifests.common.write_split``) and
-the plugin reads them back (``sew_fairseq.inference.read_split``).
+the plugin reads them back (``sew_fairseq.evaluate.splits.read_split``).
 """
 import os
 from dataclasses import dataclass

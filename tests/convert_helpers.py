@@ -14,9 +14,9 @@ from typing import Any, Dict, Tuple
 import torch
 import torch.nn as nn
 
-from sew_fairseq.interop.common import checkpoint_dict, finetuning_cfg, pretraining_cfg
+from sew_fairseq.checkpoints.plugin import checkpoint_dict, finetuning_cfg, pretraining_cfg
 from sew_fairseq.modules.feature_extractor import wfe_c_layers, wfe_o_layers
-from sew_fairseq.presets import build_preset
+from sew_fairseq.models.presets import build_preset
 
 TOL = 1e-4
 LETTERS = list("|ETAONIHSRDLUMWCFGYPBVKXJQZ'")
@@ -61,7 +61,7 @@ def randomise_(model: nn.Module, seed: int) -> nn.Module:
 
 def our_model(name: str, seed: int = 0, heads: bool = True) -> Tuple[nn.Module, Any]:
     """(our pretraining model with random weights, its structured config) of reduced preset ``name``."""
-    from sew_fairseq.presets import preset_config
+    from sew_fairseq.models.presets import preset_config
 
     family, over = REDUCED[name]
     base = "sew_tiny" if family == "sew" else "sew_d_tiny"
@@ -324,7 +324,7 @@ def hf_ctc_and_checkpoint(tmp_path: Path, family: str, style: str, seed: int = 0
                                                                                                         Path]:
     """(transformers ``Wav2Vec2ForCTC`` / ``HubertForCTC`` with random weights, eval mode; the plugin checkpoint
     ``sew-convert from-hf`` made of it). For parity checks at any level (model, ``sew-infer``, transcription)."""
-    from sew_fairseq.interop.hf import from_hf
+    from sew_fairseq.checkpoints.hf import from_hf
 
     hf = write_hf_w2v2_dir(tmp_path / f"hf-{family}-{style}", family, style, ctc=True, seed=seed, **overrides)
     out = tmp_path / f"{family}-{style}.pt"
@@ -333,7 +333,7 @@ def hf_ctc_and_checkpoint(tmp_path: Path, family: str, style: str, seed: int = 0
 
 
 def ctc_log_probs(model: nn.Module, source: torch.Tensor) -> torch.Tensor:
-    """[B, T, V] CTC log-probabilities of a loaded fine-tuned model, as ``sew_fairseq.inference`` computes them."""
+    """[B, T, V] CTC log-probabilities of a loaded fine-tuned model, as the torch engine computes them."""
     with torch.no_grad():
         out = model(source=source, padding_mask=None)
         return model.get_normalized_probs(out, log_probs=True).transpose(0, 1)

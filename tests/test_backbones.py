@@ -1,4 +1,4 @@
-"""fairseq's own wav2vec 2.0 and HuBERT checkpoints as backbones (``sew_fairseq/models/backbones.py``).
+"""fairseq's own wav2vec 2.0 and HuBERT checkpoints as backbones (``sew_fairseq/models/hubert.py``).
 
 The checkpoints are made by fairseq itself once per session (tests/fairseq_made.py: fairseq's recipes, tasks, models
 and criteria, 2 updates each): ``sew_ctc`` and ``sew_ctc_early_exit`` fine-tune from the pretrained ones, fairseq's
@@ -31,7 +31,7 @@ def finetune(run, recipe: str, data: Path, out: Path, extra) -> Path:
 
 
 def log_probs(model, source: torch.Tensor) -> torch.Tensor:
-    """[B, T, V] as sew_fairseq.inference computes them."""
+    """[B, T, V] as sew_fairseq.evaluate.splits computes them."""
     with torch.no_grad():
         return model.get_normalized_probs(model(source=source, padding_mask=None), log_probs=True).transpose(0, 1)
 
@@ -47,7 +47,7 @@ def test_fairseq_checkpoints_load_through_the_allow_list(fairseq_made):
     """What fairseq's HuBERT checkpoints hold beyond weights loads under the restricted unpickler."""
     from fairseq.data import Dictionary
 
-    from sew_fairseq.checkpoint import safe_load
+    from sew_fairseq.checkpoints.safe_load import safe_load
 
     hubert = safe_load(fairseq_made.hubert)
     dictionaries = hubert["task_state"]["dictionaries"]  # HubertPretrainingTask's state: one Dictionary per label set
@@ -65,8 +65,8 @@ def test_fairseq_checkpoints_load_through_the_allow_list(fairseq_made):
 def test_sew_ctc_fine_tunes_from_fairseq_pretrained_checkpoints(backbone, fairseq_made, tmp_path, run):
     from fairseq import checkpoint_utils
 
-    from sew_fairseq.checkpoint import safe_load
-    from sew_fairseq.models.backbones import HubertBackbone
+    from sew_fairseq.checkpoints.safe_load import safe_load
+    from sew_fairseq.models.hubert import HubertBackbone
 
     pretrained = getattr(fairseq_made, backbone)
     checkpoint = finetune(run, "10h", fairseq_made.corpus, tmp_path, [
@@ -89,7 +89,7 @@ def test_sew_ctc_fine_tunes_from_fairseq_pretrained_checkpoints(backbone, fairse
 def test_early_exit_joint_training_from_fairseq_pretrained_checkpoints(backbone, fairseq_made, tmp_path, run):
     checkpoint = finetune(run, "early_exit_joint", fairseq_made.corpus, tmp_path, [
         f"model.w2v_path={getattr(fairseq_made, backbone)}", "++model.mask_length=4", "model.mask_channel_length=8"])
-    from sew_fairseq.inference import load_ctc_model
+    from sew_fairseq.checkpoints.ctc import load_ctc_model
 
     model, _, cfg = load_ctc_model(str(checkpoint), str(fairseq_made.corpus))
     assert model.exit_layers == [5, 8, 11] and cfg.model.w2v_args.model._name == backbone  # 5/12, 8/12, 11/12
@@ -100,8 +100,9 @@ def test_fairseq_hubert_ctc_loads_as_sew_ctc_with_fairseqs_own_output(fairseq_ma
     from fairseq import checkpoint_utils
 
     from manifests.records import Utterance
-    from sew_fairseq.inference import compute_emissions, load_ctc_model
-    from sew_fairseq.models.backbones import HubertBackbone
+    from sew_fairseq.evaluate.splits import compute_emissions
+    from sew_fairseq.checkpoints.ctc import load_ctc_model
+    from sew_fairseq.models.hubert import HubertBackbone
 
     ours, dictionary, cfg = load_ctc_model(str(fairseq_made.hubert_ctc), str(fairseq_made.corpus))
     assert type(ours).__name__ == "SEWCtc" and isinstance(ours.w2v_encoder.w2v_model, HubertBackbone)
@@ -136,8 +137,8 @@ def test_fairseq_hubert_ctc_loads_as_sew_ctc_with_fairseqs_own_output(fairseq_ma
 
 
 def test_hubert_ctc_without_its_pretrained_checkpoint_names_the_fix(fairseq_made, tmp_path):
-    from sew_fairseq.checkpoint import safe_load
-    from sew_fairseq.inference import load_ctc_model
+    from sew_fairseq.checkpoints.safe_load import safe_load
+    from sew_fairseq.checkpoints.ctc import load_ctc_model
 
     state = safe_load(fairseq_made.hubert_ctc)
     state["cfg"]["model"]["w2v_path"] = str(tmp_path / "moved" / "hubert.pt")
@@ -160,8 +161,8 @@ def test_sew_infer_decodes_fairseq_ctc_checkpoints(name, fairseq_made, tmp_path,
 @pytest.mark.parametrize("name,hf_class", [("hubert_ctc", "HubertForCTC"), ("wav2vec_ctc", "Wav2Vec2ForCTC")])
 def test_fairseq_ctc_checkpoints_convert_to_transformers(name, hf_class, fairseq_made, tmp_path):
     transformers = pytest.importorskip("transformers")
-    from sew_fairseq.interop.hf import to_hf
-    from sew_fairseq.inference import load_ctc_model
+    from sew_fairseq.checkpoints.hf import to_hf
+    from sew_fairseq.checkpoints.ctc import load_ctc_model
 
     to_hf(str(getattr(fairseq_made, name)), str(tmp_path / "hf"))
     hf = transformers.AutoModelForCTC.from_pretrained(tmp_path / "hf").eval()
@@ -179,7 +180,7 @@ def test_fairseq_pretrained_checkpoints_convert_to_transformers(name, hf_class, 
     transformers = pytest.importorskip("transformers")
     from fairseq import checkpoint_utils
 
-    from sew_fairseq.interop.hf import to_hf
+    from sew_fairseq.checkpoints.hf import to_hf
 
     to_hf(str(getattr(fairseq_made, name)), str(tmp_path / "hf"))
     hf = transformers.AutoModel.from_pretrained(tmp_path / "hf").eval()

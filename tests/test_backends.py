@@ -1,4 +1,4 @@
-"""sew_fairseq.backends: every backend/dtype against torch fp32 on reduced random-weight SEW and SEW-D CTC models
+"""sew_fairseq.engines: every backend/dtype against torch fp32 on reduced random-weight SEW and SEW-D CTC models
 (tolerances per dtype), clear errors for what the machine or the backend cannot run, the ONNX cache (reused, rebuilt
 when the checkpoint changes), graphs given by file, chunked long-form through ONNX Runtime, and the --backend /
 --dtype flags of sew-transcribe, sew-infer and sew-bench. Real models and real speech; nothing mocked except the
@@ -17,9 +17,9 @@ import soundfile as sf
 import torch
 
 from convert_helpers import audio, write_plugin_checkpoint
-from sew_fairseq.backends import UnsupportedBackend, check_backend, cpu_bf16, load_engine
-from sew_fairseq.backends.onnx_backend import cached_onnx
-from sew_fairseq.inference import forward_log_probs
+from sew_fairseq.engines import UnsupportedBackend, check_backend, cpu_bf16, load_engine
+from sew_fairseq.engines.onnx_engine import cached_onnx
+from sew_fairseq.engines.torch_engine import forward_log_probs
 from sew_fairseq.transcribe import Transcriber
 
 pytest.importorskip("onnxruntime")
@@ -97,7 +97,7 @@ def test_engine_against_torch_fp32(name, backend, dtype, checkpoints, waves, tmp
 
 @needs_bf16
 def test_bf16_prepares_the_model_once_and_keeps_the_first_block_and_norms_fp32(checkpoints):
-    from sew_fairseq.backends.torch_backend import ChannelsLastConv1d, Fp32Conv1d
+    from sew_fairseq.engines.torch_engine import ChannelsLastConv1d, Fp32Conv1d
 
     loaded = load_engine(str(checkpoints["sew_d_c"]), "torch", "bf16")
     first, *convs = [m for m in loaded.model.modules() if isinstance(m, torch.nn.Conv1d)]
@@ -115,7 +115,7 @@ def test_bf16_prepares_the_model_once_and_keeps_the_first_block_and_norms_fp32(c
 def test_early_exit_runs_in_bf16():
     from test_early_exit import build_model, padded_batch
 
-    from sew_fairseq.backends.torch_backend import TorchEngine
+    from sew_fairseq.engines.torch_engine import TorchEngine
     from sew_fairseq.modules.early_exit import ExitRule
 
     def model():
@@ -155,7 +155,7 @@ def test_unsupported_combinations_are_clear_errors(checkpoints):
 
 
 def test_bf16_without_bf16_hardware_names_what_is_missing(monkeypatch):
-    from sew_fairseq.backends import hardware
+    from sew_fairseq.engines import hardware
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     monkeypatch.setattr(hardware, "_torch_probe", lambda name: False)
@@ -215,7 +215,7 @@ def test_graphs_from_sew_convert_are_checked_and_run(checkpoints, waves, tmp_pat
     assert convert(["to-onnx", ckpt, str(tmp_path / "int8.onnx"), "--quantize", "int8"]) == 0
     assert convert(["to-onnx", ckpt, str(tmp_path / "fp32.onnx")]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fp32.onnx", "int8.onnx"]  # no temporary left
-    from sew_fairseq.interop.onnx import file_sha256, read_metadata
+    from sew_fairseq.checkpoints.onnx import file_sha256, read_metadata
 
     meta = read_metadata(str(tmp_path / "int8.onnx"))
     assert meta["sew_fairseq.dtype"] == "int8" and meta["sew_fairseq.checkpoint_sha256"] == file_sha256(ckpt)
@@ -354,7 +354,7 @@ def test_sew_bench_speed_and_accuracy_per_backend(checkpoints, fixtures_dir, tmp
 
 
 def test_hardware_detection_sees_the_cpuinfo_flags():
-    from sew_fairseq.backends.hardware import cpu_flags
+    from sew_fairseq.engines.hardware import cpu_flags
 
     flags = cpu_flags()
     if not {"avx512_bf16", "amx_bf16"} & flags:

@@ -1,4 +1,4 @@
-"""sew_fairseq.checkpoint: fairseq checkpoints load under torch's restricted unpickler, malicious
+"""sew_fairseq.checkpoints.safe_load: fairseq checkpoints load under torch's restricted unpickler, malicious
 pickles are refused before they run anything, and fairseq's own loader goes through it."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import sew_fairseq  # noqa: F401  (applies the compat patches)
 from sew_fairseq import compat
-from sew_fairseq.checkpoint import TRUSTED_GLOBALS, CheckpointLoadError, safe_load
+from sew_fairseq.checkpoints.safe_load import TRUSTED_GLOBALS, CheckpointLoadError, safe_load
 
 TINY_W2V2 = dict(
     encoder_layers=1,

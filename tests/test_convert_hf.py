@@ -13,8 +13,8 @@ transformers = pytest.importorskip("transformers")
 
 from convert_helpers import (LETTERS, REDUCED, TOL, audio, write_hf_dir,  # noqa: E402
                              write_plugin_checkpoint)
-from sew_fairseq.checkpoint import safe_load  # noqa: E402
-from sew_fairseq.interop.hf import from_hf, to_hf  # noqa: E402
+from sew_fairseq.checkpoints.safe_load import safe_load  # noqa: E402
+from sew_fairseq.checkpoints.hf import from_hf, to_hf  # noqa: E402
 
 SECONDS = (1.0, 1.37)  # 49 and 68 frames: odd and even
 

@@ -3,7 +3,7 @@
 with conv bias, ``do_stable_layer_norm``: pre-LN and a final LayerNorm).
 
 The reference is transformers itself, on random weights (hidden 64, 2 layers): the converted checkpoint's CTC
-log-probabilities, as ``sew_fairseq.inference`` computes them (``load_ctc_model``, then the model's
+log-probabilities, as ``sew_fairseq.evaluate.splits`` computes them (``load_ctc_model``, then the model's
 ``get_normalized_probs``), against ``log_softmax`` of transformers' logits, ids unchanged (blank 0).
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ transformers = pytest.importorskip("transformers")
 
 from convert_helpers import (LETTERS, TOL, W2V2_BASE_CLASSES, W2V2_CTC_CLASSES, W2V2_FAMILIES,  # noqa: E402
                              W2V2_STYLES, audio, ctc_log_probs, hf_ctc_and_checkpoint, write_hf_w2v2_dir)
-from sew_fairseq.checkpoint import safe_load  # noqa: E402
-from sew_fairseq.interop.common import ConversionError  # noqa: E402
-from sew_fairseq.interop.hf import from_hf, to_hf  # noqa: E402
+from sew_fairseq.checkpoints.safe_load import safe_load  # noqa: E402
+from sew_fairseq.checkpoints.plugin import ConversionError  # noqa: E402
+from sew_fairseq.checkpoints.hf import from_hf, to_hf  # noqa: E402
 
 SECONDS = (1.0, 1.37)  # 49 and 68 frames: odd and even
 CASES = [(family, style) for family in W2V2_FAMILIES for style in W2V2_STYLES]
@@ -31,7 +31,7 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("family,style", CASES)
 def test_from_hf_ctc_log_probs_match_transformers(family, style, tmp_path):
-    from sew_fairseq.inference import load_ctc_model
+    from sew_fairseq.checkpoints.ctc import load_ctc_model
 
     hf, checkpoint = hf_ctc_and_checkpoint(tmp_path, family, style)
     model, dictionary, cfg = load_ctc_model(str(checkpoint))

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from convert_helpers import TOL, audio, write_plugin_checkpoint
-from sew_fairseq.interop import ConversionError
-from sew_fairseq.interop.onnx import ctc_inference_model, to_onnx
+from sew_fairseq.checkpoints.plugin import ConversionError
+from sew_fairseq.checkpoints.onnx import ctc_inference_model, to_onnx
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

@@ -20,8 +20,8 @@ import yaml
 
 from convert_helpers import (LETTERS, TOL, audio, release_model_cfg, write_release_finetuned,  # noqa: I100
                              write_release_pretrained)
-from sew_fairseq.interop import ConversionError
-from sew_fairseq.interop.original import from_original
+from sew_fairseq.checkpoints.plugin import ConversionError
+from sew_fairseq.checkpoints.original import from_original
 REPO = Path(__file__).resolve().parents[1]
 
 transformers = pytest.importorskip("transformers")
@@ -38,7 +38,7 @@ def load_fairseq(path, **overrides):
 
 @pytest.mark.parametrize("name,dictconfig", [("sew_c", False), ("sew_d_c", True), ("sew_o_layer_sq3", False)])
 def test_pretrained_release_checkpoint(name, dictconfig, tmp_path):
-    from sew_fairseq.interop.hf import to_hf
+    from sew_fairseq.checkpoints.hf import to_hf
 
     reference = write_release_pretrained(tmp_path / "release.pt", name, dictconfig=dictconfig)
     out = tmp_path / "ours.pt"

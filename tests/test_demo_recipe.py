@@ -57,7 +57,8 @@ def test_demo_finetuning_and_decoding(demo):
     import torch
 
     from sew_fairseq.decoding import ViterbiDecoder, cer
-    from sew_fairseq.inference import compute_emissions, load_ctc_model, read_split
+    from sew_fairseq.evaluate.splits import compute_emissions, read_split
+    from sew_fairseq.checkpoints.ctc import load_ctc_model
 
     model, dictionary, _ = load_ctc_model(str(work / "finetune_continuous" / "ckpt" / "checkpoint_best.pt"),
                                           str(work / "corpus"))
@@ -82,7 +83,7 @@ def test_demo_transcribe_equals_sew_infer_and_times_words(demo, tmp_path, capsys
 
     from sew_fairseq.cli.transcribe import main
     from sew_fairseq.decoding import read_trn
-    from sew_fairseq.inference import load_audio, read_split
+    from sew_fairseq.evaluate.splits import load_audio, read_split
     from sew_fairseq.transcribe import Transcriber
 
     work, _ = demo

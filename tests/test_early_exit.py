@@ -33,7 +33,7 @@ def build_model(preset: str, **overrides):
 
     from sew_fairseq.models.sew_ctc import SEWCtc
     from sew_fairseq.models.sew_ctc_early_exit import SEWCtcEarlyExit, SEWCtcEarlyExitConfig
-    from sew_fairseq.presets import preset_config
+    from sew_fairseq.models.presets import preset_config
 
     small = dict(SMALL, **({"wfe_channels": 32, "conv_pos": 16, "conv_pos_groups": 4} if preset.startswith("w2v2")
                            else {"wfe_channels": 8}))
@@ -247,7 +247,7 @@ def test_two_stage_trains_only_the_branches(joint, corpus, tmp_path, run):
     backbone = [k for k in after if k.startswith("w2v_encoder.")]
     assert backbone and all(torch.equal(after[k], before[k]) for k in backbone)
     assert not torch.equal(after["exit_branches.0.proj.weight"], before["exit_branches.0.proj.weight"])
-    from sew_fairseq.inference import load_ctc_model  # the stage-2 checkpoint loads for inference
+    from sew_fairseq.checkpoints.ctc import load_ctc_model  # the stage-2 checkpoint loads for inference
 
     model, _, cfg = load_ctc_model(str(tmp_path / "ckpt" / "checkpoint_last.pt"), str(corpus))
     assert model.exit_layers == [1, 2, 3] and cfg.model.freeze_backbone
@@ -346,7 +346,7 @@ def build_hubert_model(**overrides):
     branches)."""
     from omegaconf import OmegaConf
 
-    from sew_fairseq.models.backbones import HubertBackbone
+    from sew_fairseq.models.hubert import HubertBackbone
     from sew_fairseq.models.sew_ctc import SEWCtc
     from sew_fairseq.models.sew_ctc_early_exit import SEWCtcEarlyExit, SEWCtcEarlyExitConfig
 
@@ -415,7 +415,7 @@ def trained_parameters(log: str) -> int:
 
 def test_hubert_ee_two_stage_on_fairseqs_hubert_ctc(fairseq_made, tmp_path, run):
     """The recipe on a HuBERT fine-tuned by fairseq itself (hubert_ctc); early exit counts the layers it ran."""
-    from sew_fairseq.checkpoint import safe_load
+    from sew_fairseq.checkpoints.safe_load import safe_load
 
     checkpoint, log = hubert_two_stage(run, fairseq_made.hubert_ctc, fairseq_made.corpus, tmp_path)
     before = safe_load(fairseq_made.hubert_ctc)["model"]
@@ -442,7 +442,7 @@ def test_hubert_ee_two_stage_on_fairseqs_hubert_ctc(fairseq_made, tmp_path, run)
 
 def test_two_stage_on_fairseqs_wav2vec_ctc(fairseq_made, tmp_path, run):
     """Stage 2 from a wav2vec 2.0 fine-tuned by fairseq itself (wav2vec_ctc): default exits 5, 8, 11 of 12."""
-    from sew_fairseq.checkpoint import safe_load
+    from sew_fairseq.checkpoints.safe_load import safe_load
 
     log = run(finetune_command("early_exit_two_stage", fairseq_made.corpus, tmp_path, [
         f"model.finetuned_path={fairseq_made.wav2vec_ctc}", "common.log_interval=1", "optimization.max_update=2"]))
@@ -460,7 +460,7 @@ def test_hubert_ee_two_stage_on_transformers_hubert_for_ctc(fairseq_made, tmp_pa
     from fairseq.data import Dictionary
 
     from convert_helpers import write_hf_w2v2_dir
-    from sew_fairseq.interop.hf import from_hf
+    from sew_fairseq.checkpoints.hf import from_hf
 
     letters = fairseq_made.corpus / "dict.ltr.txt"
     write_hf_w2v2_dir(tmp_path / "hf", "hubert", "large", ctc=True, num_hidden_layers=12,

@@ -17,7 +17,7 @@ from sew_fairseq.models.encoder_steps import TransformerEncoderSteps, layer_step
 from sew_fairseq.models.sew import SEWEncoder
 from sew_fairseq.models.sew_d import SEWDEncoder
 from sew_fairseq.modules.layer_pass import run_layers
-from sew_fairseq.presets import preset_config
+from sew_fairseq.models.presets import preset_config
 
 D, LAYERS = 32, 4
 SIZES = dict(encoder_layers=LAYERS, encoder_embed_dim=D, encoder_ffn_embed_dim=2 * D, encoder_attention_heads=2,

@@ -227,7 +227,7 @@ def _checked_task(data: Path):
     (lambda lines: lines[:1] + [""] + lines[2:], "empty_label", 2),
 ])
 def test_finetuning_task_checks_labels(letters_corpus, tmp_path, damage, reason, line):
-    from sew_fairseq.manifest_check import ManifestError
+    from manifests.check import ManifestError
 
     for name in ("valid.tsv", "dict.ltr.txt"):
         (tmp_path / name).write_text((letters_corpus / name).read_text())

@@ -2,9 +2,8 @@
 
 Small random HF models (every weight randomised, LayerNorm / GroupNorm affine and the relative table
 included, so a misplaced norm or a wrong name cannot pass) are converted with the declarative
-``HF_TO_OURS`` table of ``sew_fairseq.interop.hf`` (what sew-convert uses), loaded into our models with ``strict=True``
-and compared on single
-utterances of several lengths (odd and even frame counts).
+``HF_TO_OURS`` table of ``sew_fairseq.checkpoints.hf`` (what sew-convert uses), loaded into our models with
+``strict=True`` and compared on single utterances of several lengths (odd and even frame counts).
 """
 from __future__ import annotations
 
@@ -17,10 +16,10 @@ import torch.nn as nn
 
 transformers = pytest.importorskip("transformers")
 
-from sew_fairseq.interop.hf import hf_to_ours_state, to_ours  # noqa: E402
+from sew_fairseq.checkpoints.hf import hf_to_ours_state, to_ours  # noqa: E402
 from sew_fairseq.modules.disentangled_attention import log_bucket_position  # noqa: E402
 from sew_fairseq.modules.feature_extractor import conv_output_lengths, wfe_c_layers  # noqa: E402
-from sew_fairseq.presets import build_preset  # noqa: E402
+from sew_fairseq.models.presets import build_preset  # noqa: E402
 
 TOL = 1e-4
 DIM, HEADS, FFN, LAYERS = 128, 2, 256, 2  # head size 64, as in every released model
@@ -28,7 +27,7 @@ WFE_C = 8  # WFE-C base width: 8 -> final 64 channels, so post_extract_proj (64 
 CONV_POS, CONV_POS_GROUPS = 31, 16
 
 def convert(hf_state: Dict[str, torch.Tensor], layer_mode: bool) -> Dict[str, torch.Tensor]:
-    """HF names -> ours with the converter's table (sew_fairseq.interop.hf.HF_TO_OURS, the single source)."""
+    """HF names -> ours with the converter's table (sew_fairseq.checkpoints.hf.HF_TO_OURS, the single source)."""
     return hf_to_ours_state(hf_state, layer_mode)
 
 

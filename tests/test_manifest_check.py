@@ -13,12 +13,7 @@ import pytest
 import soundfile as sf
 
 import sew_fairseq  # noqa: F401  (the plugin as users load it: registers models and tasks)
-from sew_fairseq.manifest_check import (
-    ManifestError,
-    check_manifest,
-    write_filtered_labels,
-    write_filtered_manifest,
-)
+from manifests.check import ManifestError, check_manifest, write_filtered_labels, write_filtered_manifest
 
 GOOD = ("1089-134691-0000.flac", "1089-134686-0001.flac")  # real LibriSpeech (test-clean), 16 kHz mono
 
@@ -102,7 +97,7 @@ def test_bad_line_is_skipped_and_counted(case: str, audio_root: Path, tmp_path: 
     lines = good_lines(audio_root)
     lines.insert(1, make_line(audio_root))
     tsv = write_tsv(tmp_path / "train.tsv", audio_root, lines)
-    with caplog.at_level(logging.WARNING, logger="sew_fairseq.manifest_check"):
+    with caplog.at_level(logging.WARNING, logger="manifests.check"):
         report = check_manifest(tsv, sample_rate=16000, mode="skip")
     assert report.reason_counts == {reason: 1}
     assert [e.line_no for e in report.kept] == [2, 4] and report.kept_indices == [0, 2]

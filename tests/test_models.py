@@ -9,7 +9,7 @@ import sew_fairseq  # noqa: F401
 from sew_fairseq.models.sew import SEWModel
 from sew_fairseq.models.sew_d import SEWDModel
 from sew_fairseq.models.w2v2_mlp import W2V2MLPModel
-from sew_fairseq.presets import build_preset
+from sew_fairseq.models.presets import build_preset
 
 # small versions of the presets: 2 layers, 4096 -> 64 head width, no layerdrop; the rest as released
 SMALL = dict(encoder_layers=2, mlp_hidden_size=64, encoder_layerdrop=0.0)

@@ -6,7 +6,7 @@ from fairseq.models import ARCH_MODEL_REGISTRY, MODEL_DATACLASS_REGISTRY
 from omegaconf import OmegaConf
 
 import sew_fairseq  # noqa: F401
-from sew_fairseq.presets import PRESETS
+from sew_fairseq.models.presets import PRESETS
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "pretraining"
 

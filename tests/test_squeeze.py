@@ -7,7 +7,7 @@ import torch
 from sew_fairseq.models.sew import SEWEncoder
 from sew_fairseq.modules.layer_pass import LayerPass
 from sew_fairseq.modules.squeeze import SqueezedEncoder, Upsample, lengths_to_padding_mask
-from sew_fairseq.presets import preset_config
+from sew_fairseq.models.presets import preset_config
 
 D = 32
 
@@ -135,7 +135,7 @@ def test_sew_encoder_padded_batch_equals_single():
 
 
 def test_too_short_input_is_a_clear_error():
-    from sew_fairseq.presets import build_preset
+    from sew_fairseq.models.presets import build_preset
 
     model = build_preset("sew_d_tiny", encoder_layers=1).eval()
     model.remove_pretraining_modules()

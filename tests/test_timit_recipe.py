@@ -48,8 +48,8 @@ def test_timit_yaml_is_the_10h_recipe_with_phone_labels():
 
 def tiny_pretrained(path: Path, data: Path) -> Path:
     """A randomly initialised tiny SEW-D pretraining checkpoint, as sew-train would save it (no update run)."""
-    from sew_fairseq.interop.common import atomic_save, checkpoint_dict, pretraining_cfg
-    from sew_fairseq.presets import build_preset, preset_config
+    from sew_fairseq.checkpoints.plugin import atomic_save, checkpoint_dict, pretraining_cfg
+    from sew_fairseq.models.presets import build_preset, preset_config
 
     model = build_preset("sew_d_tiny", **TINY_MODEL)
     cfg = preset_config("sew_d_tiny", **TINY_MODEL)

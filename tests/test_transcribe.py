@@ -15,8 +15,8 @@ import soundfile as sf
 import soxr
 import torch
 
-from sew_fairseq.chunking import chunk_stream, stitch
-from sew_fairseq.inference import forward_log_probs
+from sew_fairseq.transcribe.chunking import chunk_stream, stitch
+from sew_fairseq.engines.torch_engine import forward_log_probs
 from sew_fairseq.transcribe import Transcriber, resolve_inputs
 
 LIBRI = "librispeech/LibriSpeech/test-clean/1089/134686/1089-134686-0000.flac"

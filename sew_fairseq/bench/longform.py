@@ -9,7 +9,7 @@ length, in one run and on the same machine:
 * ours: the installed ``sew-transcribe`` command in a child process (greedy decoding): WER, forward seconds (from
   its summary.json: model forward only), forward seconds per audio second against the split's short utterances
   transcribed the same way, and the child's peak resident memory;
-* transformers: the checkpoint exported with :func:`sew_fairseq.interop.hf.to_hf`, run through
+* transformers: the checkpoint exported with :func:`sew_fairseq.checkpoints.hf.to_hf`, run through
   ``pipeline("automatic-speech-recognition", chunk_length_s=...)`` (its stride default: chunk / 6 on each side) in
   a child process: WER, the seconds of the whole pipeline call, peak memory.
 
@@ -31,12 +31,12 @@ SAMPLE_RATE = 16000
 
 
 def make_recording(utterances, minutes: float, gap: float, path: str) -> str:
-    """Concatenate ``utterances`` (``sew_fairseq.inference.Utterance``) cyclically into a ``minutes``-long FLAC at
+    """Concatenate ``utterances`` (``sew_fairseq.evaluate.splits.Utterance``) cyclically into a ``minutes``-long FLAC at
     ``path``; returns the reference transcript."""
     import soundfile as sf
 
     from manifests.atomic import atomic_file
-    from ..inference import load_audio
+    from ..evaluate.splits import load_audio
 
     target = int(minutes * 60 * SAMPLE_RATE)
     silence = np.zeros(int(gap * SAMPLE_RATE), np.float32)
@@ -117,7 +117,7 @@ def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float
                  ) -> List[dict]:
     """The rows of the table (see the module docstring); the first row is the split's short utterances."""
     from ..decoding import wer
-    from ..inference import read_split
+    from ..evaluate.splits import read_split
 
     os.makedirs(out_dir, exist_ok=True)
     utterances = read_split(data, split)
@@ -137,7 +137,7 @@ def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float
              "peak_gb": short["peak_gb"]}]
     hf_dir = os.path.join(out_dir, "hf")
     if hf and not os.path.isdir(hf_dir):
-        from ..interop.hf import to_hf
+        from ..checkpoints.hf import to_hf
 
         to_hf(checkpoint, hf_dir)
     for m in minutes:

@@ -1,6 +1,6 @@
 """``sew-bench speed``: inference speed of presets against fairseq's wav2vec 2.0 base, or (``--against hf``) against
 the same weights in transformers' SEW / SEW-D port (random weights: speed does not depend on their values). The
-``--backend`` / ``--dtype`` rows are :mod:`sew_fairseq.bench.backends`.
+``--backend`` / ``--dtype`` rows are :mod:`sew_fairseq.bench.engines`.
 """
 import platform
 import statistics
@@ -31,7 +31,7 @@ def _fairseq_w2v2_base() -> torch.nn.Module:
 
 
 def _preset(name: str) -> torch.nn.Module:
-    from ..presets import build_preset
+    from ..models.presets import build_preset
 
     model = build_preset(name)
     model.remove_pretraining_modules()
@@ -66,8 +66,8 @@ def run_speed_against_hf(presets: Sequence[str], seconds: float, repeats: int, t
     """Time each preset and the same weights in transformers' SEW / SEW-D (converted in memory), alternating
     the two per repeat so that load changes hit both; returns rows with both medians, the ratio HF / ours and
     the largest output difference."""
-    from ..interop.hf import hf_twin
-    from ..presets import PRESETS, preset_config
+    from ..checkpoints.hf import hf_twin
+    from ..models.presets import PRESETS, preset_config
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)

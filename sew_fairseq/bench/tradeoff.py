@@ -65,7 +65,7 @@ class Point(NamedTuple):
 def preset_label(backbone_cfg) -> str:
     """The preset whose architecture ``backbone_cfg`` (a checkpoint's ``model.w2v_args.model``) has, else a
     description ("sew_d, 4 layers, D=256")."""
-    from ..presets import PRESETS
+    from ..models.presets import PRESETS
 
     name = backbone_cfg.get("_name")
     name = {"squeeze_wav2vec2": "sew", "squeeze_wav2vec2_deberta": "sew_d",
@@ -81,7 +81,7 @@ def preset_label(backbone_cfg) -> str:
 
 def _measure(model, utterances, repeats: int, device: str, normalize: bool, exit_rule, progress: bool):
     """(emissions of the first pass, median forward seconds over ``repeats`` passes), one utterance at a time."""
-    from ..inference import compute_emissions
+    from ..evaluate.splits import compute_emissions
 
     times, emissions = [], None
     for _ in range(repeats):
@@ -96,9 +96,9 @@ def sweep(model, dictionary, utterances, grids: Dict[str, Sequence[float]], repe
           normalize: bool = False, progress: bool = False) -> List[Point]:
     """The no-exit point, then one point per (criterion, threshold) of ``grids``."""
     from ..decoding import build_decoder
-    from ..inference import exit_summary
+    from ..evaluate.splits import exit_summary
     from ..modules.early_exit import ExitRule
-    from ..evaluation import decode_all, score
+    from ..evaluate.scoring import decode_all, score
 
     decoder = build_decoder("viterbi", dictionary)
     audio_s = sum(u.num_samples for u in utterances) / 16000
@@ -121,8 +121,8 @@ def sweep(model, dictionary, utterances, grids: Dict[str, Sequence[float]], repe
 
 def time_presets(presets: Sequence[str], utterances, repeats: int = 3) -> List[Point]:
     """Timing-only points: each preset's backbone (random weights, no heads) on the same utterances, batch 1."""
-    from ..inference import load_audio
-    from ..presets import build_preset
+    from ..evaluate.splits import load_audio
+    from ..models.presets import build_preset
 
     waves = [torch.from_numpy(load_audio(u, 16000)).unsqueeze(0) for u in utterances]
     audio_s = sum(u.num_samples for u in utterances) / 16000
@@ -234,8 +234,9 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``sew-bench tradeoff``."""
-    from ..inference import load_ctc_model, read_split
-    from ..presets import PRESETS
+    from ..checkpoints.ctc import load_ctc_model
+    from ..evaluate.splits import read_split
+    from ..models.presets import PRESETS
 
     if args.repeats < 1 or args.threads < 1:
         print("error: --repeats and --threads must be positive", file=sys.stderr)

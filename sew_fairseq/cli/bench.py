@@ -16,14 +16,14 @@ forward, real-time factor (time / audio duration) and the speed-up over fairseq'
 Weights are random: speed does not depend on their values.
 
 ``speed --against hf`` times the same weights in Hugging Face transformers' SEW / SEW-D port instead (converted
-in memory with :func:`sew_fairseq.interop.hf.hf_twin`), checks that both give the same output (1e-4) and prints
+in memory with :func:`sew_fairseq.checkpoints.hf.hf_twin`), checks that both give the same output (1e-4) and prints
 the ratio HF time / our time.
 
 ``speed --backend B [B ...] --dtype D [D ...]`` times each preset as a CTC model from the wave to the
-log-probabilities through each engine of :mod:`sew_fairseq.backends` (every valid pair; ``--against hf`` adds
+log-probabilities through each engine of :mod:`sew_fairseq.engines` (every valid pair; ``--against hf`` adds
 transformers fp32 and transformers under autocast with the same dtype, in the same process), and ONNX Runtime's
 export and quantisation times separately; ``accuracy`` gives each engine's greedy WER on a split and its largest
-log-probability difference against torch fp32. See :mod:`sew_fairseq.bench.backends`.
+log-probability difference against torch fp32. See :mod:`sew_fairseq.bench.engines`.
 
 ``decode`` times the KenLM beam search per second of audio: our flashlight-text lexicon decoder against
 pyctcdecode (+ the ``kenlm`` module) on the same synthetic CTC emissions (50 frames/s), at the same beam
@@ -40,7 +40,7 @@ from typing import Optional, Sequence
 
 
 from ..bench import longform
-from ..bench import manifests as bench_manifests
+from ..bench import manifest_prep as bench_manifests
 from ..bench import tradeoff as bench_tradeoff
 from ..bench.speed import format_rows, format_rows_against_hf, run_speed, run_speed_against_hf
 from .options import add_backend_arguments
@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..presets import PRESETS
+    from ..models.presets import PRESETS
 
     parser = argparse.ArgumentParser(
         prog="sew-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,7 +177,7 @@ def run_decode(args: argparse.Namespace) -> int:
 
 def _pairs(args: argparse.Namespace, backends: Sequence[str], dtypes: Sequence[str]):
     """The engine pairs to run, after printing those that will not; None (and the reason on stderr) if none can."""
-    from ..bench.backends import describe_skipped, engine_pairs
+    from ..bench.engines import describe_skipped, engine_pairs
 
     pairs, skipped = engine_pairs(backends, dtypes, args.device)
     for line in describe_skipped(skipped):
@@ -189,8 +189,8 @@ def _pairs(args: argparse.Namespace, backends: Sequence[str], dtypes: Sequence[s
 
 
 def run_backends(args: argparse.Namespace) -> int:
-    """``sew-bench speed --backend ... --dtype ...``: :func:`sew_fairseq.bench.backends.run_backends_speed`."""
-    from ..bench.backends import format_speed_rows, fp32_failures, run_backends_speed, speed_header
+    """``sew-bench speed --backend ... --dtype ...``: :func:`sew_fairseq.bench.engines.run_backends_speed`."""
+    from ..bench.engines import format_speed_rows, fp32_failures, run_backends_speed, speed_header
 
     if args.against == "fairseq":
         print("error: --backend/--dtype compare against transformers (--against hf), or nothing", file=sys.stderr)
@@ -213,12 +213,12 @@ def run_backends(args: argparse.Namespace) -> int:
 
 
 def run_accuracy(args: argparse.Namespace) -> int:
-    """``sew-bench accuracy``: :func:`sew_fairseq.bench.backends.run_accuracy`."""
+    """``sew-bench accuracy``: :func:`sew_fairseq.bench.engines.run_accuracy`."""
     import json
 
     from manifests.atomic import atomic_open
-    from ..bench.backends import accuracy_failures, format_accuracy_rows
-    from ..bench.backends import run_accuracy as accuracy
+    from ..bench.engines import accuracy_failures, format_accuracy_rows
+    from ..bench.engines import run_accuracy as accuracy
 
     pairs = _pairs(args, args.backend, args.dtype)
     if pairs is None:

@@ -11,7 +11,7 @@
 
 Every sub-command checks names and shapes before it writes, exits non-zero with the list of what does not
 match, and writes its output atomically (nothing is left behind on failure). Checkpoints are read with the
-allow-list loader (sew_fairseq.checkpoint.safe_load): a pickle that would run code is refused.
+allow-list loader (sew_fairseq.checkpoints.safe_load.safe_load): a pickle that would run code is refused.
 """
 import argparse
 import logging
@@ -73,24 +73,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
-    from ..checkpoint import CheckpointLoadError
-    from ..interop.common import ConversionError
+    from ..checkpoints.safe_load import CheckpointLoadError
+    from ..checkpoints.plugin import ConversionError
 
     try:
         if args.command == "from-original":
-            from ..interop.original import from_original
+            from ..checkpoints.original import from_original
 
             out = from_original(args.checkpoint, args.out, args.w2v_config, args.preset, args.dictionary)
         elif args.command == "from-hf":
-            from ..interop.hf import from_hf
+            from ..checkpoints.hf import from_hf
 
             out = from_hf(args.hf_dir, args.out, args.dictionary)
         elif args.command == "to-hf":
-            from ..interop.hf import to_hf
+            from ..checkpoints.hf import to_hf
 
             out = to_hf(args.checkpoint, args.out_dir)
         else:
-            from ..interop.onnx import to_onnx
+            from ..checkpoints.onnx import to_onnx
 
             out = to_onnx(args.checkpoint, args.out, quantize=args.quantize)
     except (ConversionError, CheckpointLoadError) as e:

@@ -44,7 +44,7 @@ from typing import Dict, Optional, Sequence
 
 from manifests.atomic import atomic_open
 
-from ..evaluation import decode_all, reference_oov, score, write_results
+from ..evaluate.scoring import decode_all, reference_oov, score, write_results
 from .options import (add_backend_arguments, add_decoder_arguments, add_device_argument, add_early_exit_arguments,
                       check_backend_arguments, check_decoder_arguments, check_early_exit_arguments,
                       decoder_from_arguments, engine_options, exit_rule_from_arguments)
@@ -93,7 +93,7 @@ def results_dir(args, kind: str) -> str:
 
 def tune(args, dictionary, emissions) -> Dict:
     """``--tune``: decode with each (lm weight, word score) of the grid (or a random subset); the best by WER."""
-    from ..evaluation import tune_lm_weights
+    from ..evaluate.scoring import tune_lm_weights
 
     grid = list(itertools.product(args.tune_lm_weights, args.tune_word_scores))
     if args.decoder == "kenlm-lexfree":  # no word score in the lexicon-free decoder
@@ -137,8 +137,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"sew-infer: error: --labels phn decodes phones greedily (--decoder viterbi); --decoder {args.decoder} "
               f"searches words of a lexicon and LM", file=sys.stderr)
         return 2
-    from ..backends import load_engine
-    from ..inference import compute_emissions, exit_summary, read_split
+    from ..engines import load_engine
+    from ..evaluate.splits import compute_emissions, exit_summary, read_split
 
     exit_rule = exit_rule_from_arguments(args)
     skipped = [] if args.skip_bad else None

@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from ..training_log import format_table, parse_log
+from ..training.logs import format_table, parse_log
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="sew-log-summary", description=__doc__,

@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import torch
 
-from ..backends.hardware import BACKEND_DTYPES, BACKENDS, DTYPES
+from ..engines.hardware import BACKEND_DTYPES, BACKENDS, DTYPES
 from ..modules.early_exit import DEFAULT_THRESHOLDS, EXIT_CRITERIA, ExitRule
 
 
@@ -150,6 +150,6 @@ def check_backend_arguments(args: argparse.Namespace) -> Optional[str]:
 
 
 def engine_options(args: argparse.Namespace) -> Dict[str, Optional[str]]:
-    """Keyword arguments of :func:`sew_fairseq.backends.load_engine` (and ``Transcriber.from_checkpoint``)."""
+    """Keyword arguments of :func:`sew_fairseq.engines.load_engine` (and ``Transcriber.from_checkpoint``)."""
     return {"backend": args.backend, "dtype": args.dtype, "onnx_cache": getattr(args, "onnx_cache", None),
             "onnx_model": getattr(args, "onnx_model", None)}

@@ -11,8 +11,9 @@ Why:
 Versions:
     fairseq 0.12.2 and fairseq-fixed 0.12.3.1 with torch >= 2.6, any backend (gloo or NCCL).
 Fix:
-    the receiving side of ``_broadcast_object_slow`` decodes with :func:`sew_fairseq.checkpoint.safe_load`, the
-    allow-list of ``fix_checkpoint_weights_only`` plus ``_TensorPlaceholder``; the sending side is fairseq's.
+    the receiving side of ``_broadcast_object_slow`` decodes with
+    :func:`sew_fairseq.checkpoints.safe_load.safe_load`, the allow-list of ``fix_checkpoint_weights_only`` plus
+    ``_TensorPlaceholder``; the sending side is fairseq's.
 Test:
     ``tests/test_compat.py::test_broadcast_object_weights_only`` (two gloo processes: fairseq's original fails on
     rank 1, the fixed one delivers the state).
@@ -33,7 +34,7 @@ def _broadcast_object_slow(
     obj: Any, src_rank: int, group: object, dist_device: torch.device
 ) -> Any:
     """fairseq's ``_broadcast_object_slow`` with the receiving side decoded by ``safe_load``."""
-    from ..checkpoint import safe_load
+    from ..checkpoints.safe_load import safe_load
 
     dist_utils = importlib.import_module(DIST_UTILS)
     if dist_utils.get_rank(group) == src_rank:

@@ -12,7 +12,7 @@ Versions:
     fairseq 0.12.2 and fairseq-fixed 0.12.3.1 with torch >= 2.6 (older torch loads with full unpickling).
 Fix:
     inside ``fairseq.checkpoint_utils`` only, the name ``torch`` is bound to a stand-in whose ``load`` is
-    :func:`sew_fairseq.checkpoint.safe_load` (a restricted unpickler plus an allow-list of fairseq's and
+    :func:`sew_fairseq.checkpoints.safe_load.safe_load` (a restricted unpickler plus an allow-list of fairseq's and
     omegaconf's classes, never full unpickling: a pickle that would run code is refused); every other ``torch.*``
     attribute is torch's own.
 Test:
@@ -64,7 +64,7 @@ def calls_torch_load_without_weights_only(function: Callable[..., Any]) -> bool:
 class _TorchWithSafeLoad:
     """Stand-in for the ``torch`` module inside ``fairseq.checkpoint_utils``.
 
-    ``load`` is :func:`sew_fairseq.checkpoint.safe_load`; every other attribute is torch's.
+    ``load`` is :func:`sew_fairseq.checkpoints.safe_load.safe_load`; every other attribute is torch's.
     """
 
     def __init__(self, torch_module: Any) -> None:
@@ -78,7 +78,7 @@ class _TorchWithSafeLoad:
 
     @staticmethod
     def load(f: Any, map_location: Any = None, **kwargs: Any) -> Any:
-        from ..checkpoint import safe_load
+        from ..checkpoints.safe_load import safe_load
 
         if kwargs:
             logger.debug("torch.load arguments %s ignored; loading with safe_load", sorted(kwargs))

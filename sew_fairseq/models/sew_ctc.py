@@ -9,7 +9,7 @@ and the whole encoder for ``freeze_finetune_updates``, and adds the output proje
 (blank ``<s>``).
 This module registers it under this plugin's name, and under ``wav2vec_ctc_v2``, the name of the original SEW
 release's fine-tuned checkpoints, with SEW's fine-tuning defaults. Its encoder is
-:class:`~sew_fairseq.models.backbones.BackboneEncoder`: ``Wav2VecEncoder`` that also takes fairseq HuBERT
+:class:`~sew_fairseq.models.hubert.BackboneEncoder`: ``Wav2VecEncoder`` that also takes fairseq HuBERT
 checkpoints (and reads fairseq ``hubert_ctc`` ones, see that module).
 
     fairseq-hydra-train --config-dir recipes/finetuning --config-name 100h common.user_dir=$PWD/sew_fairseq \\
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from fairseq.models import register_model
 from fairseq.models.wav2vec.wav2vec2_asr import Wav2Vec2CtcConfig, Wav2VecCtc
 
-from .backbones import BackboneEncoder
+from .hubert import BackboneEncoder
 
 
 @dataclass

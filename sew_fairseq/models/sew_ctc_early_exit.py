@@ -28,7 +28,8 @@ from omegaconf import DictConfig, open_dict
 from ..modules.early_exit import ExitBranch, ExitRule
 from ..modules.layer_pass import run_layers
 from ..modules.squeeze import SqueezedEncoder, Upsample
-from .backbones import BackboneEncoder, as_sew_ctc
+from .hubert import BackboneEncoder
+from ..checkpoints.hubert_ctc import as_sew_ctc
 from .encoder_steps import backbone_input, layer_stepper
 from .sew_ctc import SEWCtc, SEWCtcConfig
 

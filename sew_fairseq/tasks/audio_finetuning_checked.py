@@ -7,7 +7,7 @@ Before a split is loaded (``task.manifest_check=error``, the default):
 * the label file ``<split>.<labels>`` has one non-empty line per manifest line, and every symbol of it is in
   ``dict.<labels>.txt`` (fairseq would silently map an unknown symbol to ``<unk>`` and train on it).
 
-The first problem stops the run with a :class:`~sew_fairseq.manifest_check.ManifestError` naming the file, the
+The first problem stops the run with a :class:`~manifests.check.ManifestError` naming the file, the
 line, what is wrong and how to fix it. ``task.manifest_check=off`` is plain ``audio_finetuning``. (Skipping bad
 lines, as ``audio_pretraining_checked`` can, is not offered here: the label file would have to be filtered in
 step, which fairseq's loader does not support from a filtered manifest copy.)

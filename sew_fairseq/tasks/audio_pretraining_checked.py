@@ -1,7 +1,7 @@
 """fairseq task ``audio_pretraining_checked``: ``audio_pretraining`` that checks its manifests first.
 
 Before a split is loaded, every line of ``<task.data>/<split>.tsv`` is checked against its audio
-header (see :mod:`sew_fairseq.manifest_check`): missing/empty/corrupt files, wrong sample rate,
+header (see :mod:`manifests.check`): missing/empty/corrupt files, wrong sample rate,
 stereo, wrong sample counts and malformed lines.
 
 - ``task.manifest_check=error`` (default): stop with a :class:`ManifestError` naming the manifest,
@@ -35,7 +35,7 @@ from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrai
 
 from manifests.records import ManifestError
 
-from ..manifest_check import ManifestReport, check_manifest, write_filtered_manifest
+from manifests.check import ManifestReport, check_manifest, write_filtered_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@
 
 ``speed`` with ``--backend`` / ``--dtype`` times each preset as a CTC model (its random weights, a random projection to
 32 letters, written as a plugin checkpoint in a temporary folder) from the wave to the log-probabilities, through
-each engine of :mod:`sew_fairseq.backends` asked for (the valid backend x dtype pairs; pairs this machine cannot run
+each engine of :mod:`sew_fairseq.engines` asked for (the valid backend x dtype pairs; pairs this machine cannot run
 are listed with the reason and not run). ``--against hf`` adds, in the same process, transformers' ``SEWForCTC`` /
 ``SEWDForCTC`` holding the same weights, in fp32 and under ``torch.autocast`` with each reduced dtype asked for
 (bf16 / fp16), and prints for each of ours: time, transformers fp32 time / ours, transformers same-dtype time / ours
@@ -32,8 +32,8 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
-from ..backends import BACKEND_DTYPES, Engine, UnsupportedBackend, check_backend, load_engine
-from ..backends.hardware import cpu_description
+from ..engines import BACKEND_DTYPES, Engine, UnsupportedBackend, check_backend, load_engine
+from ..engines.hardware import cpu_description
 
 #: fp32 paths must agree with their reference this closely (max abs log-probability)
 FP32_TOL = 1e-4
@@ -74,8 +74,8 @@ def preset_ctc_checkpoint(preset: str, path: str, seed: int = 0) -> str:
     the dictionary inside) to ``path``; returns it."""
     from fairseq.data import Dictionary
 
-    from ..interop.common import atomic_save, checkpoint_dict, finetuning_cfg
-    from ..presets import build_preset, preset_config
+    from ..checkpoints.plugin import atomic_save, checkpoint_dict, finetuning_cfg
+    from ..models.presets import build_preset, preset_config
 
     torch.manual_seed(seed)
     model = build_preset(preset)
@@ -114,8 +114,8 @@ def run_backends_speed(presets: Sequence[str], pairs: Sequence[Pair], seconds: f
                        batch: int = 1, against_hf: bool = True, device: str = "cpu",
                        attn_implementation: Optional[str] = None, seed: int = 0) -> List[dict]:
     """Rows of ``sew-bench speed --backend/--dtype`` (see the module docstring), one per path and preset."""
-    from ..interop.common import read_plugin_checkpoint
-    from ..interop.hf import hf_model_for
+    from ..checkpoints.plugin import read_plugin_checkpoint
+    from ..checkpoints.hf import hf_model_for
 
     torch.set_num_threads(threads)
     rows: List[dict] = []
@@ -241,7 +241,7 @@ def run_accuracy(checkpoint: str, data: str, split: str, pairs: Sequence[Pair], 
                  threads: int = 2, max_samples: int = 1_600_000, onnx_cache: Optional[str] = None) -> List[dict]:
     """Rows of ``sew-bench accuracy``: torch fp32 first (the reference), then each pair."""
     from ..decoding import build_decoder, cer, wer
-    from ..inference import compute_emissions, read_split
+    from ..evaluate.splits import compute_emissions, read_split
 
     torch.set_num_threads(threads)
     order = [Pair("torch", "fp32")] + [p for p in pairs if p != Pair("torch", "fp32")]

@@ -16,7 +16,7 @@ MatMul with a constant weight (the transformer layers' projections and feed-forw
 int8, activations are quantised per call; the conv feature extractor stays fp32 (its ``ConvInteger`` form ran 4x
 slower than the fp32 convolution here). Besides the letters, the metadata records ``sew_fairseq.dtype`` (fp32 or
 int8), ``sew_fairseq.checkpoint_sha256`` (the checkpoint file it came from) and ``sew_fairseq.format``, which
-:mod:`sew_fairseq.backends.onnx_backend` checks before it runs a graph.
+:mod:`sew_fairseq.engines.onnx_engine` checks before it runs a graph.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from manifests.atomic import atomic_file
-from .common import FAIRSEQ_FAMILIES, ConversionError, build_encoder, read_plugin_checkpoint
+from .plugin import FAIRSEQ_FAMILIES, ConversionError, build_encoder, read_plugin_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import torch
 
 from manifests.atomic import atomic_directory
 
-from .common import (FAIRSEQ_FAMILIES, HEAD_PREFIXES, PROJ_PREFIX, W2V_PREFIX, ConversionError, PluginCheckpoint,
+from .plugin import (FAIRSEQ_FAMILIES, HEAD_PREFIXES, PROJ_PREFIX, W2V_PREFIX, ConversionError, PluginCheckpoint,
                      atomic_save, build_encoder, build_pretraining_model, check_state, checkpoint_dict,
                      finetuning_cfg, pretraining_cfg, pretraining_task_state, read_plugin_checkpoint)
 
@@ -164,7 +164,7 @@ def our_config(config, source: str):
     errors for what we lack."""
     from ..modules.feature_extractor import format_conv_layers
     from . import hf_wav2vec2
-    from .common import pretraining_config
+    from .plugin import pretraining_config
 
     kind = _get(config, "model_type", None)
     if kind in hf_wav2vec2.HF_MODEL_TYPES:
@@ -274,7 +274,7 @@ def hf_twin(model: torch.nn.Module, model_cfg, attn_implementation: Optional[str
     """The transformers model holding the weights of our pretraining ``model`` (built from ``model_cfg``), in memory.
 
     ``attn_implementation``: transformers' attention kernel (None = its default, e.g. "sdpa" for SEW)."""
-    from .common import model_family, pretraining_config
+    from .plugin import model_family, pretraining_config
 
     cfg = pretraining_config(model_cfg, "model config")
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(HEAD_PREFIXES)}
@@ -337,7 +337,7 @@ def to_hf(checkpoint: str, out_dir: str) -> str:
 
 def read_hf_state(hf_dir: str) -> Dict[str, torch.Tensor]:
     """The weights of a ``save_pretrained`` directory (safetensors, or a .bin through the allow-list loader)."""
-    from ..checkpoint import safe_load
+    from .safe_load import safe_load
 
     single = [("model.safetensors", "st"), ("pytorch_model.bin", "bin")]
     for name, kind in single:
@@ -456,7 +456,7 @@ def from_hf(hf_dir: str, out: str, dictionary_path: Optional[str] = None) -> str
 
 
 def _dictionary_of_size(path: str, size: int):
-    from .common import parse_dictionary
+    from .plugin import parse_dictionary
 
     d = parse_dictionary(path)
     if len(d) != size:

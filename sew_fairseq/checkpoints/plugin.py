@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 #: registered names of the pretraining models this package converts (ours and the release's)
 SEW_MODELS = ("sew", "squeeze_wav2vec2")
 SEW_D_MODELS = ("sew_d", "squeeze_wav2vec2_deberta")
-#: fairseq's own pretraining models, used as they are (HuBERT through sew_fairseq.models.backbones.HubertBackbone)
+#: fairseq's own pretraining models, used as they are (HuBERT through sew_fairseq.models.hubert.HubertBackbone)
 FAIRSEQ_FAMILIES = ("wav2vec2", "hubert")
 CTC_MODELS = ("sew_ctc", "wav2vec_ctc_v2", "wav2vec_ctc", "hubert_ctc")
 #: state-dict prefixes of the fine-tuned (CTC) model: the pretrained model and the output projection
@@ -81,7 +81,7 @@ def check_state(expected: Mapping[str, torch.Tensor], actual: Mapping[str, torch
 
 def load_checkpoint(path: str) -> Dict[str, Any]:
     """A fairseq checkpoint (dict with ``model`` and ``cfg`` or ``args``), loaded by the allow-list loader."""
-    from ..checkpoint import safe_load
+    from .safe_load import safe_load
 
     if not os.path.isfile(path):
         raise ConversionError(f"{path}: no such checkpoint file")
@@ -129,10 +129,9 @@ def pretraining_config(model_cfg: Mapping[str, Any], path: str):
     checkpoint's ``cfg.model``.
 
     Keys the dataclass does not know are an error (the release's extra fields are translated by
-    :mod:`sew_fairseq.interop.original` before they get here)."""
+    :mod:`sew_fairseq.checkpoints.original` before they get here)."""
     from fairseq.models import MODEL_DATACLASS_REGISTRY
 
-    import sew_fairseq  # noqa: F401  registers the models
 
     values = dict(to_plain(model_cfg))
     family = model_family(values.get("_name"), path)
@@ -184,7 +183,7 @@ def build_pretraining_model(cfg) -> torch.nn.Module:
 
     try:
         if cfg._name == "hubert":
-            from ..models.backbones import HubertBackbone
+            from ..models.hubert import HubertBackbone
 
             return HubertBackbone.build(cfg, pretraining_task_cfg("hubert", "", False))
         return ARCH_MODEL_REGISTRY[cfg._name].build_model(cfg.copy())
@@ -207,7 +206,7 @@ class PluginCheckpoint(NamedTuple):
 def read_plugin_checkpoint(path: str) -> PluginCheckpoint:
     """Split a plugin checkpoint (pretrained ``sew`` / ``sew_d`` / ``wav2vec2`` / ``hubert``, or a fine-tuned
     ``sew_ctc`` or fairseq ``wav2vec_ctc`` / ``hubert_ctc``) into its parts."""
-    from ..models.backbones import as_sew_ctc
+    from .hubert_ctc import as_sew_ctc
 
     try:
         state = as_sew_ctc(load_checkpoint(path), path)  # fairseq hubert_ctc: the same weights under sew_ctc
@@ -250,7 +249,7 @@ def read_plugin_checkpoint(path: str) -> PluginCheckpoint:
     normalize = bool(cfg.task.get("normalize", False)) if "task" in cfg and cfg.task is not None else False
     family = model_family(model_cfg._name, path)
     if family == "hubert":  # label embeddings: pretraining only, sized by label dictionaries nothing else uses
-        from ..models.backbones import HUBERT_PRETRAINING_ONLY
+        from ..models.hubert import HUBERT_PRETRAINING_ONLY
 
         weights = {k: v for k, v in weights.items() if k not in HUBERT_PRETRAINING_ONLY}
     return PluginCheckpoint(family, model_cfg, dict(weights), None, None, cfg, normalize)

@@ -4,7 +4,7 @@ The graph is exported on first use into a cache (:func:`cached_onnx`), or read f
 
 Cache: ``<checkpoint dir>/onnx-cache/`` (or ``onnx_cache=DIR``) holds ``<checkpoint stem>.<key>.<dtype>.onnx``, where
 ``key`` is the first 16 hex digits of the SHA-256 of the checkpoint file's bytes and of this package's export format
-(:data:`sew_fairseq.interop.onnx.FORMAT`). A checkpoint that changes (re-trained, replaced) gets a new key and a new
+(:data:`sew_fairseq.checkpoints.onnx.FORMAT`). A checkpoint that changes (re-trained, replaced) gets a new key and a new
 export; the graphs of its old key are deleted then. Hashing reads the whole file once per load (about 0.1 s per
 100 MB here). int8 is quantised from the cached fp32 graph (exported first if absent), so both share one export.
 
@@ -27,7 +27,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence
 import numpy as np
 import torch
 
-from . import Engine, EngineOutput, Setup
+from .base import Engine, EngineOutput, Setup, normalized
 from .hardware import UnsupportedBackend, check_backend
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def cache_key(checkpoint: str, sha256: Optional[str] = None) -> str:
     """16 hex digits naming the checkpoint's graphs: its bytes and the export format."""
     import hashlib
 
-    from ..interop.onnx import FORMAT, OPSET, file_sha256
+    from ..checkpoints.onnx import FORMAT, OPSET, file_sha256
 
     digest = sha256 or file_sha256(checkpoint)
     return hashlib.sha256(f"{digest} opset {OPSET} format {FORMAT}".encode()).hexdigest()[:16]
@@ -52,8 +52,8 @@ def cache_key(checkpoint: str, sha256: Optional[str] = None) -> str:
 
 def cached_onnx(checkpoint: str, dtype: str = "fp32", cache_dir: Optional[str] = None) -> CachedGraph:
     """The path of the checkpoint's ``dtype`` graph in the cache, exported (and quantised) first if absent, and
-    how long that took (:class:`sew_fairseq.backends.Setup`)."""
-    from ..interop.onnx import file_sha256, quantize_int8, to_onnx
+    how long that took (:class:`sew_fairseq.engines.base.Setup`)."""
+    from ..checkpoints.onnx import file_sha256, quantize_int8, to_onnx
 
     start = time.perf_counter()
     sha = file_sha256(checkpoint)
@@ -103,7 +103,7 @@ def cached_onnx(checkpoint: str, dtype: str = "fp32", cache_dir: Optional[str] =
 def check_graph(path: str, dtype: str, vocab_size: Optional[int] = None, checkpoint: Optional[str] = None) -> None:
     """Raise ValueError unless the ONNX file at ``path`` is a ``dtype`` graph of ``checkpoint`` (when its metadata
     says where it came from) with ``vocab_size`` outputs."""
-    from ..interop.onnx import file_sha256, read_metadata
+    from ..checkpoints.onnx import file_sha256, read_metadata
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"ONNX model {path} does not exist")
@@ -149,7 +149,7 @@ def _session(path: str, device: str, threads: Optional[int]):
 
 
 class OnnxRuntimeEngine(Engine):
-    """A graph of :func:`sew_fairseq.interop.onnx.to_onnx` in ONNX Runtime (see the module docstring).
+    """A graph of :func:`sew_fairseq.checkpoints.onnx.to_onnx` in ONNX Runtime (see the module docstring).
 
     Args:
         path: the ``.onnx`` file (``logits [B, T, V]`` of ``source [B, L]``).
@@ -197,6 +197,6 @@ class OnnxRuntimeEngine(Engine):
 
     def _prepare(self, wave: np.ndarray) -> np.ndarray:
         w = np.asarray(wave, dtype=np.float32)
-        if self.normalize:  # as fairseq's task.normalize and forward_log_probs: layer_norm over the samples
-            w = torch.nn.functional.layer_norm(torch.from_numpy(w), w.shape).numpy()
+        if self.normalize:
+            w = normalized(torch.from_numpy(w)).numpy()
         return w

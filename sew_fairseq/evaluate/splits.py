@@ -5,7 +5,6 @@ A split is ``<data>/<split>.tsv`` (first line the audio root, then ``relpath<TAB
 the dictionary the checkpoint was fine-tuned with (``<data>/dict.ltr.txt``, ``dict.phn.txt``).
 Shapes: B utterances, L samples, T frames, V letters (blank ``<s>``).
 """
-import contextlib
 import logging
 import os
 import time
@@ -18,7 +17,7 @@ import torch
 from manifests.audio import AudioError, audio_info, read_audio
 from manifests.records import ManifestError, Utterance
 
-from .manifest_check import parse_manifest_line
+from manifests.check import parse_manifest_line
 
 logger = logging.getLogger(__name__)
 
@@ -76,43 +75,6 @@ def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
     return utterances
 
 
-def load_ctc_model(checkpoint: str, data: Optional[str] = None, device: str = "cpu", dictionary: Optional[str] = None):
-    """(model in eval mode on ``device``, output dictionary, cfg) of a fine-tuned fairseq CTC checkpoint.
-
-    Any fine-tuned CTC model of this plugin (``sew_ctc``, ``sew_ctc_early_exit``) or of fairseq (``wav2vec_ctc``;
-    ``hubert_ctc``, read as ``sew_ctc`` by :func:`sew_fairseq.models.backbones.as_sew_ctc`). The output dictionary
-    is the one saved in the checkpoint (fairseq keeps it in ``task_state``); ``dictionary`` (a ``dict.ltr.txt``)
-    replaces it, or serves a checkpoint saved without one. ``data`` overrides ``task.data`` (where fairseq would
-    otherwise look for the dictionary)."""
-    from fairseq import checkpoint_utils
-    from fairseq.data import Dictionary
-
-    import sew_fairseq  # noqa: F401  registers the models and patches fairseq's checkpoint loading
-    from .models.backbones import as_sew_ctc
-
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    overrides = {"data": data} if data else {}
-    state = as_sew_ctc(checkpoint_utils.load_checkpoint_to_cpu(checkpoint, overrides), checkpoint)
-    task_state = state.setdefault("task_state", {}) or {}
-    state["task_state"] = task_state
-    if dictionary is not None:
-        if not os.path.isfile(dictionary):
-            raise FileNotFoundError(f"dictionary {dictionary} does not exist")
-        task_state["target_dictionary"] = Dictionary.load(dictionary)
-    elif task_state.get("target_dictionary") is None:
-        task_cfg = state["cfg"]["task"]  # load_checkpoint_to_cpu gives legacy (args) checkpoints a cfg too
-        labels = task_cfg.get("labels") or "ltr"
-        where = os.path.join(str(task_cfg.get("data") or ""), f"dict.{labels}.txt")
-        if not os.path.isfile(where):
-            raise FileNotFoundError(f"{checkpoint} holds no output dictionary and {where} does not exist: pass the "
-                                    f"dict.{labels}.txt it was fine-tuned with (--dict, or --data DIR)")
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([checkpoint], arg_overrides=overrides,
-                                                                      state=state)
-    model = models[0].eval().to(device)
-    return model, task.target_dictionary, cfg
-
-
 def _batches(utterances: Sequence[Utterance], max_samples: int) -> Iterator[List[int]]:
     """Indices of length-sorted batches of at most ``max_samples`` padded samples (one utterance at least)."""
     order = sorted(range(len(utterances)), key=lambda i: utterances[i].num_samples)
@@ -141,41 +103,6 @@ def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
                             hint="fix or remove the line; --skip-bad decodes the other utterances") from None
 
 
-def forward_log_probs(model, waves: Sequence[np.ndarray], device: str = "cpu", normalize: bool = False,
-                      exit_rule=None, autocast: Optional[torch.dtype] = None
-                      ) -> Tuple[List[torch.Tensor], List[Optional[int]]]:
-    """CTC log-probabilities of a batch of waves: one float32 CPU tensor [T_i, V] per wave (padding frames cut)
-    and, with ``exit_rule``, the exit layer of each (else None). ``normalize``: zero mean, unit variance per wave
-    (fairseq's ``task.normalize``). Padded batches give each wave what it gives alone.
-
-    ``autocast``: run the network under ``torch.autocast(device type, autocast)`` (bf16 / fp16, see
-    :mod:`sew_fairseq.backends`); the log-softmax is computed outside it, in fp32, either way."""
-    source = torch.zeros(len(waves), max(len(w) for w in waves))
-    padding = torch.ones(source.shape, dtype=torch.bool)
-    for i, w in enumerate(waves):
-        w = torch.from_numpy(np.asarray(w, dtype=np.float32))
-        if normalize:
-            w = torch.nn.functional.layer_norm(w, w.shape)
-        source[i, :len(w)] = w
-        padding[i, :len(w)] = False
-    exit_layers: List[Optional[int]] = [None] * len(waves)
-    with contextlib.nullcontext() if autocast is None else torch.autocast(torch.device(device).type, autocast):
-        if exit_rule is None:
-            out = model(source=source.to(device), padding_mask=padding.to(device))
-        else:
-            early = model.forward_early_exit(source.to(device), padding.to(device), exit_rule)
-            out, exit_layers = early.net_output, early.exit_layer.tolist()
-    if autocast is not None:
-        out = {**out, "encoder_out": out["encoder_out"].float()}
-    log_probs = model.get_normalized_probs(out, log_probs=True).float().transpose(0, 1).cpu()  # [B, T, V]
-    frame_padding = out.get("padding_mask")
-    result = []
-    for row in range(len(waves)):
-        frames = log_probs.size(1) if frame_padding is None else int((~frame_padding[row]).sum())
-        result.append(log_probs[row, :frames].contiguous())
-    return result, exit_layers
-
-
 @torch.inference_mode()
 def compute_emissions(model, utterances: Sequence[Utterance], max_samples: int = 1_600_000, device: str = "cpu",
                       sample_rate: int = 16000, normalize: bool = False, progress: bool = True,
@@ -183,7 +110,7 @@ def compute_emissions(model, utterances: Sequence[Utterance], max_samples: int =
     """CTC log-probabilities of every utterance (in the order given) and the seconds the forward passes took.
 
     ``model``: a fairseq CTC model (run by the torch fp32 engine with ``device``, ``normalize`` and ``exit_rule``),
-    or an engine of :mod:`sew_fairseq.backends` (which carries its own device, normalisation and exit rule; the
+    or an engine of :mod:`sew_fairseq.engines` (which carries its own device, normalisation and exit rule; the
     three arguments must then be left at their defaults).
     ``exit_rule`` (a :class:`sew_fairseq.modules.early_exit.ExitRule`): early exit with a ``sew_ctc_early_exit``
     model. Exit decisions are per utterance, so each utterance then runs alone (batch size 1, ``max_samples``
@@ -192,8 +119,8 @@ def compute_emissions(model, utterances: Sequence[Utterance], max_samples: int =
     file), or, when a ``skipped`` list is given, is appended to it and left out of the result."""
     from tqdm import tqdm
 
-    from .backends import Engine
-    from .backends.torch_backend import TorchEngine
+    from ..engines import Engine
+    from ..engines.torch_engine import TorchEngine
 
     if isinstance(model, Engine):
         if exit_rule is not None or normalize or device != "cpu":

@@ -66,7 +66,6 @@ def preset_config(name: str, **overrides: Any):
     """The model dataclass config of preset ``name`` (with the release's pretraining heads) plus ``overrides``."""
     from fairseq.models import MODEL_DATACLASS_REGISTRY
 
-    import sew_fairseq  # noqa: F401  registers the models
 
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")

@@ -1,8 +1,8 @@
 """Configs of transformers' wav2vec 2.0 and HuBERT ports against fairseq's ``wav2vec2`` and ``hubert`` models.
 
 The converted checkpoints use fairseq's own model classes (``Wav2Vec2Model``; ``HubertModel`` through
-:class:`sew_fairseq.models.backbones.HubertBackbone`): their parameter names are the names
-:data:`sew_fairseq.interop.hf.HF_TO_OURS` already maps SEW to (the original release's names are fairseq's), so one
+:class:`sew_fairseq.models.hubert.HubertBackbone`): their parameter names are the names
+:data:`sew_fairseq.checkpoints.hf.HF_TO_OURS` already maps SEW to (the original release's names are fairseq's), so one
 table converts all four families; the family stays recorded (``cfg.model._name``), so ``to-hf`` writes back the
 class it came from; and fairseq-trained wav2vec 2.0 / HuBERT checkpoints convert with the same code.
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional
 
-from .common import ConversionError, pretraining_config
+from .plugin import ConversionError, pretraining_config
 
 #: transformers' model_type -> our family (fairseq's registered model name)
 HF_MODEL_TYPES = {"wav2vec2": "wav2vec2", "hubert": "hubert"}

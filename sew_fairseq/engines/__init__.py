@@ -1,19 +1,19 @@
 """Inference engines: one interface, ``waves -> CTC log-probabilities``, whatever runs the network.
 
-    from sew_fairseq.backends import load_engine
+    from sew_fairseq.engines import load_engine
     loaded = load_engine("ckpt/checkpoint_best.pt", backend="onnxruntime", dtype="int8")
     out = loaded.engine.log_probs([wave_a, wave_b])   # 1-D float32 numpy waves at the model's rate
     out.log_probs[0]                                  # torch.Tensor [T, V] float32 (CPU), padding frames cut
     out.exit_layers                                   # early exit (torch only): the layers each wave used, else None
 
-:class:`sew_fairseq.transcribe.Transcriber` (``sew-transcribe``), :func:`sew_fairseq.inference.compute_emissions`
+:class:`sew_fairseq.transcribe.Transcriber` (``sew-transcribe``), :func:`sew_fairseq.evaluate.splits.compute_emissions`
 (``sew-infer``) and ``sew-bench speed`` / ``accuracy`` all run through an :class:`Engine`:
 
 =============== ======================== ===============================================================
 backend         dtype                    what runs
 =============== ======================== ===============================================================
 ``torch``       ``fp32``                 the fairseq model as it is (:mod:`.torch_backend`), bit-identical
-                                         to :func:`sew_fairseq.inference.forward_log_probs`
+                                         to :func:`sew_fairseq.engines.torch_engine.forward_log_probs`
 ``torch``       ``bf16`` / ``fp16``      the same model prepared once (weights cast, channels-last convs)
                                          and run under ``torch.autocast``; bf16 needs a CPU with
                                          AVX512-BF16 / AMX-BF16 or a CUDA GPU, fp16 a CUDA GPU
@@ -24,66 +24,18 @@ backend         dtype                    what runs
 =============== ======================== ===============================================================
 
 Whatever the dtype, the log-softmax and all decoding run in fp32. A combination the machine cannot run raises
-:class:`sew_fairseq.backends.hardware.UnsupportedBackend` (a ``ValueError``) naming the dtype, the backend and what
+:class:`sew_fairseq.engines.hardware.UnsupportedBackend` (a ``ValueError``) naming the dtype, the backend and what
 is missing (:func:`check_backend`); nothing falls back to another precision. Early exit runs with torch only.
 """
 from __future__ import annotations
 
-from typing import Any, List, NamedTuple, Optional, Sequence
+from typing import Optional
 
-import numpy as np
-import torch
-
+from .base import Engine, EngineOutput, LoadedEngine, Setup
 from .hardware import BACKEND_DTYPES, BACKENDS, DTYPES, UnsupportedBackend, check_backend, cpu_bf16
 
 __all__ = ["BACKENDS", "BACKEND_DTYPES", "DTYPES", "Engine", "EngineOutput", "LoadedEngine", "Setup",
            "UnsupportedBackend", "check_backend", "cpu_bf16", "load_engine"]
-
-
-class Setup(NamedTuple):
-    """What preparing an engine cost (seconds), for benchmarks; all 0 for the torch backend."""
-
-    hash_seconds: float = 0.0  # SHA-256 of the checkpoint (the ONNX cache key)
-    export_seconds: float = 0.0  # torch -> ONNX export (0 when the graph came from the cache or a file)
-    quantize_seconds: float = 0.0  # int8 dynamic quantisation
-    session_seconds: float = 0.0  # creating the ONNX Runtime session (graph optimisation included)
-    reused: bool = True  # nothing was exported or quantised
-    path: Optional[str] = None  # the ONNX graph run
-
-
-class EngineOutput(NamedTuple):
-    log_probs: List[torch.Tensor]  # per wave [T_i, V] float32 on the CPU
-    exit_layers: List[Optional[int]]  # per wave: backbone layers used with early exit, else None
-
-
-class Engine:
-    """Runs a CTC network: :meth:`log_probs` of a batch of waves. Subclasses: :class:`.torch_backend.TorchEngine`,
-    :class:`.onnx_backend.OnnxRuntimeEngine`."""
-
-    backend = ""
-    exit_rule = None
-
-    def __init__(self, dtype: str, device: str, normalize: bool, setup: Optional[Setup] = None):
-        self.dtype, self.device, self.normalize = dtype, device, normalize
-        self.setup = setup or Setup()
-
-    @property
-    def name(self) -> str:
-        return f"{self.backend} {self.dtype}"
-
-    def log_probs(self, waves: Sequence[np.ndarray]) -> EngineOutput:
-        """CTC log-probabilities of 1-D float32 waves (any lengths; each wave gets what it gets alone)."""
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name}, device={self.device})"
-
-
-class LoadedEngine(NamedTuple):
-    engine: Engine
-    model: Any  # the fairseq model (for the torch backend: the one the engine runs; reduced precision: prepared)
-    dictionary: Any  # its fairseq output dictionary
-    cfg: Any  # the checkpoint's config
 
 
 def load_engine(checkpoint: str, backend: str = "torch", dtype: str = "fp32", device: str = "cpu", *,
@@ -92,11 +44,11 @@ def load_engine(checkpoint: str, backend: str = "torch", dtype: str = "fp32", de
                 threads: Optional[int] = None) -> LoadedEngine:
     """Load a fine-tuned CTC checkpoint and build its engine (see the module docstring).
 
-    ``data`` / ``dictionary``: as :func:`sew_fairseq.inference.load_ctc_model`. ``onnx_cache``: the folder of
+    ``data`` / ``dictionary``: as :func:`sew_fairseq.checkpoints.ctc.load_ctc_model`. ``onnx_cache``: the folder of
     exported graphs (default ``<checkpoint dir>/onnx-cache``; unused by torch); ``onnx_model``: a ``.onnx`` to run
     instead (made by ``sew-convert to-onnx [--quantize int8]`` from this checkpoint). ``threads``: ONNX Runtime's
     intra-op threads."""
-    from ..inference import load_ctc_model
+    from ..checkpoints.ctc import load_ctc_model
 
     check_backend(backend, dtype, device, early_exit=exit_rule is not None)
     if backend != "onnxruntime" and onnx_model:
@@ -106,11 +58,11 @@ def load_engine(checkpoint: str, backend: str = "torch", dtype: str = "fp32", de
     model, target_dictionary, cfg = load_ctc_model(checkpoint, data, on, dictionary)
     normalize = bool(getattr(cfg.task, "normalize", False))
     if backend == "torch":
-        from .torch_backend import TorchEngine
+        from .torch_engine import TorchEngine
 
         engine: Engine = TorchEngine(model, device, dtype, normalize, exit_rule)
     else:
-        from .onnx_backend import OnnxRuntimeEngine
+        from .onnx_engine import OnnxRuntimeEngine
 
         engine = OnnxRuntimeEngine.from_checkpoint(checkpoint, device, dtype, normalize, onnx_cache, onnx_model,
                                                    len(target_dictionary), threads)

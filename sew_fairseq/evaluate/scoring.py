@@ -2,7 +2,7 @@
 WER / CER or (phones) PER, the reference words a lexicon cannot produce, LM-weight tuning, and the result files
 (``hyp.trn``, ``ref.trn``, ``utterances.tsv``, ``results.json``).
 
-``emissions`` are :class:`sew_fairseq.inference.Emission` (an utterance with its references and its [T, V]
+``emissions`` are :class:`sew_fairseq.evaluate.splits.Emission` (an utterance with its references and its [T, V]
 log-probabilities); decoders are :mod:`sew_fairseq.decoding`'s.
 """
 import json
@@ -21,7 +21,7 @@ def decode_all(decoder, emissions) -> List[List]:
 
 def score(emissions, nbests, labels: str = "wrd") -> Dict[str, float]:
     """WER and CER of word references, or (``labels="phn"``) PER without ``sil`` and with every symbol."""
-    from .decoding import cer, per, wer
+    from ..decoding import cer, per, wer
 
     refs = [e.utterance.words for e in emissions]
     if any(r is None for r in refs):
@@ -37,7 +37,7 @@ def score(emissions, nbests, labels: str = "wrd") -> Dict[str, float]:
 
 def reference_oov(lexicon_path: str, emissions) -> Dict[str, object]:
     """Reference words a lexicon decoder cannot output: count, rate and a few examples."""
-    from .decoding import read_lexicon
+    from ..decoding import read_lexicon
 
     lexicon = read_lexicon(lexicon_path)
     words = [w for e in emissions if e.utterance.words for w in e.utterance.words.split()]
@@ -47,7 +47,7 @@ def reference_oov(lexicon_path: str, emissions) -> Dict[str, object]:
 
 
 def write_results(out_dir: str, emissions, nbests, summary: Dict, labels: str = "wrd") -> None:
-    from .decoding import UtteranceResult, write_trn, write_utterance_tsv
+    from ..decoding import UtteranceResult, write_trn, write_utterance_tsv
 
     os.makedirs(out_dir, exist_ok=True)
     hyps = [" ".join(n[0].words) if n else "" for n in nbests]

@@ -1,6 +1,6 @@
 """The torch backend: the fairseq model itself, in fp32 (unchanged), or in bf16 / fp16 under ``torch.autocast``.
 
-fp32 is :func:`sew_fairseq.inference.forward_log_probs` as it always was: bit-identical outputs.
+fp32 is :func:`forward_log_probs` as it always was: bit-identical outputs.
 
 bf16 / fp16 prepare the model once, in place (:func:`prepare_reduced_precision`), then run it under autocast:
 
@@ -24,7 +24,8 @@ convolutions, attention and the GELUs of the extractor run in bf16 / fp16.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from . import Engine, EngineOutput
+from .base import Engine, EngineOutput, normalized
 from .hardware import check_backend
 
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -110,13 +111,48 @@ def prepare_reduced_precision(model: nn.Module, dtype: torch.dtype) -> nn.Module
     return model.eval()
 
 
+def forward_log_probs(model, waves: Sequence[np.ndarray], device: str = "cpu", normalize: bool = False,
+                      exit_rule=None, autocast: Optional[torch.dtype] = None
+                      ) -> Tuple[List[torch.Tensor], List[Optional[int]]]:
+    """CTC log-probabilities of a batch of waves: one float32 CPU tensor [T_i, V] per wave (padding frames cut)
+    and, with ``exit_rule``, the exit layer of each (else None). ``normalize``: zero mean, unit variance per wave
+    (fairseq's ``task.normalize``). Padded batches give each wave what it gives alone.
+
+    ``autocast``: run the network under ``torch.autocast(device type, autocast)`` (bf16 / fp16, see
+    :class:`TorchEngine`); the log-softmax is computed outside it, in fp32, either way."""
+    source = torch.zeros(len(waves), max(len(w) for w in waves))
+    padding = torch.ones(source.shape, dtype=torch.bool)
+    for i, w in enumerate(waves):
+        w = torch.from_numpy(np.asarray(w, dtype=np.float32))
+        if normalize:
+            w = normalized(w)
+        source[i, :len(w)] = w
+        padding[i, :len(w)] = False
+    exit_layers: List[Optional[int]] = [None] * len(waves)
+    with contextlib.nullcontext() if autocast is None else torch.autocast(torch.device(device).type, autocast):
+        if exit_rule is None:
+            out = model(source=source.to(device), padding_mask=padding.to(device))
+        else:
+            early = model.forward_early_exit(source.to(device), padding.to(device), exit_rule)
+            out, exit_layers = early.net_output, early.exit_layer.tolist()
+    if autocast is not None:
+        out = {**out, "encoder_out": out["encoder_out"].float()}
+    log_probs = model.get_normalized_probs(out, log_probs=True).float().transpose(0, 1).cpu()  # [B, T, V]
+    frame_padding = out.get("padding_mask")
+    result = []
+    for row in range(len(waves)):
+        frames = log_probs.size(1) if frame_padding is None else int((~frame_padding[row]).sum())
+        result.append(log_probs[row, :frames].contiguous())
+    return result, exit_layers
+
+
 class TorchEngine(Engine):
     """The fairseq CTC model in torch. ``dtype`` fp32 runs it as it is; bf16 / fp16 prepare it in place first (so
     the model given must not be used in fp32 afterwards), then run it under autocast.
 
     Args:
         model: a loaded fairseq CTC model in eval mode (``sew_ctc``, ``sew_ctc_early_exit``, ``wav2vec_ctc``).
-        device, dtype: see :func:`sew_fairseq.backends.hardware.check_backend` (checked here).
+        device, dtype: see :func:`sew_fairseq.engines.hardware.check_backend` (checked here).
         normalize: zero mean, unit variance per wave (the checkpoint's ``task.normalize``).
         exit_rule: early exit (a ``sew_ctc_early_exit`` model).
     """
@@ -138,8 +174,6 @@ class TorchEngine(Engine):
 
     @torch.inference_mode()
     def log_probs(self, waves: Sequence[np.ndarray]) -> EngineOutput:
-        from ..inference import forward_log_probs
-
         lps, layers = forward_log_probs(self.model, waves, self.device, self.normalize, self.exit_rule,
                                         autocast=self.autocast)
         return EngineOutput(lps, layers)

@@ -29,7 +29,7 @@ from typing import Any, Dict, Mapping, Optional
 
 from omegaconf import OmegaConf
 
-from .common import (CTC_MODELS, HEAD_PREFIXES, PROJ_PREFIX, W2V_PREFIX, ConversionError, atomic_save,
+from .plugin import (CTC_MODELS, HEAD_PREFIXES, PROJ_PREFIX, W2V_PREFIX, ConversionError, atomic_save,
                      build_pretraining_model, check_state, checkpoint_cfg, checkpoint_dict, finetuning_cfg,
                      load_checkpoint, parse_dictionary, pretraining_cfg, pretraining_config, to_plain)
 
@@ -60,8 +60,6 @@ def _neutral(value: Any, rule: Any) -> bool:
 def translate_model_config(model: Mapping[str, Any], source: str):
     """Our structured ``sew`` / ``sew_d`` config of a release ``cfg.model`` (clear error for what we lack)."""
     from fairseq.models import MODEL_DATACLASS_REGISTRY
-
-    import sew_fairseq  # noqa: F401
 
     values = dict(to_plain(model))
     name = values.get("_name")
@@ -121,7 +119,7 @@ def load_w2v_config(spec: str):
 
 
 def preset_model_config(name: str, source: str):
-    from ..presets import PRESETS, preset_config
+    from ..models.presets import PRESETS, preset_config
 
     if name not in PRESETS or PRESETS[name].model not in ("sew", "sew_d"):
         choices = [p for p, v in PRESETS.items() if v.model in ("sew", "sew_d")]

@@ -142,7 +142,7 @@ class CheckpointLoadError(ValueError):
         self.offending = offending
         super().__init__(
             f"Refusing to load checkpoint {source}: its pickle references {offending}, which is "
-            f"not in sew_fairseq.checkpoint.TRUSTED_GLOBALS. Loading it would let the file run "
+            f"not in sew_fairseq.checkpoints.safe_load.TRUSTED_GLOBALS. Loading it would let the file run "
             f"code on this machine. If you trust the file and that global is plain data, allow it "
             f"with torch.serialization.add_safe_globals([...]) before loading; never load an "
             f"untrusted checkpoint with weights_only=False. (torch: {detail})"

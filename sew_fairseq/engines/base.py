@@ -1,0 +1,61 @@
+"""What every inference engine is: :class:`Engine` (``waves -> CTC log-probabilities``), its output, what
+preparing it cost, and the input normalisation all engines share."""
+from __future__ import annotations
+
+from typing import Any, List, NamedTuple, Optional, Sequence
+
+import numpy as np
+import torch
+
+
+
+def normalized(wave: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance over the samples [L] (fairseq's ``task.normalize``: ``F.layer_norm`` over the whole
+    wave, as its audio datasets do); every engine prepares a wave of a normalising checkpoint with this."""
+    return torch.nn.functional.layer_norm(wave, wave.shape)
+
+
+class Setup(NamedTuple):
+    """What preparing an engine cost (seconds), for benchmarks; all 0 for the torch backend."""
+
+    hash_seconds: float = 0.0  # SHA-256 of the checkpoint (the ONNX cache key)
+    export_seconds: float = 0.0  # torch -> ONNX export (0 when the graph came from the cache or a file)
+    quantize_seconds: float = 0.0  # int8 dynamic quantisation
+    session_seconds: float = 0.0  # creating the ONNX Runtime session (graph optimisation included)
+    reused: bool = True  # nothing was exported or quantised
+    path: Optional[str] = None  # the ONNX graph run
+
+
+class EngineOutput(NamedTuple):
+    log_probs: List[torch.Tensor]  # per wave [T_i, V] float32 on the CPU
+    exit_layers: List[Optional[int]]  # per wave: backbone layers used with early exit, else None
+
+
+class Engine:
+    """Runs a CTC network: :meth:`log_probs` of a batch of waves. Subclasses: :class:`.torch_backend.TorchEngine`,
+    :class:`.onnx_backend.OnnxRuntimeEngine`."""
+
+    backend = ""
+    exit_rule = None
+
+    def __init__(self, dtype: str, device: str, normalize: bool, setup: Optional[Setup] = None):
+        self.dtype, self.device, self.normalize = dtype, device, normalize
+        self.setup = setup or Setup()
+
+    @property
+    def name(self) -> str:
+        return f"{self.backend} {self.dtype}"
+
+    def log_probs(self, waves: Sequence[np.ndarray]) -> EngineOutput:
+        """CTC log-probabilities of 1-D float32 waves (any lengths; each wave gets what it gets alone)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}, device={self.device})"
+
+
+class LoadedEngine(NamedTuple):
+    engine: Engine
+    model: Any  # the fairseq model (for the torch backend: the one the engine runs; reduced precision: prepared)
+    dictionary: Any  # its fairseq output dictionary
+    cfg: Any  # the checkpoint's config

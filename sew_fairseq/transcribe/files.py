@@ -1,0 +1,180 @@
+"""The many-file job of ``sew-transcribe``: which files an INPUT names, where their transcripts go, what is
+redone, skipped or scored, and ``summary.json``. Each file is transcribed by :class:`.transcriber.Transcriber`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+from manifests.audio import AudioError, AudioInfo, audio_info
+
+from .transcriber import Transcriber, Word
+
+logger = logging.getLogger(__name__)
+
+
+class InputFile(NamedTuple):
+    """An input recording and the output stem it maps to (its path relative to the folder it was found in,
+    without the extension; a file given by itself: its base name)."""
+
+    path: str
+    stem: str
+
+
+class InputError(ValueError):
+    """An INPUT argument that names nothing to transcribe."""
+
+
+def resolve_inputs(inputs: Sequence[str]) -> List[InputFile]:
+    """Audio files of ``inputs``: files, directories (searched recursively, see
+    :data:`manifests.audio.AUDIO_SUFFIXES`) and ``@LIST`` files (one path per line; blank lines and ``#`` comments
+    ignored; relative paths are relative to the list's folder). Two inputs that would write the same outputs keep
+    their extension in the stem (``a.wav`` -> ``a.wav.txt``); if they still collide, :class:`InputError`."""
+    from manifests.audio import find_audio_files
+
+    found: List[Tuple[str, str]] = []  # (path, relative name)
+    for item in inputs:
+        if item.startswith("@"):
+            listing = item[1:]
+            try:
+                with open(listing, encoding="utf-8") as f:
+                    lines = f.read().splitlines()
+            except OSError as e:
+                raise InputError(f"cannot read the list {listing}: {e.strerror}") from None
+            base = os.path.dirname(os.path.abspath(listing))
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    path = line if os.path.isabs(line) else os.path.join(base, line)
+                    found.append((path, os.path.basename(path)))
+        elif os.path.isdir(item):
+            files = find_audio_files(item)
+            if not files:
+                raise InputError(f"no audio files in the directory {item}")
+            found.extend((p, os.path.relpath(p, item)) for p in files)
+        else:
+            found.append((item, os.path.basename(item)))  # a bad file is reported when it is transcribed
+    stems = [os.path.splitext(rel)[0] for _, rel in found]
+    counts = {s: stems.count(s) for s in stems}
+    out, seen = [], {}
+    for (path, rel), stem in zip(found, stems):
+        stem = rel if counts[stem] > 1 else stem
+        if stem in seen:
+            raise InputError(f"{seen[stem]} and {path} would both write {stem}.*: give their common folder as the "
+                             f"input instead, so that the outputs mirror their paths")
+        seen[stem] = path
+        out.append(InputFile(path, stem))
+    return out
+
+
+def _outputs_exist(output_dir: str, stem: str, formats: Sequence[str]) -> bool:
+    return all(os.path.exists(os.path.join(output_dir, f"{stem}.{fmt}")) for fmt in formats)
+
+
+def _read_words(path: str) -> List[Word]:
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        return [Word(w["word"], w["start"], w["end"], w["confidence"]) for w in json.load(f)["words"]]
+
+
+def _read_text(output_dir: str, stem: str) -> str:
+    import json
+
+    path = os.path.join(output_dir, stem)
+    if os.path.exists(path + ".json"):
+        with open(path + ".json", encoding="utf-8") as f:
+            return json.load(f)["text"]
+    with open(path + ".txt", encoding="utf-8") as f:
+        return f.read().strip()
+
+
+def score_transcripts(output_dir: str, files: Sequence[InputFile], references: dict, phones: bool) -> dict:
+    """Error rates of the transcripts of ``files`` that have a reference (``references``: output stem -> text):
+    WER and CER, or for a phone model (``phones``) PER with ``sil`` not scored and with every symbol."""
+    from ..decoding import cer, per, wer
+    from ..decoding.trn import sanitize_utt_id
+
+    pairs = [(references[sanitize_utt_id(f.stem)], _read_text(output_dir, f.stem)) for f in files
+             if sanitize_utt_id(f.stem) in references]
+    if not pairs:
+        return {"scored": 0}
+    refs, hyps = [" ".join(r.split()) for r, _ in pairs], [h for _, h in pairs]
+    if phones:
+        return {"scored": len(pairs), "per": 100 * per(refs, hyps).rate, "per_with_sil": 100 * per(refs, hyps, ()).rate}
+    return {"scored": len(pairs), "wer": 100 * wer(refs, hyps).rate, "cer": 100 * cer(refs, hyps).rate}
+
+
+def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], output_dir: str,
+                     formats: Sequence[str], skip_bad: bool = False, overwrite: bool = False,
+                     channel: Optional[int] = None, progress: bool = True, setup_seconds: float = 0.0,
+                     references: Optional[dict] = None) -> dict:
+    """Transcribe ``files`` into ``output_dir`` (``<stem>.<format>`` each, written atomically as soon as a file is
+    done; ``transcripts.ctm`` and ``summary.json`` at the end). Files whose outputs exist are not redone unless
+    ``overwrite``. A file that gives no samples raises :class:`manifests.audio.AudioError` (what was done before it
+    is kept, and ``summary.json`` says where it stopped), or with ``skip_bad`` is listed under ``skipped`` in
+    ``summary.json``. ``references`` (output stem -> text) adds their error rates (:func:`score_transcripts`) to
+    the summary. Returns the summary."""
+    import json
+
+    from tqdm import tqdm
+
+    from manifests.atomic import atomic_open
+    from ..decoding.transcripts import write_ctm, write_transcript
+
+    per_file = [f for f in formats if f != "ctm"]
+    if ("ctm" in formats or references) and "json" not in per_file:
+        per_file.append("json")  # the CTM and the scores are assembled from every file's .json
+    infos: List[Optional[AudioInfo]] = []
+    for f in files:
+        try:
+            infos.append(audio_info(f.path))
+        except AudioError:
+            infos.append(None)  # reported when its turn comes
+    summary = {"files": 0, "reused": 0, "audio_seconds": 0.0, "forward_seconds": 0.0, "decode_seconds": 0.0,
+               "setup_seconds": round(setup_seconds, 4), "skipped": []}
+    total_h = sum(i.duration for i in infos if i is not None) / 3600
+    bar = tqdm(total=round(total_h, 4), unit="h", disable=not progress, desc=f"files 0/{len(files)}",
+               bar_format="{desc} |{bar}| {n:.3f}/{total:.3f} h of audio [{elapsed}<{remaining}]")
+    done: List[InputFile] = []
+    error: Optional[AudioError] = None
+    try:
+        for n, (f, info) in enumerate(zip(files, infos), 1):
+            if not overwrite and _outputs_exist(output_dir, f.stem, per_file):
+                summary["reused"] += 1
+                done.append(f)
+            else:
+                try:
+                    t = transcriber.transcribe(f.path, channel=channel, info=info)
+                except AudioError as e:
+                    if not skip_bad:
+                        error = e
+                        raise
+                    logger.warning("skipped: %s", e)
+                    summary["skipped"].append({"audio": f.path, "reason": e.reason, "error": str(e)})
+                else:
+                    write_transcript(t, os.path.join(output_dir, f.stem), per_file)
+                    done.append(f)
+                    summary["files"] += 1
+                    summary["audio_seconds"] += t.duration
+                    summary["forward_seconds"] += t.forward_seconds
+                    summary["decode_seconds"] += t.decode_seconds
+            bar.set_description_str(f"files {n}/{len(files)}")
+            bar.update(round(info.duration / 3600, 4) if info is not None else 0)
+    finally:
+        bar.close()
+        if error is not None:
+            summary["error"] = str(error)
+        for key in ("audio_seconds", "forward_seconds", "decode_seconds"):
+            summary[key] = round(summary[key], 4)
+        os.makedirs(output_dir, exist_ok=True)
+        if references is not None and error is None:
+            phones = "|" not in transcriber.dictionary.indices
+            summary.update(score_transcripts(output_dir, done, references, phones))
+        if "ctm" in formats:
+            write_ctm(os.path.join(output_dir, "transcripts.ctm"),
+                      [(f.stem, _read_words(os.path.join(output_dir, f"{f.stem}.json"))) for f in done])
+        with atomic_open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as out:
+            json.dump(summary, out, indent=2)
+    return summary
