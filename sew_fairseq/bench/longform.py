@@ -17,7 +17,6 @@ WER is over the whole recording (one reference, one hypothesis). Both children g
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -31,8 +30,8 @@ SAMPLE_RATE = 16000
 
 
 def make_recording(utterances, minutes: float, gap: float, path: str) -> str:
-    """Concatenate ``utterances`` (``sew_fairseq.evaluate.splits.Utterance``) cyclically into a ``minutes``-long FLAC at
-    ``path``; returns the reference transcript."""
+    """Concatenate ``utterances`` (:class:`manifests.records.Utterance`) cyclically into a ``minutes``-long FLAC
+    at ``path``; returns the reference transcript."""
     import soundfile as sf
 
     from manifests.atomic import atomic_file
@@ -78,7 +77,8 @@ def _sew_transcribe() -> List[str]:
     return [sys.executable, "-m", "sew_fairseq.cli.transcribe"]
 
 
-def ours(checkpoint: str, inputs: Sequence[str], out_dir: str, threads: int, extra: Sequence[str] = ()) -> dict:
+def run_sew_transcribe(checkpoint: str, inputs: Sequence[str], out_dir: str, threads: int,
+                       extra: Sequence[str] = ()) -> dict:
     """``sew-transcribe`` on ``inputs`` in a child process: its summary.json, the texts and the peak memory."""
     r = _run_measured(_sew_transcribe() + [checkpoint, *inputs, "--output-dir", out_dir, "--overwrite", "--quiet",
                                            "--formats", "txt", "json", *extra], threads)
@@ -104,7 +104,8 @@ def hf_worker(hf_dir: str, audio: str, chunk_seconds: float, threads: int) -> di
     return {"seconds": time.perf_counter() - start, "text": text}
 
 
-def theirs(hf_dir: str, audio: str, chunk_seconds: float, threads: int) -> dict:
+def run_hf_pipeline(hf_dir: str, audio: str, chunk_seconds: float, threads: int) -> dict:
+    """:func:`hf_worker` in a child process: its text, seconds and the child's peak memory."""
     r = _run_measured([sys.executable, "-m", "sew_fairseq.bench.longform", "--hf-worker", hf_dir, audio,
                        str(chunk_seconds), str(threads)], threads)
     result = json.loads(r["stdout"].strip().splitlines()[-1])
@@ -115,7 +116,9 @@ def theirs(hf_dir: str, audio: str, chunk_seconds: float, threads: int) -> dict:
 def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float], out_dir: str, gap: float = 0.25,
                  threads: int = 2, hf_chunk_seconds: float = 10.0, hf: bool = True, extra: Sequence[str] = ()
                  ) -> List[dict]:
-    """The rows of the table (see the module docstring); the first row is the split's short utterances."""
+    """The rows of the table (see the module docstring; also written to ``<out_dir>/results.json``); the first row
+    is the split's short utterances."""
+    from manifests.atomic import atomic_open
     from ..decoding import wer
     from ..evaluate.splits import read_split
 
@@ -124,7 +127,7 @@ def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float
     listing = os.path.join(out_dir, f"{split}.list")
     with open(listing, "w", encoding="utf-8") as f:
         f.writelines(u.audio + "\n" for u in utterances)
-    short = ours(checkpoint, ["@" + listing], os.path.join(out_dir, "short"), threads, extra)
+    short = run_sew_transcribe(checkpoint, ["@" + listing], os.path.join(out_dir, "short"), threads, extra)
     hyps = []
     for u in utterances:
         with open(os.path.join(out_dir, "short", os.path.splitext(os.path.basename(u.audio))[0] + ".txt"),
@@ -144,7 +147,7 @@ def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float
         audio = os.path.join(out_dir, f"long_{m:g}min.flac")
         reference = make_recording(utterances, m, gap, audio)
         run_dir = os.path.join(out_dir, f"ours_{m:g}min")
-        o = ours(checkpoint, [audio], run_dir, threads, extra)
+        o = run_sew_transcribe(checkpoint, [audio], run_dir, threads, extra)
         with open(os.path.join(run_dir, f"long_{m:g}min.txt"), encoding="utf-8") as f:
             text = f.read().strip()
         rate = o["forward_seconds"] / o["audio_seconds"]
@@ -152,10 +155,12 @@ def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float
                "wer": 100 * wer([reference], [text]).rate, "forward_seconds": o["forward_seconds"],
                "forward_per_audio_second": rate, "relative_rate": rate / short_rate, "peak_gb": o["peak_gb"]}
         if hf:
-            t = theirs(hf_dir, audio, hf_chunk_seconds, threads)
+            t = run_hf_pipeline(hf_dir, audio, hf_chunk_seconds, threads)
             row.update(hf_wer=100 * wer([reference], [" ".join(t["text"].split())]).rate, hf_seconds=t["seconds"],
                        hf_peak_gb=t["peak_gb"], forward_over_hf=o["forward_seconds"] / t["seconds"])
         rows.append(row)
+    with atomic_open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=2)
     return rows
 
 
@@ -170,34 +175,6 @@ def format_rows(rows: List[dict], hf_chunk_seconds: float) -> str:
             line += f"{r['hf_wer']:8.2f}{r['hf_seconds']:7.2f}{r['hf_peak_gb']:7.2f}{r['forward_over_hf']:8.2f}"
         lines.append(line)
     return "\n".join(lines)
-
-
-def add_parser(sub) -> None:
-    """Register ``longform`` on ``sew-bench``'s sub-parsers."""
-    p = sub.add_parser("longform", help="long recordings: sew-transcribe against transformers' chunked pipeline",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a fine-tuned CTC checkpoint (sew_ctc)")
-    p.add_argument("--data", required=True, help="manifest directory with <split>.tsv and <split>.wrd")
-    p.add_argument("--split", required=True, help="the utterances to concatenate")
-    p.add_argument("--minutes", type=float, nargs="+", default=[10.0], help="recording lengths (default 10)")
-    p.add_argument("--gap", type=float, default=0.25, help="silence between utterances, seconds (default 0.25)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads of each child (default 2)")
-    p.add_argument("--hf-chunk-seconds", type=float, default=10.0,
-                   help="transformers' chunk_length_s (default 10; 0 = one pass)")
-    p.add_argument("--no-hf", action="store_true", help="ours only (no transformers)")
-    p.add_argument("--out-dir", required=True, help="recordings, transcripts, the exported HF model, results.json")
-    p.add_argument("--transcribe-args", default="", help="extra sew-transcribe options, e.g. '--chunk-seconds 30'")
-
-
-def run(args: argparse.Namespace) -> int:
-    from manifests.atomic import atomic_open
-
-    rows = run_longform(args.checkpoint, args.data, args.split, args.minutes, args.out_dir, args.gap, args.threads,
-                        args.hf_chunk_seconds, not args.no_hf, args.transcribe_args.split())
-    print(format_rows(rows, args.hf_chunk_seconds))
-    with atomic_open(os.path.join(args.out_dir, "results.json"), "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=2)
-    return 0
 
 
 if __name__ == "__main__":

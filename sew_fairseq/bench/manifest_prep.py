@@ -19,7 +19,6 @@ Prints the best of ``--repeats`` wall times, files per second and the ratio (our
 and checks that both wrote the same utterances, sample counts and ``.ltr`` lines. The tree is deleted
 afterwards. A benchmark, not a test.
 """
-import argparse
 import importlib.util
 import os
 import shutil
@@ -27,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 def fixture_utterances(fixtures: str) -> List[Tuple[str, str]]:
     """(flac path, transcript) of every fixture utterance."""
@@ -89,30 +88,27 @@ def timed(cmds: Sequence[Sequence[str]], env: Dict[str, str]) -> float:
     return time.perf_counter() - start
 
 
-def add_parser(sub) -> None:
-    """Register ``manifests`` on ``sew-bench``'s sub-parsers."""
-    p = sub.add_parser("manifests", help="LibriSpeech manifests: sew-manifest against fairseq's wav2vec_manifest.py",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", required=True, help="a LibriSpeech-layout folder whose flacs and transcripts are "
-                                                   "replicated into the benchmark tree")
-    p.add_argument("--files", type=int, default=4000, help="flac files in the tree (default 4000)")
-    p.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8),
-                   help="--workers of our builder (default min(cpu count, 8) = %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs of each, best kept (default 3)")
-    p.add_argument("--fairseq-examples", help="fairseq's examples/wav2vec folder (default: the installed one)")
-    p.add_argument("--tmp", help="where to build the tree (default: a temporary folder)")
+class Comparison(NamedTuple):
+    files: int
+    workers: int
+    repeats: int
+    fairseq_seconds: float  # best of the repeats
+    ours_seconds: float
+    same: bool  # both wrote the same utterances, sample counts and .ltr lines
 
 
-def run(args: argparse.Namespace) -> int:
-    examples = args.fairseq_examples or fairseq_examples()
+def compare_builders(source: str, files: int = 4000, workers: int = 2, repeats: int = 3,
+                     fairseq_examples_dir: Optional[str] = None, tmp: Optional[str] = None) -> Comparison:
+    """Time both builders on a tree of ``files`` flacs made from ``source`` (see the module docstring). Raises
+    FileNotFoundError when fairseq's examples/wav2vec cannot be found."""
+    examples = fairseq_examples_dir or fairseq_examples()
     if not examples:
-        print("fairseq's examples/wav2vec not found: pass --fairseq-examples", file=sys.stderr)
-        return 2
-    work = tempfile.mkdtemp(prefix="manifest-bench-", dir=args.tmp)
+        raise FileNotFoundError("fairseq's examples/wav2vec not found: pass --fairseq-examples")
+    work = tempfile.mkdtemp(prefix="manifest-bench-", dir=tmp)
     env = dict(os.environ)
     py = sys.executable
     try:
-        split = build_tree(work, args.files, args.source)
+        split = build_tree(work, files, source)
         fs_out, our_out = os.path.join(work, "fairseq"), os.path.join(work, "ours")
         fairseq_cmds = [
             [py, os.path.join(examples, "wav2vec_manifest.py"), split, "--dest", fs_out, "--ext", "flac",
@@ -121,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
              "--output-name", "train"],
         ]
         our_cmds = [[py, "-m", "manifests.librispeech", "--root", os.path.dirname(split), "--dest", our_out,
-                     "--workers", str(args.workers), "--no-progress"]]
+                     "--workers", str(workers), "--no-progress"]]
         timed(fairseq_cmds, env), timed(our_cmds, env)  # warm-up: page cache, .pyc
         t_fs, t_ours = [], []
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             t_fs.append(timed(fairseq_cmds, env))
             t_ours.append(timed(our_cmds, env))
         # same content? (fairseq: glob order; ours: sorted)
@@ -132,15 +128,18 @@ def run(args: argparse.Namespace) -> int:
             fs_rows = sorted(zip(list(a)[1:], b))
         with open(os.path.join(our_out, "train-bench.tsv")) as a, open(os.path.join(our_out, "train-bench.ltr")) as b:
             our_rows = sorted(zip(list(a)[1:], b))
-        same = fs_rows == our_rows
-        best_fs, best_ours = min(t_fs), min(t_ours)
-        n = args.files
-        print(f"tree: {n} flac files in {(n + 19) // 20} chapters; {os.cpu_count()} CPU(s); best of {args.repeats}")
-        print(f"fairseq wav2vec_manifest.py + libri_labels.py : {best_fs:7.2f} s  {n / best_fs:8.0f} files/s")
-        print(f"manifests.librispeech --workers {args.workers:<2}            : {best_ours:7.2f} s  "
-              f"{n / best_ours:8.0f} files/s")
-        print(f"throughput ratio (ours / fairseq): {best_fs / best_ours:.2f}x; same utterances, sample counts "
-              f"and .ltr lines: {same}")
-        return 0 if same else 1
+        return Comparison(files, workers, repeats, min(t_fs), min(t_ours), fs_rows == our_rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def format_comparison(c: Comparison) -> str:
+    n = c.files
+    return "\n".join([
+        f"tree: {n} flac files in {(n + 19) // 20} chapters; {os.cpu_count()} CPU(s); best of {c.repeats}",
+        f"fairseq wav2vec_manifest.py + libri_labels.py : {c.fairseq_seconds:7.2f} s  {n / c.fairseq_seconds:8.0f} "
+        f"files/s",
+        f"manifests.librispeech --workers {c.workers:<2}            : {c.ours_seconds:7.2f} s  "
+        f"{n / c.ours_seconds:8.0f} files/s",
+        f"throughput ratio (ours / fairseq): {c.fairseq_seconds / c.ours_seconds:.2f}x; same utterances, sample "
+        f"counts and .ltr lines: {c.same}"])

@@ -55,7 +55,7 @@ def run_speed(presets: Sequence[str], seconds: float, repeats: int, threads: int
         model = None  # freed before the next one is built
     reference = rows[0]["median_s"]
     for row in rows:
-        row["rtf"] = row["median_s"] / seconds
+        row["rtf"] = row["median_s"] / (seconds * batch)  # time / audio duration, every utterance of the batch
         row["speedup"] = reference / row["median_s"]
     return rows
 
@@ -97,12 +97,16 @@ def run_speed_against_hf(presets: Sequence[str], seconds: float, repeats: int, t
     return rows
 
 
-def format_rows_against_hf(rows: List[dict], seconds: float, threads: int, repeats: int) -> str:
+def _header(seconds: float, batch: int, threads: int, timing: str, versions: str = "") -> str:
+    return (f"# {seconds:g} s of audio, batch {batch}, fp32, {threads} threads, {timing}; torch {torch.__version__}, "
+            f"{versions}{platform.processor() or platform.machine()}\n")
+
+
+def format_rows_against_hf(rows: List[dict], seconds: float, threads: int, repeats: int, batch: int = 1) -> str:
     import transformers
 
-    head = (f"# {seconds:g} s of audio, batch 1, fp32, {threads} threads, median of {repeats} (alternating); "
-            f"torch {torch.__version__}, transformers {transformers.__version__}, "
-            f"{platform.processor() or platform.machine()}\n")
+    head = _header(seconds, batch, threads, f"median of {repeats} (alternating)",
+                   f"transformers {transformers.__version__}, ")
     lines = [f"{'model':<18}{'params':>9}{'ours ms':>10}{'HF ms':>10}{'HF/ours':>9}{'max |diff|':>12}  HF attention"]
     for r in rows:
         lines.append(f"{r['model']:<18}{r['params_m']:>8.1f}M{1000 * r['ours_s']:>10.1f}{1000 * r['hf_s']:>10.1f}"
@@ -110,10 +114,8 @@ def format_rows_against_hf(rows: List[dict], seconds: float, threads: int, repea
     return head + "\n".join(lines)
 
 
-def format_rows(rows: List[dict], seconds: float, threads: int, repeats: int) -> str:
-    head = (f"# {seconds:g} s of audio, batch 1, fp32, {threads} threads, median of {repeats}; "
-            f"torch {torch.__version__}, "
-            f"{platform.processor() or platform.machine()}\n")
+def format_rows(rows: List[dict], seconds: float, threads: int, repeats: int, batch: int = 1) -> str:
+    head = _header(seconds, batch, threads, f"median of {repeats}")
     lines = [f"{'model':<24}{'params':>9}{'median ms':>11}{'min ms':>9}{'RTF':>8}{'x vs fairseq w2v2-base':>24}"]
     for r in rows:
         lines.append(f"{r['model']:<24}{r['params_m']:>8.1f}M{1000 * r['median_s']:>11.1f}{1000 * r['min_s']:>9.1f}"

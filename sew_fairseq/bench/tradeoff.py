@@ -12,12 +12,10 @@ used, exit-layer histogram) and ``tradeoff.png`` (WER against inference time: th
 model's preset, one curve per criterion with each threshold marked). ``--presets`` adds timing-only points (random
 weights, no WER: vertical lines) for this plugin's presets on the same utterances, to place the model among them.
 """
-import argparse
 import csv
 import logging
 import os
 import statistics
-import sys
 import time
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
@@ -208,69 +206,45 @@ def format_points(points: Sequence[Point]) -> str:
     return "\n".join(lines)
 
 
-def add_parser(sub) -> None:
-    """Register ``tradeoff`` on ``sew-bench``'s sub-parsers."""
-    p = sub.add_parser("tradeoff", help="early exit: WER against inference time over thresholds (CSV + PNG plot)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a sew_ctc_early_exit checkpoint (recipes/finetuning/early_exit_*.yaml)")
-    p.add_argument("--data", required=True, help="manifest directory: <split>.tsv, <split>.wrd, dict.ltr.txt")
-    p.add_argument("--split", required=True, help="the dev split to sweep on")
-    p.add_argument("--criteria", nargs="+", choices=sorted(DEFAULT_GRIDS), default=["entropy", "confidence"],
-                   help="exit criteria to sweep (default: both)")
-    p.add_argument("--entropy-thresholds", type=float, nargs="+", default=DEFAULT_GRIDS["entropy"],
-                   help=f"entropy thresholds (default {' '.join(map(str, DEFAULT_GRIDS['entropy']))})")
-    p.add_argument("--confidence-thresholds", type=float, nargs="+", default=DEFAULT_GRIDS["confidence"],
-                   help=f"confidence thresholds (default {' '.join(map(str, DEFAULT_GRIDS['confidence']))})")
-    p.add_argument("--presets", nargs="*", default=[], metavar="PRESET",
-                   help="add timing-only points of these presets (random weights) on the same utterances")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes over the split per point; median (default 3)")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--out-dir",
-                   help="where tradeoff.csv and tradeoff.png go (default <checkpoint dir>/tradeoff-<split>)")
-    p.add_argument("--title", help="plot title (default: model and split)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+class TradeoffResult(NamedTuple):
+    points: List[Point]
+    label: str  # the model's preset (or a description of its architecture)
+    title: str  # the plot's title
+    exit_layers: List[int]
+    num_layers: int
+    utterances: int
+    out_dir: str  # where tradeoff.csv and tradeoff.png were written
 
 
-def run(args: argparse.Namespace) -> int:
-    """``sew-bench tradeoff``."""
+def run_tradeoff(checkpoint: str, data: str, split: str, grids: Dict[str, Sequence[float]],
+                 presets: Sequence[str] = (), repeats: int = 3, device: str = "cpu", out_dir: Optional[str] = None,
+                 title: Optional[str] = None, progress: bool = True) -> TradeoffResult:
+    """The whole benchmark (see the module docstring): sweep ``grids`` (criterion -> thresholds), add the timing
+    points of ``presets``, write ``tradeoff.csv`` and ``tradeoff.png`` into ``out_dir`` (default
+    ``<checkpoint dir>/tradeoff-<split>``). Raises ValueError for a checkpoint without exit branches, a split without
+    references or an unknown preset."""
     from ..checkpoints.ctc import load_ctc_model
     from ..evaluate.splits import read_split
     from ..models.presets import PRESETS
 
-    if args.repeats < 1 or args.threads < 1:
-        print("error: --repeats and --threads must be positive", file=sys.stderr)
-        return 2
-    unknown = [p for p in args.presets if p not in PRESETS]
+    unknown = [p for p in presets if p not in PRESETS]
     if unknown:
-        print(f"error: unknown preset(s) {' '.join(unknown)}; choose from {', '.join(PRESETS)}", file=sys.stderr)
-        return 2
-    torch.set_num_threads(args.threads)
-    grids = {c: getattr(args, f"{c}_thresholds") for c in args.criteria}
-    try:
-        utterances = read_split(args.data, args.split)
-        model, dictionary, cfg = load_ctc_model(args.checkpoint, args.data, args.device)
-        if not hasattr(model, "forward_early_exit"):
-            raise ValueError(f"{args.checkpoint} has no exit branches (model {cfg.model._name}); train them with "
-                             f"recipes/finetuning/early_exit_joint.yaml or early_exit_two_stage.yaml")
-        if any(u.words is None for u in utterances):
-            raise ValueError(f"{args.data}/{args.split}.wrd is missing: the trade-off needs reference transcripts")
-        normalize = bool(getattr(cfg.task, "normalize", False))
-        points = sweep(model, dictionary, utterances, grids, args.repeats, args.device, normalize, not args.quiet)
-        points += time_presets(args.presets, utterances, args.repeats)
-    except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise ValueError(f"unknown preset(s) {' '.join(unknown)}; choose from {', '.join(PRESETS)}")
+    utterances = read_split(data, split)
+    model, dictionary, cfg = load_ctc_model(checkpoint, data, device)
+    if not hasattr(model, "forward_early_exit"):
+        raise ValueError(f"{checkpoint} has no exit branches (model {cfg.model._name}); train them with "
+                         f"recipes/finetuning/early_exit_joint.yaml or early_exit_two_stage.yaml")
+    if any(u.words is None for u in utterances):
+        raise ValueError(f"{data}/{split}.wrd is missing: the trade-off needs reference transcripts")
+    normalize = bool(getattr(cfg.task, "normalize", False))
+    points = sweep(model, dictionary, utterances, grids, repeats, device, normalize, progress)
+    points += time_presets(presets, utterances, repeats)
     label = preset_label(cfg.model.w2v_args.model)
-    out_dir = args.out_dir or os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), f"tradeoff-{args.split}")
+    out_dir = out_dir or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), f"tradeoff-{split}")
     os.makedirs(out_dir, exist_ok=True)
     write_csv(os.path.join(out_dir, "tradeoff.csv"), points)
-    title = args.title or (f"early exit on {args.split} ({len(utterances)} utterances): {label}, exits after layers "
-                           f"{', '.join(map(str, model.exit_layers))} of {model.num_layers}")
+    title = title or (f"early exit on {split} ({len(utterances)} utterances): {label}, exits after layers "
+                      f"{', '.join(map(str, model.exit_layers))} of {model.num_layers}")
     plot(os.path.join(out_dir, "tradeoff.png"), points, label, title)
-    print(f"# {label}; exits after layers {model.exit_layers} of {model.num_layers}; {args.split}: "
-          f"{len(utterances)} utterances, {points[0].audio_seconds:.1f} s; batch 1, {args.threads} threads, "
-          f"median of {args.repeats}; torch {torch.__version__}")
-    print(format_points(points))
-    print(f"wrote {out_dir}/tradeoff.csv and {out_dir}/tradeoff.png")
-    return 0
+    return TradeoffResult(points, label, title, list(model.exit_layers), model.num_layers, len(utterances), out_dir)

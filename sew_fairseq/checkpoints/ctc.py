@@ -42,3 +42,9 @@ def load_ctc_model(checkpoint: str, data: Optional[str] = None, device: str = "c
                                                                       state=state)
     model = models[0].eval().to(device)
     return model, task.target_dictionary, cfg
+
+
+def sample_rate(cfg) -> int:
+    """The audio rate (Hz) a loaded checkpoint's model was trained on: ``cfg.task.sample_rate`` (16000 where the
+    config does not say, fairseq's default)."""
+    return int(getattr(cfg.task, "sample_rate", 16000) or 16000)

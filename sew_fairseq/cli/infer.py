@@ -33,34 +33,29 @@ every symbol scored, as Kaldi's TIMIT scoring counts). ``hyp.trn``/``ref.trn`` t
 ``results.json`` records both. Early exit runs with ``--backend torch`` only.
 """
 import argparse
-import itertools
 import json
 import logging
 import os
-import random
 import sys
 import time
 from typing import Dict, Optional, Sequence
 
 from manifests.atomic import atomic_open
 
-from ..evaluate.scoring import decode_all, reference_oov, score, write_results
+from ..evaluate.scoring import (DEFAULT_LM_WEIGHTS, DEFAULT_WORD_SCORES, decode_all, reference_oov, summarize,
+                                tune_lm_weights, tuning_grid, write_results)
 from .options import (add_backend_arguments, add_decoder_arguments, add_device_argument, add_early_exit_arguments,
-                      check_backend_arguments, check_decoder_arguments, check_early_exit_arguments,
-                      decoder_from_arguments, engine_options, exit_rule_from_arguments)
+                      add_split_arguments, check_backend_arguments, check_decoder_arguments,
+                      check_early_exit_arguments, decoder_from_arguments, engine_options, exit_rule_from_arguments)
 
 logger = logging.getLogger("sew_fairseq.cli.infer")
 
-DEFAULT_LM_WEIGHTS = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0]
-DEFAULT_WORD_SCORES = [-2.0, -1.0, 0.0, 1.0, 2.0]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sew-infer", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="fine-tuned CTC checkpoint (sew_ctc / wav2vec_ctc)")
-    p.add_argument("--data", required=True, help="manifest directory: <split>.tsv, <split>.wrd, dict.ltr.txt")
-    p.add_argument("--split", required=True, help="split to decode (<data>/<split>.tsv)")
+    add_split_arguments(p, "fine-tuned CTC checkpoint (sew_ctc / wav2vec_ctc)")
     add_decoder_arguments(p, nbest=True)
     p.add_argument("--max-samples", type=int, default=1_600_000, help="padded samples per batch (default 1.6M)")
     add_device_argument(p)
@@ -93,13 +88,8 @@ def results_dir(args, kind: str) -> str:
 
 def tune(args, dictionary, emissions) -> Dict:
     """``--tune``: decode with each (lm weight, word score) of the grid (or a random subset); the best by WER."""
-    from ..evaluate.scoring import tune_lm_weights
-
-    grid = list(itertools.product(args.tune_lm_weights, args.tune_word_scores))
-    if args.decoder == "kenlm-lexfree":  # no word score in the lexicon-free decoder
-        grid = [(w, 0.0) for w in args.tune_lm_weights]
-    if len(grid) > args.tune_budget:
-        grid = random.Random(args.seed).sample(grid, args.tune_budget)
+    grid = tuning_grid(args.tune_lm_weights, args.tune_word_scores, args.decoder == "kenlm-lexfree", args.tune_budget,
+                       args.seed)
 
     def report(row: Dict) -> None:
         print(f"lm_weight {row['lm_weight']:5.2f}  word_score {row['word_score']:5.2f}  WER {row['wer']:6.2f}  "
@@ -118,25 +108,28 @@ def resolve_labels(args, cfg) -> Optional[str]:
                 f"task.labels={trained}")
     if args.labels == "wrd" and trained == "phn":
         return f"{args.checkpoint} was fine-tuned on phones (task.labels=phn): score it with --labels phn"
+    return phone_decoder_problem(args)
+
+
+def phone_decoder_problem(args) -> Optional[str]:
+    """Phones are decoded greedily: the usage error of ``--labels phn`` with a word decoder, or None."""
     if args.labels == "phn" and args.decoder != "viterbi":
-        return (f"{args.checkpoint} outputs phones, decoded greedily (--decoder viterbi); --decoder {args.decoder} "
-                f"searches words of a lexicon and LM")
+        return (f"--labels phn decodes phones greedily (--decoder viterbi); --decoder {args.decoder} searches words "
+                f"of a lexicon and LM")
     return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
-    problem = check_decoder_arguments(args) or check_early_exit_arguments(args) or check_backend_arguments(args)
+    problem = (check_decoder_arguments(args) or check_early_exit_arguments(args) or check_backend_arguments(args)
+               or phone_decoder_problem(args))
     if problem is None and args.tune and args.decoder == "viterbi":
         problem = "--tune searches LM weights; use it with --decoder kenlm or kenlm-lexfree"
     if problem:
         print(f"sew-infer: error: {problem}", file=sys.stderr)
         return 2
-    if args.labels == "phn" and args.decoder != "viterbi":
-        print(f"sew-infer: error: --labels phn decodes phones greedily (--decoder viterbi); --decoder {args.decoder} "
-              f"searches words of a lexicon and LM", file=sys.stderr)
-        return 2
+    from ..checkpoints.ctc import sample_rate
     from ..engines import load_engine
     from ..evaluate.splits import compute_emissions, exit_summary, read_split
 
@@ -150,8 +143,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"sew-infer: error: {problem}", file=sys.stderr)
             return 2
         utterances = read_split(args.data, args.split, args.labels)
-        emissions, forward_s = compute_emissions(engine, utterances, args.max_samples, progress=not args.quiet,
-                                                 skipped=skipped)
+        emissions, forward_s = compute_emissions(engine, utterances, args.max_samples, sample_rate=sample_rate(cfg),
+                                                 progress=not args.quiet, skipped=skipped)
         if not emissions:
             raise ValueError(f"no utterance of {args.split} could be decoded ({len(skipped or [])} skipped)")
         if args.tune:
@@ -171,12 +164,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"sew-infer: error: {e}", file=sys.stderr)
         return 1
-    audio_s = sum(e.utterance.num_samples for e in emissions) / 16000
     summary = {"checkpoint": os.path.abspath(args.checkpoint), "split": args.split, "decoder": args.decoder,
-               "utterances": len(emissions), "audio_seconds": audio_s, "forward_seconds": forward_s,
-               "decode_seconds": decode_s, "rtf": (forward_s + decode_s) / audio_s, "labels": args.labels,
                "backend": args.backend, "dtype": args.dtype,
-               **score(emissions, nbests, args.labels)}
+               **summarize(emissions, nbests, sample_rate(cfg), forward_s, decode_s, args.labels)}
+    audio_s = summary["audio_seconds"]
     if skipped is not None:
         summary["skipped"] = [{"id": k.utterance.id, "audio": k.utterance.audio, "line": k.utterance.line,
                                "reason": k.reason, "error": k.message} for k in skipped]

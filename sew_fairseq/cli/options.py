@@ -153,3 +153,13 @@ def engine_options(args: argparse.Namespace) -> Dict[str, Optional[str]]:
     """Keyword arguments of :func:`sew_fairseq.engines.load_engine` (and ``Transcriber.from_checkpoint``)."""
     return {"backend": args.backend, "dtype": args.dtype, "onnx_cache": getattr(args, "onnx_cache", None),
             "onnx_model": getattr(args, "onnx_model", None)}
+
+
+def add_split_arguments(p: argparse.ArgumentParser, checkpoint: str = "fine-tuned CTC checkpoint",
+                        split: str = "split to decode (<data>/<split>.tsv)") -> None:
+    """``CHECKPOINT --data DIR --split NAME``: a checkpoint and the manifest split it runs on (``checkpoint`` and
+    ``split``: what they are for in this command)."""
+    p.add_argument("checkpoint", help=checkpoint)
+    p.add_argument("--data", required=True,
+                   help="manifest directory: <split>.tsv, its <split>.wrd (or .phn) references, dict.ltr.txt")
+    p.add_argument("--split", required=True, help=split)

@@ -5,8 +5,10 @@ WER / CER or (phones) PER, the reference words a lexicon cannot produce, LM-weig
 ``emissions`` are :class:`sew_fairseq.evaluate.splits.Emission` (an utterance with its references and its [T, V]
 log-probabilities); decoders are :mod:`sew_fairseq.decoding`'s.
 """
+import itertools
 import json
 import os
+import random
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from manifests.atomic import atomic_open
@@ -46,6 +48,16 @@ def reference_oov(lexicon_path: str, emissions) -> Dict[str, object]:
             "oov_rate": 100 * len(oov) / max(1, len(words)), "oov_examples": sorted(set(oov))[:10]}
 
 
+def summarize(emissions, nbests, sample_rate: int, forward_seconds: float, decode_seconds: float,
+              labels: str = "wrd") -> Dict:
+    """The head of ``results.json``: utterances, audio seconds, forward and decoding seconds, the real-time factor
+    ((forward + decoding) / audio) and the scores of :func:`score`."""
+    audio_s = sum(e.utterance.num_samples for e in emissions) / sample_rate
+    return {"utterances": len(emissions), "audio_seconds": audio_s, "forward_seconds": forward_seconds,
+            "decode_seconds": decode_seconds, "rtf": (forward_seconds + decode_seconds) / audio_s, "labels": labels,
+            **score(emissions, nbests, labels)}
+
+
 def write_results(out_dir: str, emissions, nbests, summary: Dict, labels: str = "wrd") -> None:
     from ..decoding import UtteranceResult, write_trn, write_utterance_tsv
 
@@ -61,6 +73,21 @@ def write_results(out_dir: str, emissions, nbests, summary: Dict, labels: str = 
                         unit="phone" if labels == "phn" else "word", ignore=PHONE_IGNORE if labels == "phn" else ())
     with atomic_open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
+
+
+#: the (LM weight, word score) grid ``sew-infer --tune`` searches by default
+DEFAULT_LM_WEIGHTS = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0]
+DEFAULT_WORD_SCORES = [-2.0, -1.0, 0.0, 1.0, 2.0]
+
+
+def tuning_grid(lm_weights: Sequence[float], word_scores: Sequence[float], lexicon_free: bool = False,
+                budget: Optional[int] = None, seed: int = 0) -> List[Tuple[float, float]]:
+    """The (lm weight, word score) pairs to try: every pair, or for the lexicon-free decoder (no word score) every
+    weight with 0; a random subset of ``budget`` pairs (``seed``) when there are more."""
+    grid = [(w, 0.0) for w in lm_weights] if lexicon_free else list(itertools.product(lm_weights, word_scores))
+    if budget is not None and len(grid) > budget:
+        grid = random.Random(seed).sample(grid, budget)
+    return grid
 
 
 def tune_lm_weights(emissions, grid: Sequence[Tuple[float, float]], make_decoder: Callable[[float, float], object],

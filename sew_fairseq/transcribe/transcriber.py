@@ -160,13 +160,13 @@ class Transcriber:
         int8) choose the engine, ``onnx_cache`` / ``onnx_model`` / ``threads`` configure ONNX Runtime (see
         :func:`sew_fairseq.engines.load_engine`); a combination this machine cannot run raises ValueError.
         ``kwargs`` go to the constructor."""
+        from ..checkpoints.ctc import sample_rate
         from ..engines import load_engine
 
         loaded = load_engine(path, backend, dtype, device, dictionary=dictionary, exit_rule=exit_rule,
                              onnx_cache=onnx_cache, onnx_model=onnx_model, threads=threads)
-        task = loaded.cfg.task
-        return cls(loaded.model, loaded.dictionary, sample_rate=int(getattr(task, "sample_rate", 16000) or 16000),
-                   engine=loaded.engine, **kwargs)
+        return cls(loaded.model, loaded.dictionary, sample_rate=sample_rate(loaded.cfg), engine=loaded.engine,
+                   **kwargs)
 
     @property
     def labels(self) -> List[str]:
