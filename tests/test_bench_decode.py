@@ -12,14 +12,12 @@ import pytest
 pytest.importorskip("pyctcdecode", reason="sew-bench decode needs pyctcdecode (requirements-test.txt)")
 pytest.importorskip("kenlm", reason="sew-bench decode needs the kenlm module (requirements-test.txt)")
 
-from sew_fairseq.bench.decode import (  # noqa: E402
+from sew_fairseq.bench.decode import format_result, pyctcdecode_labels, run_decode_bench  # noqa: E402
+from sew_fairseq.bench.synthetic_emissions import (  # noqa: E402
     FRAMES_PER_SECOND,
-    format_result,
     grammar_sentence,
     letter_dictionary,
     normalise_text,
-    pyctcdecode_labels,
-    run_decode_bench,
     synthesise_emissions,
 )
 from sew_fairseq.cli.bench import main  # noqa: E402

@@ -37,7 +37,6 @@ from ..engines.hardware import cpu_description
 
 #: fp32 paths must agree with their reference this closely (max abs log-probability)
 FP32_TOL = 1e-4
-LETTERS = list("|ETAONIHSRDLUMWCFGYPBVKXJQZ'")
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -70,20 +69,18 @@ def engine_pairs(backends: Sequence[str], dtypes: Sequence[str], device: str
 
 
 def preset_ctc_checkpoint(preset: str, path: str, seed: int = 0) -> str:
-    """Write a ``sew_ctc`` checkpoint of ``preset`` (random weights, a random projection to 4 specials + 28 letters,
-    the dictionary inside) to ``path``; returns it."""
-    from fairseq.data import Dictionary
-
+    """Write a ``sew_ctc`` checkpoint of ``preset`` (random weights, a random projection to the 32 symbols of
+    :func:`~sew_fairseq.bench.synthetic_emissions.letter_dictionary`, the dictionary inside) to ``path``; returns
+    it."""
     from ..checkpoints.plugin import atomic_save, checkpoint_dict, finetuning_cfg
     from ..models.presets import build_preset, preset_config
+    from .synthetic_emissions import letter_dictionary
 
     torch.manual_seed(seed)
     model = build_preset(preset)
     model.remove_pretraining_modules()
     cfg = preset_config(preset)
-    dictionary = Dictionary()
-    for s in LETTERS:
-        dictionary.add_symbol(s, n=10)
+    dictionary = letter_dictionary()
     dim = cfg.encoder_embed_dim
     weights = {"w2v_encoder.w2v_model." + k: v for k, v in model.state_dict().items()}
     weights["w2v_encoder.proj.weight"] = torch.randn(len(dictionary), dim) / math.sqrt(dim)
