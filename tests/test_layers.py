@@ -101,7 +101,8 @@ def test_no_import_circle():
         state[node] = 1
         for nxt in sorted(g[node]):
             if state.get(nxt) == 1:
-                circles.append(" -> ".join(stack[stack.index(nxt):] + [node, nxt]) if nxt in stack else f"{node} -> {nxt}")
+                circles.append(" -> ".join(stack[stack.index(nxt):] + [node, nxt]) if nxt in stack
+                               else f"{node} -> {nxt}")
             elif nxt not in state:
                 visit(nxt, stack + [node])
         state[node] = 2
