@@ -31,8 +31,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .atomic import atomic_file
-
-PathLike = Union[str, "os.PathLike[str]"]
+from .records import PathLike
 
 SAMPLE_RATE = 16000
 AUDIO_REASONS = ("missing", "empty", "unreadable", "no_frames", "truncated", "bad_channel")

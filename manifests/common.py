@@ -66,15 +66,14 @@ import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from .atomic import atomic_file, atomic_files, atomic_write_text  # noqa: F401  (atomic_write_text: builders)
-from .records import ManifestError, Utterance  # noqa: F401  (the builders import them from here too)
+from .records import ManifestError, PathLike, Utterance  # noqa: F401  (the builders import them from here too)
 from .letters import WORD_BOUNDARY, build_lexicon, lexicon_lines, spell, to_letters  # noqa: F401
 
 logger = logging.getLogger("manifests")
 
-PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
 R = TypeVar("R")
 

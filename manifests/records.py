@@ -1,5 +1,6 @@
 """The records every part of the project shares, light enough for the corpus builders (standard library only):
-the manifest error and the utterance record.
+the manifest error, the utterance record, and :data:`PathLike` (a path as ``str`` or ``os.PathLike``; every module
+of ``manifests`` and ``sew_fairseq`` imports it from here, the lowest module of the lowest layer).
 
 :class:`ManifestError` is raised for input that cannot be used: by the corpus builders (``--strict``, a file they
 cannot read), by the plugin's manifest check before training, and by ``sew-infer`` for a bad manifest line. Either

@@ -35,12 +35,13 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
+from manifests.records import PathLike
+
 from .arpa import is_arpa, read_arpa_vocabulary
 from .lexicon import Lexicon, check_lm_vocabulary, check_spelling, read_lexicon, spellings
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, "os.PathLike[str]"]
 KINDS = ("viterbi", "kenlm", "kenlm-lexfree")
 
 
