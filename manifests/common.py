@@ -19,10 +19,11 @@ Records and text
 Problems
     ``Report(split, strict=False)``: ``report.add(reason, where, detail)`` counts a problem (``where``
     names the file, with ``:line`` when a line is at fault) and keeps up to ``max_examples`` examples
-    per reason; ``report.kept`` is set by :func:`write_split`. Reasons (``REASONS``): missing,
-    unreadable, empty, no_frames, wrong_channels, wrong_rate, transcript_without_audio,
-    audio_without_transcript, empty_transcript, dropped_by_normalisation, bad_line, duplicate_id,
-    too_short; a builder may add its own (a new name is allowed, documented in its module).
+    per reason; ``report.kept`` is set by :func:`write_split`. Reasons (``REASONS``): the bad-audio ones of
+    :data:`manifests.records.AUDIO_HINTS` (missing, empty, unreadable, no_frames, truncated, bad_channel,
+    wrong_rate, wrong_channels, too_short), then transcript_without_audio, audio_without_transcript,
+    empty_transcript, dropped_by_normalisation, bad_line, duplicate_id; a builder may add its own (a new name
+    is allowed, documented in its module).
     ``report.summary()`` is the text printed at the end; ``report.to_dict()`` what
     ``<dest>/<split>.report.json`` holds. With ``strict=True`` :func:`write_split` raises
     :class:`ManifestError` (message naming the split, each reason's count and example files/lines)
@@ -69,7 +70,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from .atomic import atomic_file, atomic_files, atomic_write_text  # noqa: F401  (atomic_write_text: builders)
-from .records import ManifestError, PathLike, Utterance  # noqa: F401  (the builders import them from here too)
+from .records import AUDIO_REASONS, ManifestError, PathLike, Utterance  # noqa: F401  (builders import them here)
 from .letters import WORD_BOUNDARY, build_lexicon, lexicon_lines, spell, to_letters  # noqa: F401
 
 logger = logging.getLogger("manifests")
@@ -81,19 +82,13 @@ SAMPLE_RATE = 16000
 LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
 
 REASONS = (
-    "missing",                   # an audio file named by the transcripts does not exist
-    "unreadable",                # soundfile cannot open it (corrupt, unknown format)
-    "empty",                     # a file of 0 bytes
-    "no_frames",                 # a readable header with 0 samples
-    "wrong_channels",            # not mono (where the corpus is mono)
-    "wrong_rate",                # not the corpus's sample rate (where no conversion is done)
+    *AUDIO_REASONS,              # bad audio: missing, unreadable, empty, no_frames, wrong_channels, wrong_rate, ...
     "transcript_without_audio",  # a transcript line whose audio file is absent
     "audio_without_transcript",  # an audio file that no transcript line names
     "empty_transcript",          # a transcript line with no words
     "dropped_by_normalisation",  # the normalisation rule left symbols outside the alphabet
     "bad_line",                  # a transcript/metadata line that cannot be parsed
     "duplicate_id",              # an utterance id seen twice
-    "too_short",                 # audio shorter than the model's receptive field
 )
 
 

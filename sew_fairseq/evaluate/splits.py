@@ -26,7 +26,7 @@ class Skipped(NamedTuple):
     """An utterance left out because its audio gives no samples (``sew-infer --skip-bad``)."""
 
     utterance: Utterance
-    reason: str  # manifests.audio.AUDIO_REASONS, or wrong_rate
+    reason: str  # a bad-audio reason (manifests.records.AUDIO_HINTS)
     message: str  # the one-line error naming the manifest line and the file
 
 
