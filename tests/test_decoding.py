@@ -31,6 +31,7 @@ from sew_fairseq.decoding import (
     read_lexicon,
     read_trn,
     sanitize_utt_id,
+    score_texts,
     to_letters,
     wer,
     word_errors,
@@ -433,6 +434,15 @@ def test_per_hand_computed():
     assert per(["sil"], ["sil sil"]).rate == 0.0  # nothing left to score, nothing wrong
     with pytest.raises(ValueError, match="1 references but 2 hypotheses"):
         per(["a"], ["a", "b"])
+
+
+def test_score_texts_is_what_sew_infer_and_sew_transcribe_report():
+    words = score_texts(["the cat sat", "on the mat"], ["the cat sit", "on mat"])
+    assert words == {"wer": pytest.approx(100 * 2 / 6), "cer": pytest.approx(100 * 5 / 21), "word_errors": 2,
+                     "words": 6}
+    phones = score_texts(["sil sh iy sil hh ae d sil"], ["sh iy hh eh d sil"], phones=True)
+    assert phones == {"per": pytest.approx(20.0), "phone_errors": 1, "phones": 5, "per_ignores": ["sil"],
+                      "per_with_sil": pytest.approx(100 * 3 / 8)}
 
 
 # --- trn / tsv ---------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from .lexicon import (
     words_from_wrd_files,
     write_lexicon,
 )
-from .metrics import ErrorRate, cer, char_errors, per, phone_errors, wer, word_errors
+from .metrics import PHONE_IGNORE, ErrorRate, cer, char_errors, per, phone_errors, score_texts, wer, word_errors
 from .timestamps import WordTiming, letter_groups, word_timings
 from .trn import UtteranceResult, read_trn, sanitize_utt_id, write_trn, write_utterance_tsv
 
@@ -38,7 +38,7 @@ __all__ = [
     "build_decoder", "load_letter_dictionary",
     "LMVocabularyReport", "build_lexicon", "check_lm_vocabulary", "read_lexicon", "spell", "to_letters",
     "words_from_wrd_files", "write_lexicon",
-    "ErrorRate", "cer", "char_errors", "per", "phone_errors", "wer", "word_errors",
+    "PHONE_IGNORE", "ErrorRate", "cer", "char_errors", "per", "phone_errors", "score_texts", "wer", "word_errors",
     "WordTiming", "letter_groups", "word_timings",
     "UtteranceResult", "read_trn", "sanitize_utt_id", "write_trn", "write_utterance_tsv",
 ]
