@@ -25,6 +25,7 @@ from sew_fairseq.decoding import (
     char_errors,
     check_lm_vocabulary,
     estimate_arpa,
+    is_phone_dictionary,
     per,
     phone_errors,
     read_arpa,
@@ -34,6 +35,7 @@ from sew_fairseq.decoding import (
     score_texts,
     to_letters,
     wer,
+    word_boundary_of,
     word_errors,
     words_from_wrd_files,
     write_arpa,
@@ -153,6 +155,31 @@ def test_viterbi_token_level_for_phones(phone_dictionary, hello_lm):
         KenLMLexiconDecoder(phone_dictionary, lexicon, lm, word_boundary=None)
     with pytest.raises(ValueError, match="needs a word boundary symbol"):
         KenLMLexiconFreeDecoder(phone_dictionary, lm, word_boundary=None)
+
+
+def test_one_rule_says_what_a_phone_model_is(dictionary, phone_dictionary):
+    """A dictionary without ``|`` is a phone model: decoded token by token, scored in PER, and sew-infer's default
+    --labels phn; sew-infer refuses labels that disagree with the checkpoint's dictionary."""
+    from types import SimpleNamespace
+
+    from sew_fairseq.cli.infer import build_parser, resolve_labels
+    from sew_fairseq.cli.options import decoder_from_arguments
+
+    assert word_boundary_of(dictionary) == "|" and not is_phone_dictionary(dictionary)
+    assert word_boundary_of(phone_dictionary) is None and is_phone_dictionary(phone_dictionary)
+    phn, ltr = (SimpleNamespace(task=SimpleNamespace(labels=labels)) for labels in ("phn", "ltr"))
+    args = build_parser().parse_args(["ckpt.pt", "--data", "d", "--split", "test"])
+    assert resolve_labels(args, phn, phone_dictionary) is None and args.labels == "phn"
+    assert decoder_from_arguments(args, phone_dictionary).silence is None  # token by token
+    args = build_parser().parse_args(["ckpt.pt", "--data", "d", "--split", "test"])
+    assert resolve_labels(args, ltr, dictionary) is None and args.labels == "wrd"
+    assert decoder_from_arguments(args, dictionary).silence == dictionary.index("|")
+    args = build_parser().parse_args(["ckpt.pt", "--data", "d", "--split", "test", "--labels", "wrd"])
+    assert "fine-tuned on phones (task.labels=phn): score it with --labels phn" in resolve_labels(
+        args, phn, phone_dictionary)
+    args = build_parser().parse_args(["ckpt.pt", "--data", "d", "--split", "test", "--labels", "phn"])
+    assert resolve_labels(args, ltr, dictionary) == ("--labels phn needs a checkpoint fine-tuned on phones "
+                                                     "(task.labels=phn); ckpt.pt has task.labels=ltr")
 
 
 @pytest.fixture(scope="module")

@@ -240,7 +240,7 @@ def fp32_failures(rows: List[dict]) -> List[str]:
 def run_accuracy(checkpoint: str, data: str, split: str, pairs: Sequence[Pair], device: str = "cpu",
                  threads: int = 2, max_samples: int = 1_600_000, onnx_cache: Optional[str] = None) -> List[dict]:
     """Rows of ``sew-bench accuracy``: torch fp32 first (the reference), then each pair."""
-    from ..decoding import build_decoder, cer, wer
+    from ..decoding import build_decoder, cer, wer, word_boundary_of
     from ..evaluate.splits import compute_emissions, read_split
 
     torch.set_num_threads(threads)
@@ -257,7 +257,7 @@ def run_accuracy(checkpoint: str, data: str, split: str, pairs: Sequence[Pair], 
         if len(emissions) != len(utterances):
             raise ValueError(f"{split}: {len(utterances) - len(emissions)} utterances gave no emissions")
         dictionary = loaded.dictionary
-        decoder = build_decoder("viterbi", dictionary, word_boundary="|" if "|" in dictionary.indices else None)
+        decoder = build_decoder("viterbi", dictionary, word_boundary=word_boundary_of(dictionary))
         hyps = [" ".join(decoder.decode(e.log_probs.unsqueeze(0))[0][0].words) for e in emissions]
         lps = [e.log_probs for e in emissions]
         row = {"path": pair.name, "backend": pair.backend, "dtype": pair.dtype, "utterances": len(emissions),

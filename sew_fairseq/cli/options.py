@@ -50,19 +50,14 @@ def check_decoder_arguments(args: argparse.Namespace) -> Optional[str]:
     return None
 
 
-def word_boundary(args: argparse.Namespace, dictionary) -> Optional[str]:
-    """``|``, or None (token-level output) for phones (``--labels phn``) or a dictionary without ``|``."""
-    return None if getattr(args, "labels", None) == "phn" or "|" not in dictionary.indices else "|"
-
-
 def decoder_from_arguments(args: argparse.Namespace, dictionary, lm_weight: Optional[float] = None,
                            word_score: Optional[float] = None):
     """The decoder the options describe; ``lm_weight`` / ``word_score`` override theirs (LM weight tuning)."""
-    from ..decoding import build_decoder
+    from ..decoding import build_decoder, word_boundary_of
 
     nbest = getattr(args, "nbest", 1)
-    if args.decoder == "viterbi":
-        return build_decoder("viterbi", dictionary, nbest=nbest, word_boundary=word_boundary(args, dictionary))
+    if args.decoder == "viterbi":  # token by token for a phone model (sew-infer's --labels phn)
+        return build_decoder("viterbi", dictionary, nbest=nbest, word_boundary=word_boundary_of(dictionary))
     opts = dict(beam=args.beam, beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
                 lm_weight=args.lm_weight if lm_weight is None else lm_weight, sil_score=args.sil_score, nbest=nbest)
     if args.decoder == "kenlm":

@@ -121,6 +121,7 @@ def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], outpu
     from tqdm import tqdm
 
     from manifests.atomic import atomic_open
+    from ..decoding import is_phone_dictionary
     from ..decoding.transcripts import write_ctm, write_transcript
 
     per_file = [f for f in formats if f != "ctm"]
@@ -170,7 +171,7 @@ def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], outpu
             summary[key] = round(summary[key], 4)
         os.makedirs(output_dir, exist_ok=True)
         if references is not None and error is None:
-            phones = "|" not in transcriber.dictionary.indices
+            phones = is_phone_dictionary(transcriber.dictionary)
             summary.update(score_transcripts(output_dir, done, references, phones))
         if "ctm" in formats:
             write_ctm(os.path.join(output_dir, "transcripts.ctm"),

@@ -125,7 +125,7 @@ class Transcriber:
                  chunk_seconds: float = DEFAULT_CHUNK_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
                  batch_size: int = DEFAULT_BATCH_SIZE, decoder=None, exit_rule=None, engine=None):
         from ..engines.torch_engine import TorchEngine
-        from ..decoding import build_decoder
+        from ..decoding import build_decoder, word_boundary_of
 
         if engine is None:
             engine = TorchEngine(model, device, "fp32", normalize, exit_rule)
@@ -135,7 +135,7 @@ class Transcriber:
         self.model, self.dictionary, self.device = model, dictionary, engine.device
         self.sample_rate, self.normalize = sample_rate, engine.normalize
         if decoder is None:  # greedy; token by token for a dictionary without word boundaries (phones)
-            decoder = build_decoder("viterbi", dictionary, word_boundary="|" if "|" in dictionary.indices else None)
+            decoder = build_decoder("viterbi", dictionary, word_boundary=word_boundary_of(dictionary))
         self.decoder = decoder(dictionary) if callable(decoder) and not hasattr(decoder, "decode") else decoder
         self.exit_rule = engine.exit_rule
         if self.exit_rule is not None:
