@@ -32,7 +32,7 @@ import time
 from typing import Optional, Sequence
 
 from .options import (add_backend_arguments, add_decoder_arguments, add_device_argument, add_early_exit_arguments,
-                      check_backend_arguments, check_decoder_arguments, check_early_exit_arguments,
+                      backend_problem, check_backend_arguments, check_decoder_arguments, check_early_exit_arguments,
                       decoder_from_arguments, engine_options, exit_rule_from_arguments)
 
 
@@ -79,9 +79,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     from manifests.audio import AudioError
 
-    from ..transcribe import InputError, Transcriber, resolve_inputs, transcribe_files
-
     from ..decoding import read_trn
+    from ..engines import UnsupportedBackend
+    from ..transcribe import InputError, Transcriber, resolve_inputs, transcribe_files
 
     start = time.perf_counter()
     try:
@@ -95,6 +95,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = transcribe_files(tr, files, args.output_dir, args.formats, skip_bad=args.skip_bad,
                                    overwrite=args.overwrite, channel=args.channel, progress=not args.quiet,
                                    setup_seconds=time.perf_counter() - start, references=references)
+    except UnsupportedBackend as e:  # what this machine cannot run
+        print(f"sew-transcribe: error: {backend_problem(e)}", file=sys.stderr)
+        return 1
     except (AudioError, InputError, ValueError, FileNotFoundError, OSError) as e:
         print(f"sew-transcribe: error: {e}", file=sys.stderr)
         return 1
