@@ -222,7 +222,8 @@ def test_onnx_cache_is_reused_and_rebuilt_when_the_checkpoint_changes(tmp_path, 
     other = cached_onnx(str(ckpt), "fp32", str(tmp_path / "elsewhere"))
     assert Path(other.path).parent == tmp_path / "elsewhere" and not other.setup.reused
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(ValueError, match="cannot create the ONNX cache .*--onnx-cache"):
+    with pytest.raises(ValueError, match=r"cannot create the ONNX cache .*: give a writable cache folder "
+                                         r"\(onnx_cache\)$"):
         cached_onnx(str(ckpt), "fp32", str(tmp_path / "a_file" / "cache"))
     # a checkpoint that cannot be exported (a pretrained model: no CTC layer) leaves no empty cache folder
     (tmp_path / "pre").mkdir()
@@ -251,9 +252,10 @@ def test_graphs_from_sew_convert_are_checked_and_run(checkpoints, waves, tmp_pat
         got = engine.log_probs(waves).log_probs
         assert max_diff(got, reference) <= tol and agreement(got, reference) >= least
     assert not (Path(ckpt).parent / "onnx-cache").exists()  # a given graph needs no cache
-    with pytest.raises(ValueError, match="is a int8 graph, not fp32: pass --dtype int8"):
+    with pytest.raises(ValueError, match="is a int8 graph, not fp32: run it with dtype int8, or make a fp32 one with "):
         load_engine(ckpt, "onnxruntime", "fp32", onnx_model=str(tmp_path / "int8.onnx"))
-    with pytest.raises(ValueError, match="exported from another checkpoint"):
+    with pytest.raises(ValueError, match="exported from another checkpoint .*, or leave out onnx_model to use the "
+                                         "cache$"):
         load_engine(str(checkpoints["sew_c"]), "onnxruntime", "fp32", onnx_model=str(tmp_path / "fp32.onnx"))
     with pytest.raises(UnsupportedBackend, match=r"^backend torch with dtype fp32 on device cpu: an ONNX graph "
                                                  r"\(.*fp32.onnx\) runs with backend onnxruntime only$"):
