@@ -14,6 +14,8 @@ import os
 import sys
 from typing import List, Optional
 
+from manifests.atomic import atomic_open
+
 from ..decoding.sclite import HUB5_SUBSETS, SctkError, format_table, score_ctm, trn_to_ctm
 
 
@@ -48,7 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(format_table(results))
-    with open(os.path.join(args.out_dir, "scores.json"), "w", encoding="utf-8") as f:
+    with atomic_open(os.path.join(args.out_dir, "scores.json"), "w", encoding="utf-8") as f:
         json.dump({k: dict(v._asdict(), wer=round(v.wer, 2)) for k, v in results.items()}, f, indent=2)
     return 0
 
