@@ -18,8 +18,6 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-logger = logging.getLogger("sew_fairseq.cli.convert")
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sew-convert", description=__doc__,

@@ -101,10 +101,6 @@ def cpu_description() -> str:
     return f"{model or platform.processor() or platform.machine()}" + (f" ({', '.join(units)})" if units else "")
 
 
-def _cuda(device: str) -> bool:
-    return torch.device(device).type == "cuda"
-
-
 def check_backend(backend: str, dtype: str, device: str = "cpu", early_exit: bool = False,
                   onnx_model: Optional[str] = None, hardware: bool = True) -> None:
     """Raise :class:`UnsupportedBackend` unless ``backend`` can run ``dtype`` on ``device`` on this machine.

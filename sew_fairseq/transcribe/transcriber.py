@@ -31,7 +31,6 @@ Shapes: L samples, T frames (20 ms apart), V output symbols.
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -43,8 +42,6 @@ import torch
 from manifests.audio import AudioError, AudioInfo, audio_info, stream_audio
 
 from .chunking import Chunk, Stitcher, chunk_stream
-
-logger = logging.getLogger(__name__)
 
 #: Chunking defaults, chosen from a sweep on 3- and 10-minute recordings (README, "Transcribing"): 12 s chunks with
 #: 1.6 s of context on each side (8.8 s kept from each), the lowest WER there at less overlap than 10 s chunks.
