@@ -57,7 +57,9 @@ Audio
 CLI
     ``base_parser(prog, description)``: ``--root``, ``--dest`` (required), ``--workers``, ``--strict``,
     ``--overwrite``, ``--no-progress``, ``-v``; ``run_main(fn, args)`` calls ``fn``, prints a
-    :class:`ManifestError` or ``OSError`` as ``<prog>: error: ...`` and returns the exit code (1).
+    :class:`ManifestError` or ``OSError`` as ``<prog>: error: ...`` and returns the exit code (1);
+    ``cli_error(prog, message, status=1)`` prints ``<prog>: error: <message>`` (every console script's errors,
+    those of ``sew_fairseq`` included) and returns ``status``.
 """
 import argparse
 import contextlib
@@ -420,11 +422,17 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
+def cli_error(prog: str, message: object, status: int = 1) -> int:
+    """Print ``<prog>: error: <message>`` on stderr, as argparse words a usage error, and return ``status`` (the exit
+    status). Every console script prints its errors with this one (``sew_fairseq.cli.options`` re-exports it)."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return status
+
+
 def run_main(prog: str, fn: Callable[[], Any]) -> int:
     """Run ``fn()``; print ManifestError/OSError/ValueError as ``prog: error: ...`` and return 1, else 0."""
     try:
         fn()
     except (ManifestError, OSError, ValueError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 1
+        return cli_error(prog, e)
     return 0

@@ -8,11 +8,17 @@
     decoder = decoder_from_arguments(args, dictionary)
     rule = exit_rule_from_arguments(args)                                           # None without --early-exit
     engine_options(args)              # {backend, dtype, onnx_cache, onnx_model}: keyword arguments of load_engine
+    return cli_error("sew-infer", problem, 2)   # prints "sew-infer: error: ..." as argparse does; the exit status
+
+Every command prints its errors with :func:`cli_error` (``<prog>: error: <message>``, argparse's wording), written once
+in :mod:`manifests.common` (the corpus builders' layer, which cannot import this package) and re-exported here.
 """
 import argparse
 from typing import Dict, Optional
 
 import torch
+
+from manifests.common import cli_error  # noqa: F401  (re-exported: every console script's error line)
 
 from ..engines.hardware import BACKEND_DTYPES, BACKENDS, DTYPES, UnsupportedBackend, check_backend
 from ..modules.early_exit import DEFAULT_THRESHOLDS, EXIT_CRITERIA, ExitRule
