@@ -9,6 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import CORPORA
+from .common import cli_error
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -19,8 +20,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0 if argv else 2
     corpus, rest = argv[0], argv[1:]
     if corpus not in CORPORA:
-        print(f"sew-manifest: error: unknown corpus {corpus!r}; choose from {', '.join(CORPORA)}", file=sys.stderr)
-        return 2
+        return cli_error("sew-manifest", f"unknown corpus {corpus!r}; choose from {', '.join(CORPORA)}", 2)
     module = importlib.import_module(f"manifests.{corpus}")
     return module.main(rest, prog=f"sew-manifest {corpus}")
 

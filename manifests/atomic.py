@@ -26,9 +26,9 @@ import os
 import shutil
 import stat
 import tempfile
-from typing import IO, Iterable, Iterator, List, Sequence, Union
+from typing import IO, Iterable, Iterator, List, Sequence
 
-PathLike = Union[str, "os.PathLike[str]"]
+from .records import PathLike
 
 
 def replacement_mode(path: PathLike, directory: bool = False) -> int:

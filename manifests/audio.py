@@ -11,7 +11,8 @@ the plugin's manifest check, ``sew-infer`` and ``sew-transcribe`` all use it.
 
 Channels are averaged (``channel=N`` picks channel N, 0-based); other rates are resampled once with soxr
 (``HQ``, as the corpus builders convert audio). A file that cannot give samples raises :class:`AudioError`,
-whose ``reason`` is one of :data:`AUDIO_REASONS` and whose message names the file:
+whose ``reason`` is one of :data:`AUDIO_REASONS` (the bad-audio list, with a hint for each, is
+:data:`manifests.records.AUDIO_HINTS`) and whose message names the file. This module raises:
 
     missing      no such file
     empty        a file of 0 bytes
@@ -31,11 +32,9 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .atomic import atomic_file
-
-PathLike = Union[str, "os.PathLike[str]"]
+from .records import AUDIO_REASONS, PathLike  # noqa: F401  (AUDIO_REASONS: AudioError's reasons, read here)
 
 SAMPLE_RATE = 16000
-AUDIO_REASONS = ("missing", "empty", "unreadable", "no_frames", "truncated", "bad_channel")
 #: fairseq's parse_path treats paths with these endings as plain files, others may be ``archive.zip:offset:length``
 PLAIN_SUFFIXES = (".npy", ".wav", ".flac", ".ogg")
 

@@ -34,15 +34,13 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from manifests.atomic import atomic_open
 from manifests.audio import AudioError, audio_info
-from manifests.records import HINTS, ManifestError
+from manifests.records import HINTS, ManifestError, PathLike
 
 logger = logging.getLogger(__name__)
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 MODES = ("error", "skip")
 #: Lines are checked in batches of this size (bounds memory on manifests of millions of lines).

@@ -19,10 +19,11 @@ Records and text
 Problems
     ``Report(split, strict=False)``: ``report.add(reason, where, detail)`` counts a problem (``where``
     names the file, with ``:line`` when a line is at fault) and keeps up to ``max_examples`` examples
-    per reason; ``report.kept`` is set by :func:`write_split`. Reasons (``REASONS``): missing,
-    unreadable, empty, no_frames, wrong_channels, wrong_rate, transcript_without_audio,
-    audio_without_transcript, empty_transcript, dropped_by_normalisation, bad_line, duplicate_id,
-    too_short; a builder may add its own (a new name is allowed, documented in its module).
+    per reason; ``report.kept`` is set by :func:`write_split`. Reasons (``REASONS``): the bad-audio ones of
+    :data:`manifests.records.AUDIO_HINTS` (missing, empty, unreadable, no_frames, truncated, bad_channel,
+    wrong_rate, wrong_channels, too_short), then transcript_without_audio, audio_without_transcript,
+    empty_transcript, dropped_by_normalisation, bad_line, duplicate_id; a builder may add its own (a new name
+    is allowed, documented in its module).
     ``report.summary()`` is the text printed at the end; ``report.to_dict()`` what
     ``<dest>/<split>.report.json`` holds. With ``strict=True`` :func:`write_split` raises
     :class:`ManifestError` (message naming the split, each reason's count and example files/lines)
@@ -56,7 +57,9 @@ Audio
 CLI
     ``base_parser(prog, description)``: ``--root``, ``--dest`` (required), ``--workers``, ``--strict``,
     ``--overwrite``, ``--no-progress``, ``-v``; ``run_main(fn, args)`` calls ``fn``, prints a
-    :class:`ManifestError` or ``OSError`` as ``<prog>: error: ...`` and returns the exit code (1).
+    :class:`ManifestError` or ``OSError`` as ``<prog>: error: ...`` and returns the exit code (1);
+    ``cli_error(prog, message, status=1)`` prints ``<prog>: error: <message>`` (every console script's errors,
+    those of ``sew_fairseq`` included) and returns ``status``.
 """
 import argparse
 import contextlib
@@ -66,15 +69,14 @@ import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from .atomic import atomic_file, atomic_files, atomic_write_text  # noqa: F401  (atomic_write_text: builders)
-from .records import ManifestError, Utterance  # noqa: F401  (the builders import them from here too)
+from .records import AUDIO_REASONS, ManifestError, PathLike, Utterance  # noqa: F401  (builders import them here)
 from .letters import WORD_BOUNDARY, build_lexicon, lexicon_lines, spell, to_letters  # noqa: F401
 
 logger = logging.getLogger("manifests")
 
-PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -82,19 +84,13 @@ SAMPLE_RATE = 16000
 LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")
 
 REASONS = (
-    "missing",                   # an audio file named by the transcripts does not exist
-    "unreadable",                # soundfile cannot open it (corrupt, unknown format)
-    "empty",                     # a file of 0 bytes
-    "no_frames",                 # a readable header with 0 samples
-    "wrong_channels",            # not mono (where the corpus is mono)
-    "wrong_rate",                # not the corpus's sample rate (where no conversion is done)
+    *AUDIO_REASONS,              # bad audio: missing, unreadable, empty, no_frames, wrong_channels, wrong_rate, ...
     "transcript_without_audio",  # a transcript line whose audio file is absent
     "audio_without_transcript",  # an audio file that no transcript line names
     "empty_transcript",          # a transcript line with no words
     "dropped_by_normalisation",  # the normalisation rule left symbols outside the alphabet
     "bad_line",                  # a transcript/metadata line that cannot be parsed
     "duplicate_id",              # an utterance id seen twice
-    "too_short",                 # audio shorter than the model's receptive field
 )
 
 
@@ -426,11 +422,17 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
+def cli_error(prog: str, message: object, status: int = 1) -> int:
+    """Print ``<prog>: error: <message>`` on stderr, as argparse words a usage error, and return ``status`` (the exit
+    status). Every console script prints its errors with this one (``sew_fairseq.cli.options`` re-exports it)."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return status
+
+
 def run_main(prog: str, fn: Callable[[], Any]) -> int:
     """Run ``fn()``; print ManifestError/OSError/ValueError as ``prog: error: ...`` and return 1, else 0."""
     try:
         fn()
     except (ManifestError, OSError, ValueError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 1
+        return cli_error(prog, e)
     return 0

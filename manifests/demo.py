@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .atomic import atomic_directory, atomic_write_text
-from .common import Utterance, write_corpus_files, write_split
+from .common import Utterance, cli_error, write_corpus_files, write_split
 from .espeak import INSTALL_HINT, EspeakError, available_voices, check_soxr, espeak_paths
 
 logger = logging.getLogger(__name__)
@@ -482,8 +482,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "sew-demo-data") -> i
                               valid_fraction=args.valid_fraction, audio_format=args.audio_format,
                               progress=not args.quiet)
     except (DemoDataError, ValueError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 1
+        return cli_error(prog, e)
     state = f"generated in {corpus.elapsed_s:.1f} s" if corpus.generated else \
         "already complete, nothing to do"
     print(f"demo corpus at {corpus.root}: {corpus.num_train} train ({corpus.train_seconds:.0f} s) "

@@ -11,13 +11,12 @@ A transcript's ``.ltr`` line spells each word letter by letter and ends each wor
 
 A lexicon line is ``WORD<TAB>W O R D |`` (flashlight-text's ``load_words`` reads it).
 """
-import os
 from typing import Dict, Iterable, List, Mapping, Sequence, Union
 
 from .atomic import atomic_write_text
+from .records import PathLike
 
 WORD_BOUNDARY = "|"
-PathLike = Union[str, "os.PathLike[str]"]
 # word -> one spelling, or word -> several spellings
 Lexicon = Mapping[str, Union[Sequence[str], Sequence[Sequence[str]]]]
 

@@ -27,6 +27,10 @@ empty/corrupt/stereo/non-16 kHz flacs, unparsable or empty lines, duplicate ids.
 
 Also written: ``dict.ltr.txt`` (letters of all splits), ``lexicon.txt`` and ``lm.txt`` (from the
 training splits: train-960 when written, else every ``train*`` split, else all splits).
+
+``--overwrite`` (the converting builders, tedlium, voxpopuli and switchboard, convert audio again with it) has
+nothing to redo here, as with timit: nothing is converted and every run rewrites the manifests. Given, a warning
+says it has no effect.
 """
 import logging
 import os
@@ -250,6 +254,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
     args = build_parser(prog).parse_args(argv)
     setup_logging(args.verbose)
     name = prog or "manifests.librispeech"
+    if args.overwrite:
+        logger.warning("%s: --overwrite has no effect: LibriSpeech's FLACs are used where they are (nothing is "
+                       "converted, so nothing is converted again) and the manifests are rewritten on every run", name)
     return run_main(name, lambda: prepare_librispeech(
         args.root, args.dest, finetuning_root=args.finetuning_root, splits=args.splits, workers=args.workers,
         strict=args.strict, progress=not args.no_progress))

@@ -1,5 +1,6 @@
 """The records every part of the project shares, light enough for the corpus builders (standard library only):
-the manifest error and the utterance record.
+the manifest error, the utterance record, and :data:`PathLike` (a path as ``str`` or ``os.PathLike``; every module
+of ``manifests`` and ``sew_fairseq`` imports it from here, the lowest module of the lowest layer).
 
 :class:`ManifestError` is raised for input that cannot be used: by the corpus builders (``--strict``, a file they
 cannot read), by the plugin's manifest check before training, and by ``sew-infer`` for a bad manifest line. Either
@@ -15,7 +16,31 @@ from typing import Dict, Optional, Tuple, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-# reason -> how to fix it
+#: Bad audio, the one list: reason -> how to fix the manifest line that names the file. The reasons of
+#: :class:`manifests.audio.AudioError` (``AUDIO_REASONS``: a file that gives no samples, or not ones that can be used),
+#: of ``probe_audio`` and the manifest check (``wrong_rate``, ``wrong_channels``: the header against the expected
+#: format) and of the corpus builders' reports (``manifests.common.REASONS`` starts with them). ``{rate}``: the
+#: expected sample rate.
+AUDIO_HINTS: Dict[str, str] = {
+    "missing": "check the root line and the relative path, or remove the line",
+    "empty": "the file is 0 bytes (interrupted copy or download?); restore it or remove the line",
+    "unreadable": "the file is not audio that libsndfile can read (corrupt or unsupported format); "
+                  "re-encode it as 16-bit PCM WAV or FLAC, or remove the line",
+    "no_frames": "the file holds no audio samples; remove the line",
+    "truncated": "the file ends before the samples its header announces, or cannot be decoded to the end "
+                 "(interrupted copy or download?); restore or re-encode it, or remove the line",
+    "bad_channel": "ask for a channel the file has (numbered from 0), or for none to average the channels",
+    "wrong_rate": "resample the file (fairseq never resamples and fails at load time), e.g. "
+                  "`sox in.wav -r {rate} out.wav` or soxr.resample(x, in_rate, {rate}), "
+                  "then update the sample count",
+    "wrong_channels": "downmix to one channel, e.g. `sox in.wav -c 1 out.wav` (fairseq would average "
+                      "the channels on every load)",
+    "too_short": "the audio is shorter than the model's receptive field (400 samples, 25 ms at 16 kHz); "
+                 "remove the line",
+}
+AUDIO_REASONS = tuple(AUDIO_HINTS)
+
+#: reason -> how to fix it: a manifest's own problems, then every bad-audio reason (:data:`AUDIO_HINTS`)
 HINTS: Dict[str, str] = {
     "manifest_not_found": "check the data directory and split name (fairseq reads <data>/<split>.tsv)",
     "missing_root": "the first line of a fairseq manifest must be the audio root directory, then "
@@ -27,22 +52,11 @@ HINTS: Dict[str, str] = {
                       "spaces); fix or remove the line",
     "bad_count": "the second field must be the number of samples as a positive integer, e.g. "
                  "'a.wav<TAB>16000'; recompute it with soundfile.info(path).frames",
-    "missing": "check the root line and the relative path, or remove the line",
-    "empty": "the file is 0 bytes (interrupted copy or download?); restore it or remove the line",
-    "unreadable": "the file is not audio that libsndfile can read (corrupt or unsupported format); "
-                  "re-encode it as 16-bit PCM WAV or FLAC, or remove the line",
-    "no_frames": "the file holds no audio samples; remove the line",
-    "wrong_rate": "resample the file (fairseq never resamples and fails at load time), e.g. "
-                         "`sox in.wav -r {rate} out.wav` or soxr.resample(x, in_rate, {rate}), "
-                         "then update the sample count",
-    "wrong_channels": "downmix to one channel, e.g. `sox in.wav -c 1 out.wav` (fairseq would average "
-                "the channels on every load)",
     "count_mismatch": "regenerate the manifest from the audio (fairseq's "
                       "examples/wav2vec/wav2vec_manifest.py) or correct the count; fairseq uses it "
                       "for batching and cropping",
+    **AUDIO_HINTS,
 }
-
-
 
 
 class ManifestError(ValueError):

@@ -135,17 +135,39 @@ def test_early_exit_runs_in_bf16():
 def test_unsupported_combinations_are_clear_errors(checkpoints):
     from sew_fairseq.modules.early_exit import ExitRule
 
-    with pytest.raises(UnsupportedBackend, match="--dtype fp16 on --device cpu: fp16 needs a CUDA device"):
+    with pytest.raises(UnsupportedBackend, match="^backend torch with dtype fp16 on device cpu: fp16 needs a CUDA "
+                                                 "device .*; on a CPU use dtype bf16 or fp32$"):
         check_backend("torch", "fp16", "cpu")
-    with pytest.raises(UnsupportedBackend, match="does not run int8 .*--backend onnxruntime --dtype int8"):
+    with pytest.raises(UnsupportedBackend, match=r"^backend torch with dtype int8 on device cpu: backend torch runs "
+                                                 r"fp32 / bf16 / fp16, not int8 \(int8 runs with backend "
+                                                 r"onnxruntime: "):
         check_backend("torch", "int8", "cpu")
-    with pytest.raises(UnsupportedBackend, match="backend onnxruntime does not run bf16"):
+    with pytest.raises(UnsupportedBackend, match=r"backend onnxruntime runs fp32 / int8, not bf16 \(bf16 runs with "
+                                                 r"backend torch\)$"):
         check_backend("onnxruntime", "bf16", "cpu")
-    with pytest.raises(UnsupportedBackend, match="early exit .* only the torch backend"):
+    with pytest.raises(UnsupportedBackend, match="early exit .* which only backend torch does .*; use backend torch$"):
         check_backend("onnxruntime", "fp32", "cpu", early_exit=True)
+    with pytest.raises(UnsupportedBackend, match=r"an ONNX graph \(m.onnx\) runs with backend onnxruntime only$"):
+        check_backend("torch", "fp32", "cpu", onnx_model="m.onnx")
+    with pytest.raises(UnsupportedBackend, match="device 'mps' is neither cpu nor cuda$"):
+        check_backend("torch", "fp32", "mps")
+    with pytest.raises(UnsupportedBackend, match="device 'gpu0' is neither cpu nor cuda$"):
+        check_backend("torch", "fp32", "gpu0")  # not a torch device at all
+    with pytest.raises(UnsupportedBackend, match="dynamic int8 .* is a CPU path in onnxruntime; on CUDA use backend "
+                                                 "onnxruntime with dtype fp32"):
+        check_backend("onnxruntime", "int8", "cuda", hardware=False)
     if not torch.cuda.is_available():
-        with pytest.raises(UnsupportedBackend, match="no CUDA device"):
+        with pytest.raises(UnsupportedBackend, match="no CUDA device .*; use device cpu$") as info:
             check_backend("torch", "bf16", "cuda")
+        assert info.value.reason == "no_cuda"
+        check_backend("torch", "bf16", "cuda", hardware=False)  # the rules alone allow it; this machine does not
+    # no command-line flag in any of the library's messages
+    for args in (("torch", "fp16", "cpu"), ("torch", "int8", "cpu"), ("onnxruntime", "bf16", "cpu"),
+                 ("onnxruntime", "int8", "cuda"), ("torch", "bf16", "cuda")):
+        try:
+            check_backend(*args)
+        except UnsupportedBackend as e:
+            assert "--" not in str(e), str(e)
     # through the public entry points, before anything is loaded or exported
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         Transcriber.from_checkpoint(str(checkpoints["sew_c"]), dtype="fp16")
@@ -160,9 +182,11 @@ def test_bf16_without_bf16_hardware_names_what_is_missing(monkeypatch):
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     monkeypatch.setattr(hardware, "_torch_probe", lambda name: False)
     assert hardware.cpu_bf16()[0] is False
-    with pytest.raises(UnsupportedBackend, match=r"--backend torch --dtype bf16 on --device cpu: bf16 on a CPU needs "
-                                                 r"AVX512-BF16 or AMX-BF16.*neither"):
+    with pytest.raises(UnsupportedBackend, match=r"^backend torch with dtype bf16 on device cpu: bf16 on a CPU needs "
+                                                 r"AVX512-BF16 or AMX-BF16.*neither.*Use dtype fp32, or backend "
+                                                 r"onnxruntime with dtype int8$"):
         hardware.check_backend("torch", "bf16", "cpu")
+    hardware.check_backend("torch", "bf16", "cpu", hardware=False)  # the machine is not asked
     monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     assert hardware.cpu_bf16() == (True, "AVX512-BF16")
 
@@ -198,7 +222,8 @@ def test_onnx_cache_is_reused_and_rebuilt_when_the_checkpoint_changes(tmp_path, 
     other = cached_onnx(str(ckpt), "fp32", str(tmp_path / "elsewhere"))
     assert Path(other.path).parent == tmp_path / "elsewhere" and not other.setup.reused
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(ValueError, match="cannot create the ONNX cache .*--onnx-cache"):
+    with pytest.raises(ValueError, match=r"cannot create the ONNX cache .*: give a writable cache folder "
+                                         r"\(onnx_cache\)$"):
         cached_onnx(str(ckpt), "fp32", str(tmp_path / "a_file" / "cache"))
     # a checkpoint that cannot be exported (a pretrained model: no CTC layer) leaves no empty cache folder
     (tmp_path / "pre").mkdir()
@@ -227,11 +252,13 @@ def test_graphs_from_sew_convert_are_checked_and_run(checkpoints, waves, tmp_pat
         got = engine.log_probs(waves).log_probs
         assert max_diff(got, reference) <= tol and agreement(got, reference) >= least
     assert not (Path(ckpt).parent / "onnx-cache").exists()  # a given graph needs no cache
-    with pytest.raises(ValueError, match="is a int8 graph, not fp32: pass --dtype int8"):
+    with pytest.raises(ValueError, match="is a int8 graph, not fp32: run it with dtype int8, or make a fp32 one with "):
         load_engine(ckpt, "onnxruntime", "fp32", onnx_model=str(tmp_path / "int8.onnx"))
-    with pytest.raises(ValueError, match="exported from another checkpoint"):
+    with pytest.raises(ValueError, match="exported from another checkpoint .*, or leave out onnx_model to use the "
+                                         "cache$"):
         load_engine(str(checkpoints["sew_c"]), "onnxruntime", "fp32", onnx_model=str(tmp_path / "fp32.onnx"))
-    with pytest.raises(ValueError, match="is a graph for --backend onnxruntime"):
+    with pytest.raises(UnsupportedBackend, match=r"^backend torch with dtype fp32 on device cpu: an ONNX graph "
+                                                 r"\(.*fp32.onnx\) runs with backend onnxruntime only$"):
         load_engine(ckpt, "torch", "fp32", onnx_model=str(tmp_path / "fp32.onnx"))
 
 
@@ -274,9 +301,19 @@ def test_sew_transcribe_accepts_backend_and_dtype(checkpoints, fixtures_dir, tmp
     assert "--early-exit needs --backend torch" in capsys.readouterr().err
     assert main([ckpt, str(clip), "--output-dir", str(tmp_path / "x"), "--dtype", "int8"]) == 2
     assert "--backend torch runs --dtype fp32 / bf16 / fp16, not int8" in capsys.readouterr().err
-    assert main([ckpt, str(clip), "--output-dir", str(tmp_path / "x"), "--dtype", "fp16", "--device", "cpu"]) == 1
+    assert main([ckpt, str(clip), "--output-dir", str(tmp_path / "x"), "--dtype", "int8", "--onnx", "m.onnx"]) == 2
+    assert "--backend torch runs --dtype fp32 / bf16 / fp16, not int8" in capsys.readouterr().err
+    assert main([ckpt, str(clip), "--output-dir", str(tmp_path / "x"), "--onnx", "m.onnx"]) == 2
+    assert "--onnx FILE is a graph for --backend onnxruntime" in capsys.readouterr().err
+    # fp16 on a CPU is refused on every machine: a usage error, before the checkpoint is read
+    assert main([ckpt, str(clip), "--output-dir", str(tmp_path / "x"), "--dtype", "fp16", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "fp16 needs a CUDA device" in err and "Traceback" not in err
+    assert err.startswith("sew-transcribe: error: --backend torch --dtype fp16 --device cpu: fp16 needs a CUDA device")
+    assert "Traceback" not in err and not (tmp_path / "x").exists()
+    if not HAS_BF16:  # what this machine cannot run is found when the engine is built, and said with the flags
+        assert main([ckpt, str(clip), "--output-dir", str(tmp_path / "x"), "--dtype", "bf16", "--device", "cpu"]) == 1
+        assert capsys.readouterr().err.startswith("sew-transcribe: error: --backend torch --dtype bf16 --device cpu: "
+                                                  "bf16 on a CPU needs AVX512-BF16 or AMX-BF16")
 
 
 def manifest(folder: Path, fixtures_dir: Path) -> Path:
@@ -329,7 +366,7 @@ def test_sew_bench_speed_and_accuracy_per_backend(checkpoints, fixtures_dir, tmp
     assert main(["speed", "--presets", "sew_d_tiny", "--seconds", "0.5", "--repeats", "1", "--backend", "torch",
                  "onnxruntime", "--dtype", "fp32", "int8", "--against", "hf"]) == 0
     out = capsys.readouterr().out
-    assert "not run: torch int8: backend torch runs fp32 / bf16 / fp16 only" in out
+    assert "not run: torch int8: backend torch runs fp32 / bf16 / fp16, not int8 (int8 runs with backend " in out
     rows = {m.group(1): m for m in re.finditer(r"^sew_d_tiny\s+(transformers fp32|ours \w+ \w+)\s+([\d.]+)\s+[\d.]+"
                                                 r"\s+([\d.]+)x\s*([\d.]+x\*?)?\s+([\d.e+-]+)\s+([\d.]+)%(.*)$",
                                                 out, re.MULTILINE)}

@@ -25,14 +25,17 @@ from sew_fairseq.decoding import (
     char_errors,
     check_lm_vocabulary,
     estimate_arpa,
+    is_phone_dictionary,
     per,
     phone_errors,
     read_arpa,
     read_lexicon,
     read_trn,
     sanitize_utt_id,
+    score_texts,
     to_letters,
     wer,
+    word_boundary_of,
     word_errors,
     words_from_wrd_files,
     write_arpa,
@@ -152,6 +155,31 @@ def test_viterbi_token_level_for_phones(phone_dictionary, hello_lm):
         KenLMLexiconDecoder(phone_dictionary, lexicon, lm, word_boundary=None)
     with pytest.raises(ValueError, match="needs a word boundary symbol"):
         KenLMLexiconFreeDecoder(phone_dictionary, lm, word_boundary=None)
+
+
+def test_one_rule_says_what_a_phone_model_is(dictionary, phone_dictionary):
+    """A dictionary without ``|`` is a phone model: decoded token by token, scored in PER, and sew-infer's default
+    --labels phn; sew-infer refuses labels that disagree with the checkpoint's dictionary."""
+    from types import SimpleNamespace
+
+    from sew_fairseq.cli.infer import build_parser, resolve_labels
+    from sew_fairseq.cli.options import decoder_from_arguments
+
+    assert word_boundary_of(dictionary) == "|" and not is_phone_dictionary(dictionary)
+    assert word_boundary_of(phone_dictionary) is None and is_phone_dictionary(phone_dictionary)
+    phn, ltr = (SimpleNamespace(task=SimpleNamespace(labels=labels)) for labels in ("phn", "ltr"))
+    args = build_parser().parse_args(["ckpt.pt", "--data", "d", "--split", "test"])
+    assert resolve_labels(args, phn, phone_dictionary) is None and args.labels == "phn"
+    assert decoder_from_arguments(args, phone_dictionary).silence is None  # token by token
+    args = build_parser().parse_args(["ckpt.pt", "--data", "d", "--split", "test"])
+    assert resolve_labels(args, ltr, dictionary) is None and args.labels == "wrd"
+    assert decoder_from_arguments(args, dictionary).silence == dictionary.index("|")
+    args = build_parser().parse_args(["ckpt.pt", "--data", "d", "--split", "test", "--labels", "wrd"])
+    assert "fine-tuned on phones (task.labels=phn): score it with --labels phn" in resolve_labels(
+        args, phn, phone_dictionary)
+    args = build_parser().parse_args(["ckpt.pt", "--data", "d", "--split", "test", "--labels", "phn"])
+    assert resolve_labels(args, ltr, dictionary) == ("--labels phn needs a checkpoint fine-tuned on phones "
+                                                     "(task.labels=phn); ckpt.pt has task.labels=ltr")
 
 
 @pytest.fixture(scope="module")
@@ -433,6 +461,15 @@ def test_per_hand_computed():
     assert per(["sil"], ["sil sil"]).rate == 0.0  # nothing left to score, nothing wrong
     with pytest.raises(ValueError, match="1 references but 2 hypotheses"):
         per(["a"], ["a", "b"])
+
+
+def test_score_texts_is_what_sew_infer_and_sew_transcribe_report():
+    words = score_texts(["the cat sat", "on the mat"], ["the cat sit", "on mat"])
+    assert words == {"wer": pytest.approx(100 * 2 / 6), "cer": pytest.approx(100 * 5 / 21), "word_errors": 2,
+                     "words": 6}
+    phones = score_texts(["sil sh iy sil hh ae d sil"], ["sh iy hh eh d sil"], phones=True)
+    assert phones == {"per": pytest.approx(20.0), "phone_errors": 1, "phones": 5, "per_ignores": ["sil"],
+                      "per_with_sil": pytest.approx(100 * 3 / 8)}
 
 
 # --- trn / tsv ---------------------------------------------------------------------------------------

@@ -119,6 +119,26 @@ def test_messages_give_the_fix(audio_root: Path, tmp_path: Path) -> None:
         check_manifest(tsv)
 
 
+def test_every_bad_audio_reason_has_its_fix_in_one_list(tmp_path: Path) -> None:
+    """manifests.records.AUDIO_HINTS is the one list of bad-audio reasons: AudioError's reasons, the manifest
+    errors' hints and the corpus builders' report reasons all come from it."""
+    from manifests.audio import AUDIO_REASONS, AudioError, read_audio
+    from manifests.common import REASONS
+    from manifests.records import AUDIO_HINTS, HINTS
+
+    assert AUDIO_REASONS == tuple(AUDIO_HINTS) and REASONS[:len(AUDIO_REASONS)] == AUDIO_REASONS
+    assert all(HINTS[reason] == hint for reason, hint in AUDIO_HINTS.items())
+    # a real FLAC cut in half (an interrupted copy): its reason had no fix before the lists were one
+    wave = (0.1 * np.random.default_rng(0).standard_normal(32000)).astype(np.float32)
+    sf.write(str(tmp_path / "whole.flac"), wave, 16000)
+    data = (tmp_path / "whole.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[:len(data) // 2])
+    with pytest.raises(AudioError) as info:
+        read_audio(tmp_path / "cut.flac", 16000)
+    error = ManifestError(tmp_path / "t.tsv", 2, info.value.reason, info.value.detail, str(tmp_path / "cut.flac"))
+    assert error.reason == "truncated" and str(error).endswith("[truncated]. Fix: " + AUDIO_HINTS["truncated"])
+
+
 def test_error_mode_counts_the_other_bad_lines(audio_root: Path, tmp_path: Path) -> None:
     lines = [f"{n}\t1" for n in ("nowhere.wav", "empty.wav", "corrupt.wav")] + good_lines(audio_root)
     tsv = write_tsv(tmp_path / "t.tsv", audio_root, lines)

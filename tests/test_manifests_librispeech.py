@@ -217,6 +217,19 @@ def test_idempotent_and_atomic_rerun(libri, tmp_path, capsys):
     assert main(args) == 0 and snapshot(dest) == first
 
 
+def test_overwrite_has_nothing_to_redo_and_says_so(libri, tmp_path, caplog):
+    """The converting builders convert audio again with --overwrite; LibriSpeech converts nothing, so the flag
+    changes no output (the manifests are rewritten on every run anyway) and a warning says it has no effect."""
+    args = ["--root", str(libri), "--no-progress", "--workers", "1"]
+    assert main(args + ["--dest", str(tmp_path / "plain")]) == 0
+    assert "--overwrite" not in caplog.text
+    assert main(args + ["--dest", str(tmp_path / "plain"), "--overwrite"]) == 0
+    assert "--overwrite has no effect: LibriSpeech's FLACs are used where they are" in caplog.text
+    assert main(args + ["--dest", str(tmp_path / "again"), "--overwrite"]) == 0
+    assert snapshot(tmp_path / "again") == snapshot(tmp_path / "plain")
+    assert not list(tmp_path.rglob("*.flac"))  # nothing converted, with or without it
+
+
 def test_no_split_found(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["--root", str(tmp_path / "empty"), "--dest", str(tmp_path / "out")]) == 1

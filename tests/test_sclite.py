@@ -137,7 +137,12 @@ def test_score_cli(tmp_path, capsys):
     stm.write_text("sw_4390 A sw_4390_A 0.00 2.00 <O> ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN\n")
     hyp = tmp_path / "hyp.trn"
     write_trn(hyp, [("sw_4390-A_000000-000200", "ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN")])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "scores.json").write_text("{}")  # an earlier run's: replaced whole, never rewritten in place
+    earlier = os.stat(tmp_path / "out" / "scores.json").st_ino
     assert main(["--hyp-trn", str(hyp), "--stm", str(stm), "--out-dir", str(tmp_path / "out")]) == 0
+    assert os.stat(tmp_path / "out" / "scores.json").st_ino != earlier  # written to a temporary, then renamed
+    assert not [p for p in os.listdir(tmp_path / "out") if p.startswith(".tmp-")]  # no temporary left
     scores = json.load(open(tmp_path / "out" / "scores.json"))
     assert scores["all"]["wer"] == 0.0 and scores["swbd"]["ref_words"] == 10 and "callhome" not in scores
     assert "swbd" in capsys.readouterr().out

@@ -170,6 +170,22 @@ def test_checkpoint_without_dictionary_needs_dict(ctc_checkpoint, tmp_path):
     assert tr.labels == list(dictionary.symbols)
 
 
+def test_an_engine_carries_device_normalize_and_exit_rule(tr):
+    """Given an engine, the Transcriber refuses a device, normalize or exit rule of its own (they were ignored),
+    as compute_emissions does."""
+    from sew_fairseq.evaluate.splits import compute_emissions
+    from sew_fairseq.modules.early_exit import ExitRule
+
+    for extra in ({"device": "cuda"}, {"normalize": True}, {"exit_rule": ExitRule("entropy", 0.1)}):
+        message = "^{} with an engine: device, normalize and exit_rule belong to the engine$"
+        with pytest.raises(ValueError, match=message.format("Transcriber")):
+            Transcriber(tr.model, tr.dictionary, engine=tr.engine, **extra)
+        with pytest.raises(ValueError, match=message.format("compute_emissions")):
+            compute_emissions(tr.engine, [], **extra)
+    same = Transcriber(tr.model, tr.dictionary, engine=tr.engine, device="cpu", normalize=False)
+    assert same.engine is tr.engine and same.device == "cpu" and same.normalize is False
+
+
 # ------------------------------------------------------------------------------------------- sew-transcribe
 
 

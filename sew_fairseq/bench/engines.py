@@ -32,12 +32,12 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
-from ..engines import BACKEND_DTYPES, Engine, UnsupportedBackend, check_backend, load_engine
+from ..engines import Engine, UnsupportedBackend, check_backend, load_engine
 from ..engines.hardware import cpu_description
+from ..engines.torch_engine import TORCH_DTYPES
 
 #: fp32 paths must agree with their reference this closely (max abs log-probability)
 FP32_TOL = 1e-4
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Pair(NamedTuple):
@@ -51,18 +51,16 @@ class Pair(NamedTuple):
 
 def engine_pairs(backends: Sequence[str], dtypes: Sequence[str], device: str
                  ) -> Tuple[List[Pair], List[Tuple[Pair, str]]]:
-    """(the backend x dtype pairs this machine runs, [(pair, why not)] for the others), in the order given."""
+    """(the backend x dtype pairs this machine runs, [(pair, why not)] for the others: the refusal of
+    :func:`sew_fairseq.engines.hardware.check_backend`), in the order given."""
     run, skipped = [], []
     for backend in backends:
         for dtype in dtypes:
             pair = Pair(backend, dtype)
-            if dtype not in BACKEND_DTYPES[backend]:
-                skipped.append((pair, f"backend {backend} runs {' / '.join(BACKEND_DTYPES[backend])} only"))
-                continue
             try:
                 check_backend(backend, dtype, device)
             except UnsupportedBackend as e:
-                skipped.append((pair, str(e)))
+                skipped.append((pair, e.detail))
                 continue
             run.append(pair)
     return run, skipped
@@ -137,8 +135,8 @@ def run_backends_speed(presets: Sequence[str], pairs: Sequence[Pair], seconds: f
 
                 paths["transformers fp32"] = hf_run
                 info["transformers fp32"] = {"kind": "hf", "dtype": "fp32"}
-                for dtype in dict.fromkeys(p.dtype for p in pairs if p.dtype in AUTOCAST):
-                    paths[f"transformers {dtype}"] = (lambda d=AUTOCAST[dtype], f=hf_run: f(d))
+                for dtype in dict.fromkeys(p.dtype for p in pairs if p.dtype in TORCH_DTYPES):
+                    paths[f"transformers {dtype}"] = (lambda d=TORCH_DTYPES[dtype], f=hf_run: f(d))
                     info[f"transformers {dtype}"] = {"kind": "hf", "dtype": dtype}
             engines: List[Engine] = []
             for pair in pairs:
@@ -182,7 +180,7 @@ def _ratios(rows: List[dict], against_hf: bool) -> None:
     for r in rows:
         if against_hf:
             r["hf_fp32_over"] = by_path["transformers fp32"]["median_s"] / r["median_s"]
-            same = by_path.get(f"transformers {r['dtype']}") if r["dtype"] in AUTOCAST else None
+            same = by_path.get(f"transformers {r['dtype']}") if r["dtype"] in TORCH_DTYPES else None
             r["same_dtype_ref"] = same["path"] if same else "transformers fp32"
             r["same_dtype_over"] = (same or by_path["transformers fp32"])["median_s"] / r["median_s"]
 
@@ -237,7 +235,7 @@ def fp32_failures(rows: List[dict]) -> List[str]:
 def run_accuracy(checkpoint: str, data: str, split: str, pairs: Sequence[Pair], device: str = "cpu",
                  threads: int = 2, max_samples: int = 1_600_000, onnx_cache: Optional[str] = None) -> List[dict]:
     """Rows of ``sew-bench accuracy``: torch fp32 first (the reference), then each pair."""
-    from ..decoding import build_decoder, cer, wer
+    from ..decoding import build_decoder, cer, wer, word_boundary_of
     from ..evaluate.splits import compute_emissions, read_split
 
     torch.set_num_threads(threads)
@@ -254,7 +252,7 @@ def run_accuracy(checkpoint: str, data: str, split: str, pairs: Sequence[Pair], 
         if len(emissions) != len(utterances):
             raise ValueError(f"{split}: {len(utterances) - len(emissions)} utterances gave no emissions")
         dictionary = loaded.dictionary
-        decoder = build_decoder("viterbi", dictionary, word_boundary="|" if "|" in dictionary.indices else None)
+        decoder = build_decoder("viterbi", dictionary, word_boundary=word_boundary_of(dictionary))
         hyps = [" ".join(decoder.decode(e.log_probs.unsqueeze(0))[0][0].words) for e in emissions]
         lps = [e.log_probs for e in emissions]
         row = {"path": pair.name, "backend": pair.backend, "dtype": pair.dtype, "utterances": len(emissions),

@@ -33,8 +33,6 @@ import torch.nn as nn
 from manifests.atomic import atomic_file
 from .plugin import FAIRSEQ_FAMILIES, ConversionError, build_encoder, read_plugin_checkpoint
 
-logger = logging.getLogger(__name__)
-
 OPSET = 17
 #: version of what this module exports; cached graphs of another format are rebuilt
 FORMAT = "1"

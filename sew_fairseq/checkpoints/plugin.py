@@ -5,7 +5,6 @@ Shapes: B batch, L samples, T frames, D ``encoder_embed_dim``, V letters.
 """
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
@@ -13,8 +12,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from manifests.atomic import atomic_file
-
-logger = logging.getLogger(__name__)
 
 #: registered names of the pretraining models this package converts (ours and the release's)
 SEW_MODELS = ("sew", "squeeze_wav2vec2")

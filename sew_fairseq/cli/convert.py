@@ -18,8 +18,6 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-logger = logging.getLogger("sew_fairseq.cli.convert")
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sew-convert", description=__doc__,
@@ -75,6 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
     from ..checkpoints.safe_load import CheckpointLoadError
     from ..checkpoints.plugin import ConversionError
+    from .options import cli_error
 
     try:
         if args.command == "from-original":
@@ -94,8 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             out = to_onnx(args.checkpoint, args.out, quantize=args.quantize)
     except (ConversionError, CheckpointLoadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return cli_error("sew-convert", e)
     print(f"wrote {out}")
     return 0
 

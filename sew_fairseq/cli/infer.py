@@ -98,15 +98,20 @@ def tune(args, dictionary, emissions) -> Dict:
     return tune_lm_weights(emissions, grid, lambda w, s: decoder_from_arguments(args, dictionary, w, s), report)
 
 
-def resolve_labels(args, cfg) -> Optional[str]:
-    """Set ``args.labels`` from the checkpoint's ``task.labels`` when not given; a message if they disagree."""
-    trained = getattr(cfg.task, "labels", None)
+def resolve_labels(args, cfg, dictionary) -> Optional[str]:
+    """Set ``args.labels`` when not given: ``phn`` for a phone model (the one rule,
+    :func:`sew_fairseq.decoding.is_phone_dictionary` of the checkpoint's output dictionary; a checkpoint fine-tuned
+    with ``task.labels=phn`` has one), else ``wrd``; a message if ``--labels`` disagrees with the model."""
+    from ..decoding import is_phone_dictionary
+
+    trained = getattr(cfg.task, "labels", None)  # named in the messages only
+    phones = is_phone_dictionary(dictionary)
     if args.labels is None:
-        args.labels = "phn" if trained == "phn" else "wrd"
-    if args.labels == "phn" and trained != "phn":
+        args.labels = "phn" if phones else "wrd"
+    if args.labels == "phn" and not phones:
         return (f"--labels phn needs a checkpoint fine-tuned on phones (task.labels=phn); {args.checkpoint} has "
                 f"task.labels={trained}")
-    if args.labels == "wrd" and trained == "phn":
+    if args.labels == "wrd" and phones:
         return f"{args.checkpoint} was fine-tuned on phones (task.labels=phn): score it with --labels phn"
     return phone_decoder_problem(args)
 
@@ -138,7 +143,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         engine, model, dictionary, cfg = load_engine(args.checkpoint, device=args.device, data=args.data,
                                                      exit_rule=exit_rule, **engine_options(args))
-        problem = resolve_labels(args, cfg)
+        problem = resolve_labels(args, cfg, dictionary)
         if problem:
             print(f"sew-infer: error: {problem}", file=sys.stderr)
             return 2

@@ -37,6 +37,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from ..decoding import (build_lexicon, check_lm_vocabulary, read_lexicon, words_from_wrd_files, write_arpa,
                             write_lexicon)
+    from .options import cli_error
 
     try:
         if args.command == "lexicon":
@@ -45,8 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 with open(args.words, encoding="utf-8") as f:
                     words += [w for line in f for w in line.split()]
             if not words:
-                print("sew-lm: error: no words: give --wrd files or --words", file=sys.stderr)
-                return 2
+                return cli_error("sew-lm", "no words: give --wrd files or --words", 2)
             lexicon = build_lexicon(words)
             write_lexicon(args.output, lexicon)
             print(f"{args.output}: {len(lexicon)} words")
@@ -62,8 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(report.summary())
             return 1 if args.strict and not report.ok else 0
     except (OSError, ValueError) as e:
-        print(f"sew-lm: error: {e}", file=sys.stderr)
-        return 1
+        return cli_error("sew-lm", e)
     return 0
 
 

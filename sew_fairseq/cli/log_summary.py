@@ -12,6 +12,8 @@ import sys
 from typing import Optional, Sequence
 
 from ..training.logs import format_table, parse_log
+from .options import cli_error
+
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="sew-log-summary", description=__doc__,
@@ -22,11 +24,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with open(args.log, encoding="utf-8") as f:
             records = parse_log(f)
     except OSError as e:
-        print(f"error: cannot read {args.log}: {e.strerror}", file=sys.stderr)
-        return 1
+        return cli_error(parser.prog, f"cannot read {args.log}: {e.strerror}")
     if not records:
-        print(f"error: {args.log} has no train_inner/valid json records (was common.log_format=json?)", file=sys.stderr)
-        return 1
+        return cli_error(parser.prog, f"{args.log} has no train_inner/valid json records (was common.log_format=json?)")
     print(format_table(records))
     return 0
 

@@ -4,16 +4,23 @@
 
     add_decoder_arguments(parser); add_early_exit_arguments(parser); add_backend_arguments(parser)
     problem = check_decoder_arguments(args) or check_early_exit_arguments(args) or check_backend_arguments(args)
+    backend_problem(e)                # an UnsupportedBackend of the engine, in the flags' words
     decoder = decoder_from_arguments(args, dictionary)
     rule = exit_rule_from_arguments(args)                                           # None without --early-exit
     engine_options(args)              # {backend, dtype, onnx_cache, onnx_model}: keyword arguments of load_engine
+    return cli_error("sew-infer", problem, 2)   # prints "sew-infer: error: ..." as argparse does; the exit status
+
+Every command prints its errors with :func:`cli_error` (``<prog>: error: <message>``, argparse's wording), written once
+in :mod:`manifests.common` (the corpus builders' layer, which cannot import this package) and re-exported here.
 """
 import argparse
 from typing import Dict, Optional
 
 import torch
 
-from ..engines.hardware import BACKEND_DTYPES, BACKENDS, DTYPES
+from manifests.common import cli_error  # noqa: F401  (re-exported: every console script's error line)
+
+from ..engines.hardware import BACKEND_DTYPES, BACKENDS, DTYPES, UnsupportedBackend, check_backend
 from ..modules.early_exit import DEFAULT_THRESHOLDS, EXIT_CRITERIA, ExitRule
 
 
@@ -50,19 +57,14 @@ def check_decoder_arguments(args: argparse.Namespace) -> Optional[str]:
     return None
 
 
-def word_boundary(args: argparse.Namespace, dictionary) -> Optional[str]:
-    """``|``, or None (token-level output) for phones (``--labels phn``) or a dictionary without ``|``."""
-    return None if getattr(args, "labels", None) == "phn" or "|" not in dictionary.indices else "|"
-
-
 def decoder_from_arguments(args: argparse.Namespace, dictionary, lm_weight: Optional[float] = None,
                            word_score: Optional[float] = None):
     """The decoder the options describe; ``lm_weight`` / ``word_score`` override theirs (LM weight tuning)."""
-    from ..decoding import build_decoder
+    from ..decoding import build_decoder, word_boundary_of
 
     nbest = getattr(args, "nbest", 1)
-    if args.decoder == "viterbi":
-        return build_decoder("viterbi", dictionary, nbest=nbest, word_boundary=word_boundary(args, dictionary))
+    if args.decoder == "viterbi":  # token by token for a phone model (sew-infer's --labels phn)
+        return build_decoder("viterbi", dictionary, nbest=nbest, word_boundary=word_boundary_of(dictionary))
     opts = dict(beam=args.beam, beam_size_token=args.beam_size_token, beam_threshold=args.beam_threshold,
                 lm_weight=args.lm_weight if lm_weight is None else lm_weight, sil_score=args.sil_score, nbest=nbest)
     if args.decoder == "kenlm":
@@ -134,19 +136,34 @@ def add_backend_arguments(p: argparse.ArgumentParser, multiple: bool = False, ca
 
 
 def check_backend_arguments(args: argparse.Namespace) -> Optional[str]:
-    """The usage error of an impossible --backend / --dtype / --onnx combination (hardware is checked later, when
-    the engine is built), or None."""
+    """The usage error of a --backend / --dtype / --device / --early-exit / --onnx combination that no machine runs
+    (:func:`sew_fairseq.engines.hardware.check_backend` without its hardware probes: this machine is asked when the
+    engine is built), in the flags' words (:func:`backend_problem`), or None."""
     backend, dtype = args.backend, args.dtype
     if isinstance(backend, list) or isinstance(dtype, list):
         return None  # benchmarks: the pairs are checked one by one
-    if dtype not in BACKEND_DTYPES[backend]:
-        return (f"--backend {backend} runs --dtype {' / '.join(BACKEND_DTYPES[backend])}, not {dtype}"
-                + (" (int8 runs with --backend onnxruntime)" if dtype == "int8" else ""))
-    if getattr(args, "early_exit", None) and backend != "torch":
-        return "--early-exit needs --backend torch (an exported graph runs every layer)"
-    if backend != "onnxruntime" and getattr(args, "onnx_model", None):
-        return "--onnx FILE is a graph for --backend onnxruntime"
+    try:
+        check_backend(backend, dtype, getattr(args, "device", "cpu"),
+                      early_exit=bool(getattr(args, "early_exit", None)), onnx_model=getattr(args, "onnx_model", None),
+                      hardware=False)
+    except UnsupportedBackend as e:
+        return backend_problem(e)
     return None
+
+
+def backend_problem(e: UnsupportedBackend) -> str:
+    """A refusal of :func:`sew_fairseq.engines.hardware.check_backend` in the words of the command-line flags (the
+    library's message names backends, dtypes and devices, not flags)."""
+    if e.reason == "dtype":
+        return (f"--backend {e.backend} runs --dtype {' / '.join(BACKEND_DTYPES[e.backend])}, not {e.dtype}"
+                + (" (int8 runs with --backend onnxruntime)" if e.dtype == "int8" else ""))
+    if e.reason == "early_exit":
+        return "--early-exit needs --backend torch (an exported graph runs every layer)"
+    if e.reason == "onnx_model":
+        return "--onnx FILE is a graph for --backend onnxruntime"
+    if e.backend is None:
+        return str(e)
+    return f"--backend {e.backend} --dtype {e.dtype} --device {e.device}: {e.detail}"
 
 
 def engine_options(args: argparse.Namespace) -> Dict[str, Optional[str]]:

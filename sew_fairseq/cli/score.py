@@ -14,7 +14,10 @@ import os
 import sys
 from typing import List, Optional
 
+from manifests.atomic import atomic_open
+
 from ..decoding.sclite import HUB5_SUBSETS, SctkError, format_table, score_ctm, trn_to_ctm
+from .options import cli_error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,10 +48,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         subsets = {"all": None} if args.no_subsets else HUB5_SUBSETS
         results = score_ctm(args.stm, ctm, args.out_dir, glm=args.glm, subsets=subsets)
     except (SctkError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return cli_error("sew-score", e)
     print(format_table(results))
-    with open(os.path.join(args.out_dir, "scores.json"), "w", encoding="utf-8") as f:
+    with atomic_open(os.path.join(args.out_dir, "scores.json"), "w", encoding="utf-8") as f:
         json.dump({k: dict(v._asdict(), wer=round(v.wer, 2)) for k, v in results.items()}, f, indent=2)
     return 0
 

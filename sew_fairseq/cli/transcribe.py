@@ -32,15 +32,17 @@ import time
 from typing import Optional, Sequence
 
 from .options import (add_backend_arguments, add_decoder_arguments, add_device_argument, add_early_exit_arguments,
-                      check_backend_arguments, check_decoder_arguments, check_early_exit_arguments,
-                      decoder_from_arguments, engine_options, exit_rule_from_arguments)
+                      backend_problem, check_backend_arguments, check_decoder_arguments, check_early_exit_arguments,
+                      cli_error, decoder_from_arguments, engine_options, exit_rule_from_arguments)
+
+PROG = "sew-transcribe"
 
 
 def build_parser() -> argparse.ArgumentParser:
     from ..decoding.transcripts import FORMATS
     from ..transcribe import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
 
-    p = argparse.ArgumentParser(prog="sew-transcribe", description=__doc__,
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="fine-tuned CTC checkpoint (sew_ctc, sew_ctc_early_exit, wav2vec_ctc)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, folder, or @LIST of paths")
@@ -75,13 +77,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
     problem = check_decoder_arguments(args) or check_early_exit_arguments(args) or check_backend_arguments(args)
     if problem:
-        print(f"sew-transcribe: error: {problem}", file=sys.stderr)
-        return 2
+        return cli_error(PROG, problem, 2)
     from manifests.audio import AudioError
 
-    from ..transcribe import InputError, Transcriber, resolve_inputs, transcribe_files
-
     from ..decoding import read_trn
+    from ..engines import UnsupportedBackend
+    from ..transcribe import InputError, Transcriber, resolve_inputs, transcribe_files
 
     start = time.perf_counter()
     try:
@@ -95,9 +96,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = transcribe_files(tr, files, args.output_dir, args.formats, skip_bad=args.skip_bad,
                                    overwrite=args.overwrite, channel=args.channel, progress=not args.quiet,
                                    setup_seconds=time.perf_counter() - start, references=references)
+    except UnsupportedBackend as e:  # what this machine cannot run
+        return cli_error(PROG, backend_problem(e))
     except (AudioError, InputError, ValueError, FileNotFoundError, OSError) as e:
-        print(f"sew-transcribe: error: {e}", file=sys.stderr)
-        return 1
+        return cli_error(PROG, e)
     rtf = (summary["forward_seconds"] + summary["decode_seconds"]) / max(summary["audio_seconds"], 1e-9)
     print(f"{summary['files']} file(s), {summary['audio_seconds']:.1f} s of audio, forward "
           f"{summary['forward_seconds']:.2f} s, decode {summary['decode_seconds']:.2f} s (RTF {rtf:.4f})"

@@ -16,7 +16,9 @@ from .ctc_decoder import (
     KenLMLexiconFreeDecoder,
     ViterbiDecoder,
     build_decoder,
+    is_phone_dictionary,
     load_letter_dictionary,
+    word_boundary_of,
 )
 from .lexicon import (
     LMVocabularyReport,
@@ -28,17 +30,17 @@ from .lexicon import (
     words_from_wrd_files,
     write_lexicon,
 )
-from .metrics import ErrorRate, cer, char_errors, per, phone_errors, wer, word_errors
+from .metrics import PHONE_IGNORE, ErrorRate, cer, char_errors, per, phone_errors, score_texts, wer, word_errors
 from .timestamps import WordTiming, letter_groups, word_timings
 from .trn import UtteranceResult, read_trn, sanitize_utt_id, write_trn, write_utterance_tsv
 
 __all__ = [
     "ArpaModel", "estimate_arpa", "read_arpa", "read_arpa_vocabulary", "write_arpa",
     "KINDS", "CTCDecoder", "Hypothesis", "KenLMLexiconDecoder", "KenLMLexiconFreeDecoder", "ViterbiDecoder",
-    "build_decoder", "load_letter_dictionary",
+    "build_decoder", "is_phone_dictionary", "load_letter_dictionary", "word_boundary_of",
     "LMVocabularyReport", "build_lexicon", "check_lm_vocabulary", "read_lexicon", "spell", "to_letters",
     "words_from_wrd_files", "write_lexicon",
-    "ErrorRate", "cer", "char_errors", "per", "phone_errors", "wer", "word_errors",
+    "PHONE_IGNORE", "ErrorRate", "cer", "char_errors", "per", "phone_errors", "score_texts", "wer", "word_errors",
     "WordTiming", "letter_groups", "word_timings",
     "UtteranceResult", "read_trn", "sanitize_utt_id", "write_trn", "write_utterance_tsv",
 ]

@@ -42,15 +42,14 @@ import math
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from manifests.atomic import atomic_open
+from manifests.records import PathLike
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 BOS_LOG10 = -99.0
 Ngram = Tuple[str, ...]
-PathLike = Union[str, "os.PathLike[str]"]
-
 
 def _discount(counts: Dict[Ngram, int]) -> float:
     """Ney's absolute discount n1 / (n1 + 2 n2), 0.5 without singletons or doubletons, in [0.1, 0.9]."""

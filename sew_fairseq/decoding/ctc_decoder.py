@@ -35,12 +35,13 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
+from manifests.records import PathLike
+
 from .arpa import is_arpa, read_arpa_vocabulary
-from .lexicon import Lexicon, check_lm_vocabulary, check_spelling, read_lexicon, spellings
+from .lexicon import WORD_BOUNDARY, Lexicon, check_lm_vocabulary, check_spelling, read_lexicon, spellings
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, "os.PathLike[str]"]
 KINDS = ("viterbi", "kenlm", "kenlm-lexfree")
 
 
@@ -70,6 +71,18 @@ def load_letter_dictionary(path: PathLike):
     if not os.path.isfile(path):
         raise ValueError(f"letter dictionary not found: {path} (expected fairseq's dict.ltr.txt)")
     return Dictionary.load(path)
+
+
+def word_boundary_of(dictionary) -> Optional[str]:
+    """The word boundary of a fairseq output dictionary: ``|``, or None for a dictionary without one (TIMIT's phones,
+    ``dict.phn.txt``), which decodes token by token (the ``word_boundary`` of the decoders)."""
+    return WORD_BOUNDARY if WORD_BOUNDARY in dictionary.indices else None
+
+
+def is_phone_dictionary(dictionary) -> bool:
+    """Whether a model with this output dictionary is a phone model (scored in PER, decoded greedily token by token):
+    the one rule, a dictionary without the word boundary ``|`` (:func:`word_boundary_of`)."""
+    return word_boundary_of(dictionary) is None
 
 
 class CTCDecoder:

@@ -8,9 +8,12 @@ case and punctuation before calling. Phones are whitespace-separated symbols (``
 """
 from __future__ import annotations
 
-from typing import Iterable, List, NamedTuple, Sequence
+from typing import Dict, Iterable, List, NamedTuple, Sequence
 
 import editdistance
+
+#: not scored in the PER of phone models (TIMIT's folded closures, pauses and h#)
+PHONE_IGNORE = ("sil",)
 
 
 class ErrorRate(NamedTuple):
@@ -62,7 +65,7 @@ def cer(refs: Sequence[str], hyps: Sequence[str], ignore_spaces: bool = False) -
     return _rate(sum(p.errors for p in per), sum(p.ref_len for p in per))
 
 
-def phone_errors(ref: str, hyp: str, ignore: Iterable[str] = ("sil",)) -> ErrorRate:
+def phone_errors(ref: str, hyp: str, ignore: Iterable[str] = PHONE_IGNORE) -> ErrorRate:
     """One utterance's phone edit distance and reference phone count, the ``ignore`` symbols removed from both."""
     skip = set(ignore)
     r = [p for p in ref.split() if p not in skip]
@@ -70,7 +73,7 @@ def phone_errors(ref: str, hyp: str, ignore: Iterable[str] = ("sil",)) -> ErrorR
     return _rate(int(editdistance.eval(r, h)), len(r))
 
 
-def per(refs: Sequence[str], hyps: Sequence[str], ignore: Iterable[str] = ("sil",)) -> ErrorRate:
+def per(refs: Sequence[str], hyps: Sequence[str], ignore: Iterable[str] = PHONE_IGNORE) -> ErrorRate:
     """Corpus phone error rate: sum of phone edits / sum of reference phones, ``ignore`` symbols not scored.
 
     TIMIT phone error rates are conventionally reported over the 39 folded phones with silence (``sil``: the
@@ -83,3 +86,16 @@ def per(refs: Sequence[str], hyps: Sequence[str], ignore: Iterable[str] = ("sil"
     ignore = tuple(ignore)
     scores = [phone_errors(r, h, ignore) for r, h in zip(refs, hyps)]
     return _rate(sum(p.errors for p in scores), sum(p.ref_len for p in scores))
+
+
+def score_texts(refs: Sequence[str], hyps: Sequence[str], phones: bool = False) -> Dict[str, object]:
+    """The scores of a decoded set (what ``sew-infer``'s ``results.json`` and ``sew-transcribe``'s ``summary.json``
+    report), rates in percent: for words, ``wer``, ``cer``, ``word_errors`` and ``words`` (reference words); for a
+    phone model (``phones``), ``per`` without :data:`PHONE_IGNORE`, ``phone_errors``, ``phones`` (reference phones
+    scored), ``per_ignores`` and ``per_with_sil`` (every symbol scored)."""
+    if phones:
+        p, p_all = per(refs, hyps, ignore=PHONE_IGNORE), per(refs, hyps, ignore=())
+        return {"per": 100 * p.rate, "phone_errors": p.errors, "phones": p.ref_len, "per_ignores": list(PHONE_IGNORE),
+                "per_with_sil": 100 * p_all.rate}
+    w, c = wer(refs, hyps), cer(refs, hyps)
+    return {"wer": 100 * w.rate, "cer": 100 * c.rate, "word_errors": w.errors, "words": w.ref_len}

@@ -22,12 +22,11 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from manifests.atomic import atomic_file, atomic_open
+from manifests.records import PathLike
 from .trn import read_trn
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 SCTK_DIRS = ("/usr/lib/sctk/bin", "/usr/local/lib/sctk/bin")
 # eval2000 halves by STM/CTM file-name prefix (Kaldi's score_sclite.sh: grep -v '^en_' / '^sw_')

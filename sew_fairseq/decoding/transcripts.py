@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable, List, Sequence, Tuple, Union
+from typing import Iterable, List, Sequence, Tuple
 
 from manifests.atomic import atomic_open
+from manifests.records import PathLike
 from .trn import sanitize_utt_id
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 FORMATS = ("txt", "json", "srt", "vtt", "ctm")
 MAX_CUE_CHARS = 84  # two subtitle lines of 42 characters

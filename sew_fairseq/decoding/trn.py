@@ -14,9 +14,9 @@ import re
 from typing import Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from manifests.atomic import atomic_open
+from manifests.records import PathLike
 from .metrics import phone_errors, word_errors
 
-PathLike = Union[str, "os.PathLike[str]"]
 Entries = Union[Mapping[str, str], Iterable[Tuple[str, str]]]
 
 _BAD_ID = re.compile(r"[\s()]+")

@@ -50,10 +50,7 @@ def load_engine(checkpoint: str, backend: str = "torch", dtype: str = "fp32", de
     intra-op threads."""
     from ..checkpoints.ctc import load_ctc_model
 
-    check_backend(backend, dtype, device, early_exit=exit_rule is not None)
-    if backend != "onnxruntime" and onnx_model:
-        raise UnsupportedBackend(f"--onnx {onnx_model} is a graph for --backend onnxruntime (this is --backend "
-                                 f"{backend})")
+    check_backend(backend, dtype, device, early_exit=exit_rule is not None, onnx_model=onnx_model)
     on = device if backend == "torch" else "cpu"  # onnxruntime: the fairseq model only gives the dictionary
     model, target_dictionary, cfg = load_ctc_model(checkpoint, data, on, dictionary)
     normalize = bool(getattr(cfg.task, "normalize", False))

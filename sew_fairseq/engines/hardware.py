@@ -2,7 +2,13 @@
 says what is missing, never a silent fall-back to another precision.
 
     check_backend("torch", "bf16", "cpu")        # None, or UnsupportedBackend naming dtype, backend, device and the gap
+    check_backend("torch", "int8", "cpu", hardware=False)   # the rules alone, without asking this machine
     cpu_bf16()                                    # (True, "AMX-BF16, AVX512-BF16") or (False, "why not")
+
+:func:`check_backend` is the one statement of what runs where: :func:`sew_fairseq.engines.load_engine`, each engine's
+constructor, ``sew-bench``'s pairs and the command lines' usage checks (``hardware=False``) all ask it. Its errors
+speak of backends, dtypes and devices, never of command-line flags; :attr:`UnsupportedBackend.reason` says which rule
+refused, for a command line that words it with its flags.
 
 bf16 on a CPU needs native bf16 dot products (x86 AVX512-BF16 or AMX-BF16): without them oneDNN emulates bf16
 with fp32 arithmetic plus conversions, which is slower than fp32. They are read from torch (``torch.cpu``'s probes,
@@ -23,7 +29,22 @@ BACKEND_DTYPES = {"torch": ("fp32", "bf16", "fp16"), "onnxruntime": ("fp32", "in
 
 
 class UnsupportedBackend(ValueError):
-    """A backend / dtype / device combination this package or this machine cannot run."""
+    """A backend / dtype / device combination this package or this machine cannot run.
+
+    ``reason``: the rule that refused it (:data:`REFUSALS`; "" for other failures), ``detail``: the message without
+    the combination, ``backend``, ``dtype``, ``device``: the combination (None where unknown)."""
+
+    def __init__(self, detail: str, reason: str = "", backend: Optional[str] = None, dtype: Optional[str] = None,
+                 device: Optional[str] = None):
+        self.detail, self.reason, self.backend, self.dtype, self.device = detail, reason, backend, dtype, device
+        known = backend in BACKENDS and dtype in DTYPES and device is not None
+        super().__init__(f"backend {backend} with dtype {dtype} on device {device}: {detail}" if known else detail)
+
+
+#: UnsupportedBackend.reason: the rules of check_backend, those that hold on every machine first
+STATIC_REFUSALS = ("unknown_backend", "unknown_dtype", "unknown_device", "dtype", "early_exit", "onnx_model",
+                   "fp16_cpu", "int8_cuda")
+REFUSALS = STATIC_REFUSALS + ("no_cuda", "bf16_gpu", "bf16_cpu", "no_onnxruntime", "no_cuda_provider")
 
 
 @functools.lru_cache(maxsize=1)
@@ -80,56 +101,65 @@ def cpu_description() -> str:
     return f"{model or platform.processor() or platform.machine()}" + (f" ({', '.join(units)})" if units else "")
 
 
-def _cuda(device: str) -> bool:
-    return torch.device(device).type == "cuda"
+def check_backend(backend: str, dtype: str, device: str = "cpu", early_exit: bool = False,
+                  onnx_model: Optional[str] = None, hardware: bool = True) -> None:
+    """Raise :class:`UnsupportedBackend` unless ``backend`` can run ``dtype`` on ``device`` on this machine.
 
+    ``early_exit``: with an early-exit rule; ``onnx_model``: with a given ONNX graph. ``hardware=False`` checks the
+    rules that hold on every machine only (:data:`STATIC_REFUSALS`), without asking this one (CUDA, the CPU's bf16,
+    onnxruntime and its providers)."""
 
-def check_backend(backend: str, dtype: str, device: str = "cpu", early_exit: bool = False) -> None:
-    """Raise :class:`UnsupportedBackend` unless ``backend`` can run ``dtype`` on ``device`` on this machine."""
-    what = f"--backend {backend} --dtype {dtype} on --device {device}"
+    def refuse(reason: str, detail: str) -> UnsupportedBackend:
+        return UnsupportedBackend(detail, reason, backend, dtype, device)
+
     if backend not in BACKENDS:
-        raise UnsupportedBackend(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        raise refuse("unknown_backend", f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if dtype not in DTYPES:
-        raise UnsupportedBackend(f"unknown dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    kind = torch.device(device).type
+        raise refuse("unknown_dtype", f"unknown dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
     if kind not in ("cpu", "cuda"):
-        raise UnsupportedBackend(f"{what}: device {device!r} is neither cpu nor cuda")
-    if early_exit and backend != "torch":
-        raise UnsupportedBackend(f"{what}: early exit decides per utterance between layers, which only the torch "
-                                 f"backend does (an exported graph runs every layer); use --backend torch")
+        raise refuse("unknown_device", f"device {device!r} is neither cpu nor cuda")
     if dtype not in BACKEND_DTYPES[backend]:
-        hint = {"int8": "int8 runs in ONNX Runtime (--backend onnxruntime --dtype int8): torch's quantize_dynamic "
-                        "fails on these models (fairseq's MultiheadAttention reads q_proj.bias as a tensor)",
-                "bf16": "ONNX Runtime runs fp32 and int8 here; bf16 runs with --backend torch",
-                "fp16": "ONNX Runtime runs fp32 and int8 here; fp16 runs with --backend torch on CUDA"}[dtype]
-        raise UnsupportedBackend(f"{what}: backend {backend} does not run {dtype} ({hint})")
-    if kind == "cuda" and backend == "torch" and not torch.cuda.is_available():
-        raise UnsupportedBackend(f"{what}: no CUDA device (torch {torch.__version__} sees none); use --device cpu")
+        hint = {"int8": "int8 runs with backend onnxruntime: torch's quantize_dynamic fails on these models "
+                        "(fairseq's MultiheadAttention reads q_proj.bias as a tensor)",
+                "bf16": "bf16 runs with backend torch",
+                "fp16": "fp16 runs with backend torch on CUDA"}[dtype]
+        raise refuse("dtype", f"backend {backend} runs {' / '.join(BACKEND_DTYPES[backend])}, not {dtype} ({hint})")
+    if early_exit and backend != "torch":
+        raise refuse("early_exit", "early exit decides per utterance between layers, which only backend torch does "
+                                   "(an exported graph runs every layer); use backend torch")
+    if onnx_model and backend != "onnxruntime":
+        raise refuse("onnx_model", f"an ONNX graph ({onnx_model}) runs with backend onnxruntime only")
     if backend == "torch" and dtype == "fp16" and kind != "cuda":
-        raise UnsupportedBackend(f"{what}: fp16 needs a CUDA device (torch's CPU fp16 matrix products are not faster "
-                                 f"than fp32); on this CPU use bf16 or fp32")
-    if backend == "torch" and dtype == "bf16":
-        if kind == "cuda":
-            if not torch.cuda.is_bf16_supported():
-                raise UnsupportedBackend(f"{what}: this GPU ({torch.cuda.get_device_name(device)}) has no bf16 "
-                                         f"support; use --dtype fp16")
-        else:
-            ok, detail = cpu_bf16()
-            if not ok:
-                raise UnsupportedBackend(f"{what}: bf16 on a CPU needs AVX512-BF16 or AMX-BF16 dot products; "
-                                         f"{detail}. Use fp32, or --backend onnxruntime --dtype int8")
+        raise refuse("fp16_cpu", "fp16 needs a CUDA device (torch's CPU fp16 matrix products are not faster than "
+                                 "fp32); on a CPU use dtype bf16 or fp32")
+    if backend == "onnxruntime" and dtype == "int8" and kind == "cuda":
+        raise refuse("int8_cuda", "dynamic int8 (DynamicQuantizeLinear, MatMulInteger) is a CPU path in onnxruntime; "
+                                  "on CUDA use backend onnxruntime with dtype fp32, or backend torch with dtype fp16 "
+                                  "or bf16")
+    if not hardware:
+        return
+    if backend == "torch" and kind == "cuda":
+        if not torch.cuda.is_available():
+            raise refuse("no_cuda", f"no CUDA device (torch {torch.__version__} sees none); use device cpu")
+        if dtype == "bf16" and not torch.cuda.is_bf16_supported():
+            raise refuse("bf16_gpu", f"this GPU ({torch.cuda.get_device_name(device)}) has no bf16 support; use "
+                                     f"dtype fp16")
+    if backend == "torch" and dtype == "bf16" and kind == "cpu":
+        ok, detail = cpu_bf16()
+        if not ok:
+            raise refuse("bf16_cpu", f"bf16 on a CPU needs AVX512-BF16 or AMX-BF16 dot products; {detail}. Use dtype "
+                                     f"fp32, or backend onnxruntime with dtype int8")
     if backend == "onnxruntime":
         try:
             import onnxruntime as ort
         except ImportError:
-            raise UnsupportedBackend(f"{what}: onnxruntime is not installed (pip install 'sew-fairseq[onnx]', or "
-                                     f"onnxruntime-gpu for CUDA)") from None
+            raise refuse("no_onnxruntime", "onnxruntime is not installed (pip install 'sew-fairseq[onnx]', or "
+                                           "onnxruntime-gpu for CUDA)") from None
         providers = ort.get_available_providers()
-        if kind == "cuda":
-            if "CUDAExecutionProvider" not in providers:
-                raise UnsupportedBackend(f"{what}: this onnxruntime has no CUDAExecutionProvider (available: "
-                                         f"{', '.join(providers)}); install onnxruntime-gpu, or use --device cpu")
-            if dtype == "int8":
-                raise UnsupportedBackend(f"{what}: dynamic int8 (DynamicQuantizeLinear, MatMulInteger) is a CPU "
-                                         f"path in onnxruntime; on CUDA use --backend onnxruntime --dtype fp32 or "
-                                         f"--backend torch --dtype fp16/bf16")
+        if kind == "cuda" and "CUDAExecutionProvider" not in providers:
+            raise refuse("no_cuda_provider", f"this onnxruntime has no CUDAExecutionProvider (available: "
+                                             f"{', '.join(providers)}); install onnxruntime-gpu, or use device cpu")

@@ -64,8 +64,8 @@ def cached_onnx(checkpoint: str, dtype: str = "fp32", cache_dir: Optional[str] =
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
-        raise ValueError(f"cannot create the ONNX cache {folder} ({e.strerror}): pass a writable --onnx-cache DIR"
-                         ) from None
+        raise ValueError(f"cannot create the ONNX cache {folder} ({e.strerror}): give a writable cache folder "
+                         f"(onnx_cache)") from None
     stem = os.path.splitext(os.path.basename(checkpoint))[0]
 
     def name(kind: str) -> str:
@@ -110,8 +110,8 @@ def check_graph(path: str, dtype: str, vocab_size: Optional[int] = None, checkpo
     meta = read_metadata(path)
     stored = meta.get("sew_fairseq.dtype", "fp32")  # graphs exported before the metadata existed are fp32
     if stored != dtype:
-        raise ValueError(f"{path} is a {stored} graph, not {dtype}: pass --dtype {stored}, or make a {dtype} one with "
-                         f"`sew-convert to-onnx CKPT OUT" + (" --quantize int8`" if dtype == "int8" else "`"))
+        raise ValueError(f"{path} is a {stored} graph, not {dtype}: run it with dtype {stored}, or make a {dtype} one "
+                         f"with `sew-convert to-onnx CKPT OUT" + (" --quantize int8`" if dtype == "int8" else "`"))
     letters = meta.get("letters", "").split(" ")
     if vocab_size is not None and meta.get("letters") and len(letters) != vocab_size:
         raise ValueError(f"{path} outputs {len(letters)} symbols, the checkpoint's dictionary has {vocab_size}: "
@@ -119,8 +119,8 @@ def check_graph(path: str, dtype: str, vocab_size: Optional[int] = None, checkpo
     sha = meta.get("sew_fairseq.checkpoint_sha256")
     if checkpoint is not None and sha and sha != file_sha256(checkpoint):
         raise ValueError(f"{path} was exported from another checkpoint than {checkpoint} (SHA-256 {sha[:12]}... "
-                         f"recorded in its metadata): re-export it with sew-convert to-onnx, or leave out --onnx to "
-                         f"use the cache")
+                         f"recorded in its metadata): re-export it with sew-convert to-onnx, or leave out onnx_model "
+                         f"to use the cache")
 
 
 def _session(path: str, device: str, threads: Optional[int]):

@@ -177,3 +177,14 @@ class TorchEngine(Engine):
         lps, layers = forward_log_probs(self.model, waves, self.device, self.normalize, self.exit_rule,
                                         autocast=self.autocast)
         return EngineOutput(lps, layers)
+
+
+def engine_for(model, device: str = "cpu", normalize: bool = False, exit_rule=None, who: str = "an engine") -> Engine:
+    """``model`` itself when it is an :class:`Engine` (it carries its own device, normalisation and exit rule, so
+    ``device``, ``normalize`` and ``exit_rule`` must be left at their defaults: ValueError naming ``who`` otherwise),
+    else the torch fp32 engine of a fairseq CTC model with them."""
+    if isinstance(model, Engine):
+        if exit_rule is not None or normalize or device != "cpu":
+            raise ValueError(f"{who} with an engine: device, normalize and exit_rule belong to the engine")
+        return model
+    return TorchEngine(model, device, "fp32", normalize, exit_rule)

@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from manifests.atomic import atomic_open
 
-PHONE_IGNORE = ("sil",)  # not scored in the PER of phone models (TIMIT's folded closures, pauses and h#)
+from ..decoding.metrics import PHONE_IGNORE, score_texts
 
 
 def decode_all(decoder, emissions) -> List[List]:
@@ -21,20 +21,14 @@ def decode_all(decoder, emissions) -> List[List]:
     return [decoder.decode(e.log_probs.unsqueeze(0))[0] for e in emissions]
 
 
-def score(emissions, nbests, labels: str = "wrd") -> Dict[str, float]:
-    """WER and CER of word references, or (``labels="phn"``) PER without ``sil`` and with every symbol."""
-    from ..decoding import cer, per, wer
-
+def score(emissions, nbests, labels: str = "wrd") -> Dict[str, object]:
+    """WER and CER of word references, or (``labels="phn"``) PER without ``sil`` and with every symbol
+    (:func:`sew_fairseq.decoding.metrics.score_texts` of the best hypotheses); {} without references."""
     refs = [e.utterance.words for e in emissions]
     if any(r is None for r in refs):
         return {}
     hyps = [" ".join(n[0].words) if n else "" for n in nbests]
-    if labels == "phn":
-        p, p_all = per(refs, hyps, ignore=PHONE_IGNORE), per(refs, hyps, ignore=())
-        return {"per": 100 * p.rate, "phone_errors": p.errors, "phones": p.ref_len, "per_ignores": list(PHONE_IGNORE),
-                "per_with_sil": 100 * p_all.rate}
-    w, c = wer(refs, hyps), cer(refs, hyps)
-    return {"wer": 100 * w.rate, "cer": 100 * c.rate, "word_errors": w.errors, "words": w.ref_len}
+    return score_texts(refs, hyps, phones=labels == "phn")
 
 
 def reference_oov(lexicon_path: str, emissions) -> Dict[str, object]:

@@ -26,7 +26,7 @@ class Skipped(NamedTuple):
     """An utterance left out because its audio gives no samples (``sew-infer --skip-bad``)."""
 
     utterance: Utterance
-    reason: str  # manifests.audio.AUDIO_REASONS, or wrong_rate
+    reason: str  # a bad-audio reason (manifests.records.AUDIO_HINTS)
     message: str  # the one-line error naming the manifest line and the file
 
 
@@ -119,15 +119,9 @@ def compute_emissions(model, utterances: Sequence[Utterance], max_samples: int =
     file), or, when a ``skipped`` list is given, is appended to it and left out of the result."""
     from tqdm import tqdm
 
-    from ..engines import Engine
-    from ..engines.torch_engine import TorchEngine
+    from ..engines.torch_engine import engine_for
 
-    if isinstance(model, Engine):
-        if exit_rule is not None or normalize or device != "cpu":
-            raise ValueError("compute_emissions with an engine: device, normalize and exit_rule belong to the engine")
-        engine = model
-    else:
-        engine = TorchEngine(model, device, "fp32", normalize, exit_rule)
+    engine = engine_for(model, device, normalize, exit_rule, "compute_emissions")
     if engine.exit_rule is not None:
         max_samples = 1
     results: List[Optional[Emission]] = [None] * len(utterances)

@@ -22,7 +22,6 @@ Shapes: B batch, L samples, T frames, D ``encoder_embed_dim``.
 """
 from __future__ import annotations
 
-import logging
 from argparse import Namespace
 from typing import Any, Dict, Mapping, Optional
 
@@ -36,7 +35,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ..checkpoints.hubert_ctc import (HUBERT_MODELS, HUBERT_OVERRIDES, HUBERT_PRETRAINING_ONLY, as_omegaconf,
                                       model_name, pretrained_model_name, to_container)
 
-logger = logging.getLogger(__name__)
 
 class HubertBackbone(HubertModel):
     """fairseq's ``HubertModel`` for fine-tuning and inference: no label embeddings, wav2vec 2.0's

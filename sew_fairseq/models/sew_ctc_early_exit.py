@@ -16,7 +16,6 @@ the backbone layer by layer and stops, per utterance, at the first branch whose 
 """
 import contextlib
 import functools
-import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, NamedTuple, Optional
 
@@ -32,8 +31,6 @@ from .hubert import BackboneEncoder
 from ..checkpoints.hubert_ctc import as_sew_ctc
 from .encoder_steps import backbone_input, layer_stepper
 from .sew_ctc import SEWCtc, SEWCtcConfig
-
-logger = logging.getLogger(__name__)
 
 CTC_MODELS = ("sew_ctc", "wav2vec_ctc_v2", "wav2vec_ctc", "sew_ctc_early_exit", "hubert_ctc")
 # HuBERT-EE's exits after layers 5, 8 and 11 of 12, as fractions of the depth

@@ -92,18 +92,18 @@ def _read_text(output_dir: str, stem: str) -> str:
 
 def score_transcripts(output_dir: str, files: Sequence[InputFile], references: dict, phones: bool) -> dict:
     """Error rates of the transcripts of ``files`` that have a reference (``references``: output stem -> text):
-    WER and CER, or for a phone model (``phones``) PER with ``sil`` not scored and with every symbol."""
-    from ..decoding import cer, per, wer
+    ``scored`` (how many) and WER and CER, or for a phone model (``phones``) PER with ``sil`` not scored and with
+    every symbol (those keys of :func:`sew_fairseq.decoding.metrics.score_texts`)."""
+    from ..decoding import score_texts
     from ..decoding.trn import sanitize_utt_id
 
     pairs = [(references[sanitize_utt_id(f.stem)], _read_text(output_dir, f.stem)) for f in files
              if sanitize_utt_id(f.stem) in references]
     if not pairs:
         return {"scored": 0}
-    refs, hyps = [" ".join(r.split()) for r, _ in pairs], [h for _, h in pairs]
-    if phones:
-        return {"scored": len(pairs), "per": 100 * per(refs, hyps).rate, "per_with_sil": 100 * per(refs, hyps, ()).rate}
-    return {"scored": len(pairs), "wer": 100 * wer(refs, hyps).rate, "cer": 100 * cer(refs, hyps).rate}
+    scores = score_texts([" ".join(r.split()) for r, _ in pairs], [h for _, h in pairs], phones)
+    keys = ("per", "per_with_sil") if phones else ("wer", "cer")  # summary.json's keys
+    return {"scored": len(pairs), **{key: scores[key] for key in keys}}
 
 
 def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], output_dir: str,
@@ -121,6 +121,7 @@ def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], outpu
     from tqdm import tqdm
 
     from manifests.atomic import atomic_open
+    from ..decoding import is_phone_dictionary
     from ..decoding.transcripts import write_ctm, write_transcript
 
     per_file = [f for f in formats if f != "ctm"]
@@ -170,7 +171,7 @@ def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], outpu
             summary[key] = round(summary[key], 4)
         os.makedirs(output_dir, exist_ok=True)
         if references is not None and error is None:
-            phones = "|" not in transcriber.dictionary.indices
+            phones = is_phone_dictionary(transcriber.dictionary)
             summary.update(score_transcripts(output_dir, done, references, phones))
         if "ctm" in formats:
             write_ctm(os.path.join(output_dir, "transcripts.ctm"),

@@ -31,7 +31,6 @@ Shapes: L samples, T frames (20 ms apart), V output symbols.
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -43,8 +42,6 @@ import torch
 from manifests.audio import AudioError, AudioInfo, audio_info, stream_audio
 
 from .chunking import Chunk, Stitcher, chunk_stream
-
-logger = logging.getLogger(__name__)
 
 #: Chunking defaults, chosen from a sweep on 3- and 10-minute recordings (README, "Transcribing"): 12 s chunks with
 #: 1.6 s of context on each side (8.8 s kept from each), the lowest WER there at less overlap than 10 s chunks.
@@ -117,25 +114,23 @@ class Transcriber:
         decoder: a :class:`sew_fairseq.decoding.CTCDecoder`, or a function of ``dictionary`` that makes one
             (default: greedy).
         exit_rule: early exit (a ``sew_ctc_early_exit`` model); chunks then run one at a time.
-        engine: what runs the forward passes (:mod:`sew_fairseq.engines`; it carries ``normalize`` and the early
-            exit rule); default: the torch fp32 engine of ``model`` with ``normalize``, ``device`` and ``exit_rule``.
+        engine: what runs the forward passes (:mod:`sew_fairseq.engines`; it carries the device, ``normalize`` and
+            the early exit rule, so ``device``, ``normalize`` and ``exit_rule`` given with it raise ValueError);
+            default: the torch fp32 engine of ``model`` with ``normalize``, ``device`` and ``exit_rule``.
     """
 
     def __init__(self, model, dictionary, *, sample_rate: int = 16000, normalize: bool = False, device: str = "cpu",
                  chunk_seconds: float = DEFAULT_CHUNK_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
                  batch_size: int = DEFAULT_BATCH_SIZE, decoder=None, exit_rule=None, engine=None):
-        from ..engines.torch_engine import TorchEngine
-        from ..decoding import build_decoder
+        from ..decoding import build_decoder, word_boundary_of
+        from ..engines.torch_engine import engine_for
 
-        if engine is None:
-            engine = TorchEngine(model, device, "fp32", normalize, exit_rule)
-        elif exit_rule is not None:
-            raise ValueError("give the early-exit rule to the engine (TorchEngine(..., exit_rule=...)), not both")
-        self.engine = engine
+        self.engine = engine = engine_for(model if engine is None else engine, device, normalize, exit_rule,
+                                          "Transcriber")
         self.model, self.dictionary, self.device = model, dictionary, engine.device
         self.sample_rate, self.normalize = sample_rate, engine.normalize
         if decoder is None:  # greedy; token by token for a dictionary without word boundaries (phones)
-            decoder = build_decoder("viterbi", dictionary, word_boundary="|" if "|" in dictionary.indices else None)
+            decoder = build_decoder("viterbi", dictionary, word_boundary=word_boundary_of(dictionary))
         self.decoder = decoder(dictionary) if callable(decoder) and not hasattr(decoder, "decode") else decoder
         self.exit_rule = engine.exit_rule
         if self.exit_rule is not None:
