@@ -39,3 +39,20 @@ def test_manifest_commands(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert sew_manifest(["librispeech", "--root", str(tmp_path / "empty"), "--dest", str(tmp_path / "out")]) == 1
     assert error_line(capsys).startswith("sew-manifest librispeech: error: no LibriSpeech split found under ")
+
+
+def test_sew_bench_and_sew_infer(tmp_path, capsys):
+    from sew_fairseq.cli import infer
+    from sew_fairseq.cli.bench import main as sew_bench
+
+    assert sew_bench(["speed", "--seconds", "0"]) == 2
+    assert error_line(capsys) == "sew-bench: error: --seconds, --repeats, --threads and --batch must be positive"
+    assert sew_bench(["decode", "--lm", str(tmp_path / "missing.arpa")]) == 2
+    assert error_line(capsys) == f"sew-bench: error: --lm file not found: {tmp_path / 'missing.arpa'}"
+    assert sew_bench(["tradeoff", str(tmp_path / "c.pt"), "--data", str(tmp_path), "--split", "x"]) == 1
+    assert error_line(capsys).startswith(f"sew-bench: error: {tmp_path / 'x.tsv'}: cannot read the manifest")
+    assert infer.main([str(tmp_path / "c.pt"), "--data", str(tmp_path), "--split", "x", "--decoder", "kenlm"]) == 2
+    assert error_line(capsys) == "sew-infer: error: --decoder kenlm needs --lm"
+    assert infer.main([str(tmp_path / "missing.pt"), "--data", str(tmp_path), "--split", "x", "--device", "cpu"]) == 1
+    line = error_line(capsys)
+    assert line.startswith("sew-infer: error: ") and "missing.pt" in line

@@ -45,10 +45,10 @@ from manifests.atomic import atomic_open
 from ..evaluate.scoring import (DEFAULT_LM_WEIGHTS, DEFAULT_WORD_SCORES, decode_all, reference_oov, summarize,
                                 tune_lm_weights, tuning_grid, write_results)
 from .options import (add_backend_arguments, add_decoder_arguments, add_device_argument, add_early_exit_arguments,
-                      add_split_arguments, check_backend_arguments, check_decoder_arguments,
+                      add_split_arguments, backend_problem, check_backend_arguments, cli_error, check_decoder_arguments,
                       check_early_exit_arguments, decoder_from_arguments, engine_options, exit_rule_from_arguments)
 
-logger = logging.getLogger("sew_fairseq.cli.infer")
+PROG = "sew-infer"
 
 
 
@@ -132,10 +132,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if problem is None and args.tune and args.decoder == "viterbi":
         problem = "--tune searches LM weights; use it with --decoder kenlm or kenlm-lexfree"
     if problem:
-        print(f"sew-infer: error: {problem}", file=sys.stderr)
-        return 2
+        return cli_error(PROG, problem, 2)
     from ..checkpoints.ctc import sample_rate
-    from ..engines import load_engine
+    from ..engines import UnsupportedBackend, load_engine
     from ..evaluate.splits import compute_emissions, exit_summary, read_split
 
     exit_rule = exit_rule_from_arguments(args)
@@ -145,8 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                      exit_rule=exit_rule, **engine_options(args))
         problem = resolve_labels(args, cfg, dictionary)
         if problem:
-            print(f"sew-infer: error: {problem}", file=sys.stderr)
-            return 2
+            return cli_error(PROG, problem, 2)
         utterances = read_split(args.data, args.split, args.labels)
         emissions, forward_s = compute_emissions(engine, utterances, args.max_samples, sample_rate=sample_rate(cfg),
                                                  progress=not args.quiet, skipped=skipped)
@@ -166,9 +164,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         start = time.perf_counter()
         nbests = decode_all(decoder, emissions)
         decode_s = time.perf_counter() - start
+    except UnsupportedBackend as e:  # what this machine cannot run
+        return cli_error(PROG, backend_problem(e))
     except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"sew-infer: error: {e}", file=sys.stderr)
-        return 1
+        return cli_error(PROG, e)
     summary = {"checkpoint": os.path.abspath(args.checkpoint), "split": args.split, "decoder": args.decoder,
                "backend": args.backend, "dtype": args.dtype,
                **summarize(emissions, nbests, sample_rate(cfg), forward_s, decode_s, args.labels)}

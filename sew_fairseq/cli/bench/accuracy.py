@@ -1,10 +1,11 @@
 """``sew-bench accuracy``: greedy WER and log-probability differences of every backend against torch fp32
 (:func:`sew_fairseq.bench.engines.run_accuracy`)."""
 import argparse
-import sys
 
-from ..options import add_backend_arguments, add_split_arguments
+from ..options import add_backend_arguments, add_split_arguments, cli_error
 from .speed import runnable_pairs
+
+PROG = "sew-bench"
 
 
 def add_parser(sub) -> None:
@@ -37,15 +38,14 @@ def run(args: argparse.Namespace) -> int:
         rows = accuracy(args.checkpoint, args.data, args.split, pairs, args.device, args.threads, args.max_samples,
                         args.onnx_cache)
     except (ValueError, FileNotFoundError, OSError) as e:
-        print(f"sew-bench: error: {e}", file=sys.stderr)
-        return 1
+        return cli_error(PROG, e)
     print(format_accuracy_rows(rows, args.checkpoint, args.split, args.threads))
     if args.json:
         with atomic_open(args.json, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=2)
     failures = accuracy_failures(rows)
     for f in failures:
-        print(f"sew-bench: error: fp32 outputs differ by more than 1e-4: {f}", file=sys.stderr)
+        cli_error(PROG, f"fp32 outputs differ by more than 1e-4: {f}")
     return 1 if failures else 0
 
 

@@ -2,7 +2,10 @@
 (:mod:`sew_fairseq.bench.decode`)."""
 import argparse
 import os
-import sys
+
+from ..options import cli_error
+
+PROG = "sew-bench"
 
 
 def add_parser(sub) -> None:
@@ -56,20 +59,17 @@ def run(args: argparse.Namespace) -> int:
     from ...bench.decode import format_result, run_decode_bench
 
     if args.utterances < 1 or args.beam < 1 or args.threads < 1 or args.repeats < 1:
-        print("sew-bench: error: --utterances, --beam, --threads and --repeats must be positive", file=sys.stderr)
-        return 2
+        return cli_error(PROG, "--utterances, --beam, --threads and --repeats must be positive", 2)
     text = None
     if args.text is not None:
         try:
             with open(args.text, encoding="utf-8") as f:
                 text = f.read().splitlines()
         except OSError as e:
-            print(f"sew-bench: error: cannot read --text {args.text}: {e}", file=sys.stderr)
-            return 2
+            return cli_error(PROG, f"cannot read --text {args.text}: {e}", 2)
     for flag, path in (("--lm", args.lm), ("--lexicon", args.lexicon)):
         if path is not None and not os.path.isfile(path):
-            print(f"sew-bench: error: {flag} file not found: {path}", file=sys.stderr)
-            return 2
+            return cli_error(PROG, f"{flag} file not found: {path}", 2)
     try:
         result = run_decode_bench(
             utterances=args.utterances, beam=args.beam, lm_weight=args.lm_weight, word_score=args.word_score,
@@ -78,8 +78,7 @@ def run(args: argparse.Namespace) -> int:
             beam_size_token=args.beam_size_token,
             lm=args.lm, lexicon=args.lexicon, lm_order=args.lm_order)
     except (ImportError, ValueError) as e:
-        print(f"sew-bench: error: {e}", file=sys.stderr)
-        return 2
+        return cli_error(PROG, e, 2)
     print(format_result(result))
     if args.json:
         with atomic_open(args.json, "w", encoding="utf-8") as f:

@@ -2,9 +2,11 @@
 ``libri_labels.py`` (:mod:`sew_fairseq.bench.manifest_prep`)."""
 import argparse
 import os
-import sys
 
 from ...bench import manifest_prep
+from ..options import cli_error
+
+PROG = "sew-bench"
 
 
 def add_parser(sub) -> None:
@@ -25,7 +27,6 @@ def run(args: argparse.Namespace) -> int:
         result = manifest_prep.compare_builders(args.source, args.files, args.workers, args.repeats,
                                                 args.fairseq_examples, args.tmp)
     except FileNotFoundError as e:
-        print(f"sew-bench: error: {e}", file=sys.stderr)
-        return 2
+        return cli_error(PROG, e, 2)
     print(manifest_prep.format_comparison(result))
     return 0 if result.same else 1

@@ -4,7 +4,9 @@ import argparse
 import sys
 from typing import Sequence
 
-from ..options import add_backend_arguments
+from ..options import add_backend_arguments, cli_error
+
+PROG = "sew-bench"
 
 
 def add_parser(sub) -> None:
@@ -41,7 +43,7 @@ def runnable_pairs(args: argparse.Namespace, backends: Sequence[str], dtypes: Se
         print(line, file=sys.stderr if not pairs else sys.stdout)
     if not pairs or (len(backends) == 1 and len(dtypes) == 1 and skipped):
         why = skipped[0][1] if skipped else "no backend/dtype given"
-        print(f"sew-bench: error: nothing to run: {why}", file=sys.stderr)
+        cli_error(PROG, f"nothing to run: {why}", 2)
         return None
     return pairs
 
@@ -51,9 +53,7 @@ def run_backends(args: argparse.Namespace) -> int:
     from ...bench.engines import format_speed_rows, fp32_failures, run_backends_speed, speed_header
 
     if args.against == "fairseq":
-        print("sew-bench: error: --backend/--dtype compare against transformers (--against hf), or nothing",
-              file=sys.stderr)
-        return 2
+        return cli_error(PROG, "--backend/--dtype compare against transformers (--against hf), or nothing", 2)
     pairs = runnable_pairs(args, args.backend or ["torch"], args.dtype or ["fp32"])
     if pairs is None:
         return 2
@@ -62,12 +62,11 @@ def run_backends(args: argparse.Namespace) -> int:
                                   against_hf=args.against == "hf", device=args.device,
                                   attn_implementation=args.hf_attention)
     except (ImportError, ValueError) as e:
-        print(f"sew-bench: error: {e}", file=sys.stderr)
-        return 2
+        return cli_error(PROG, e, 2)
     print(speed_header(args.seconds, args.threads, args.repeats, args.batch, args.device) + format_speed_rows(rows))
     failures = fp32_failures(rows)
     for f in failures:
-        print(f"sew-bench: error: fp32 outputs differ by more than 1e-4: {f}", file=sys.stderr)
+        cli_error(PROG, f"fp32 outputs differ by more than 1e-4: {f}")
     return 1 if failures else 0
 
 
@@ -75,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from ...bench.speed import format_rows, format_rows_against_hf, run_speed, run_speed_against_hf
 
     if args.seconds <= 0 or args.repeats < 1 or args.threads < 1 or args.batch < 1:
-        print("sew-bench: error: --seconds, --repeats, --threads and --batch must be positive", file=sys.stderr)
-        return 2
+        return cli_error(PROG, "--seconds, --repeats, --threads and --batch must be positive", 2)
     if args.backend is not None or args.dtype is not None:
         return run_backends(args)
     if args.against == "hf":
@@ -84,13 +82,11 @@ def run(args: argparse.Namespace) -> int:
             rows = run_speed_against_hf(args.presets, args.seconds, args.repeats, args.threads, args.batch,
                                         attn_implementation=args.hf_attention)
         except (ImportError, ValueError) as e:
-            print(f"sew-bench: error: {e}", file=sys.stderr)
-            return 2
+            return cli_error(PROG, e, 2)
         print(format_rows_against_hf(rows, args.seconds, args.threads, args.repeats, args.batch))
         worst = max(r["max_diff"] for r in rows)
         if worst > 1e-4:
-            print(f"sew-bench: error: outputs differ by {worst:.2e} > 1e-4", file=sys.stderr)
-            return 1
+            return cli_error(PROG, f"outputs differ by {worst:.2e} > 1e-4")
         return 0
     rows = run_speed(args.presets, args.seconds, args.repeats, args.threads, args.batch)
     print(format_rows(rows, args.seconds, args.threads, args.repeats, args.batch))
