@@ -40,11 +40,11 @@ setup(
             "sew-bench=sew_fairseq.cli.bench:main",
             "sew-convert=sew_fairseq.cli.convert:main",
             "sew-train=sew_fairseq.cli.train:main",
-            "sew-log-summary=sew_fairseq.cli.log_summary:main",
+            "sew-log-summary=manifests.training_log:main",  # the light layer: no torch, no fairseq
             "sew-infer=sew_fairseq.cli.infer:main",
             "sew-transcribe=sew_fairseq.cli.transcribe:main",
-            "sew-lm=sew_fairseq.cli.lm:main",
-            "sew-score=sew_fairseq.cli.score:main",
+            "sew-lm=manifests.lexicon:main",
+            "sew-score=manifests.sclite:main",
             "sew-demo-data=manifests.demo:main",
             "sew-manifest=manifests.__main__:main",  # not via sew_fairseq: no fairseq import
         ],

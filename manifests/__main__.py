@@ -9,7 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import CORPORA
-from .common import cli_error
+from .records import cli_error
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -9,7 +9,7 @@ Records and text
     ``words`` the normalised transcript, upper case, single spaces; ``labels`` further label lines by file
     extension, e.g. ``(("phn", "sil sh iy sil"),)`` for TIMIT's phones).
     ``to_letters(words)`` (``"HELLO WORLD"`` -> ``"H E L L O | W O R L D |"``), ``build_lexicon``,
-    ``lexicon_lines`` (from :mod:`manifests.letters`, the project's single speller).
+    ``lexicon_lines`` (from :mod:`manifests.lexicon`, the project's single speller).
     ``LETTERS``: the letter alphabet of the English corpora (A-Z and the apostrophe).
     ``ascii_quotes(text)`` maps curly apostrophes and quotes to ASCII; ``squeeze_spaces(text)``;
     ``spell_number("1984")`` -> ``"ONE THOUSAND NINE HUNDRED EIGHTY FOUR"`` (``year=True`` reads
@@ -72,8 +72,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from .atomic import atomic_file, atomic_files, atomic_write_text  # noqa: F401  (atomic_write_text: builders)
-from .records import AUDIO_REASONS, ManifestError, PathLike, Utterance  # noqa: F401  (builders import them here)
-from .letters import WORD_BOUNDARY, build_lexicon, lexicon_lines, spell, to_letters  # noqa: F401
+from .records import AUDIO_REASONS, ManifestError, PathLike, Utterance, cli_error  # noqa: F401  (builders import them here)
+from .lexicon import WORD_BOUNDARY, build_lexicon, lexicon_lines, spell, to_letters  # noqa: F401
 
 logger = logging.getLogger("manifests")
 
@@ -420,13 +420,6 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
-
-
-def cli_error(prog: str, message: object, status: int = 1) -> int:
-    """Print ``<prog>: error: <message>`` on stderr, as argparse words a usage error, and return ``status`` (the exit
-    status). Every console script prints its errors with this one (``sew_fairseq.cli.options`` re-exports it)."""
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    return status
 
 
 def run_main(prog: str, fn: Callable[[], Any]) -> int:

@@ -53,7 +53,8 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .atomic import atomic_directory, atomic_write_text
-from .common import Utterance, cli_error, write_corpus_files, write_split
+from .common import Utterance, write_corpus_files, write_split
+from .records import cli_error
 from .espeak import INSTALL_HINT, EspeakError, available_voices, check_soxr, espeak_paths
 
 logger = logging.getLogger(__name__)

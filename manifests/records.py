@@ -11,6 +11,7 @@ names the file, the 1-based line, the audio file, the reason (a key of :data:`HI
 the plugin reads them back (``sew_fairseq.evaluate.splits.read_split``).
 """
 import os
+import sys
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple, Union
 
@@ -103,3 +104,11 @@ class Utterance:
     labels: Tuple[Tuple[str, str], ...] = ()
     manifest: Optional[str] = None
     line: Optional[int] = None
+
+
+def cli_error(prog: str, message: object, status: int = 1) -> int:
+    """Print ``<prog>: error: <message>`` on stderr, as argparse words a usage error, and return ``status`` (the exit
+    status). Every console script prints its errors with this one (``sew_fairseq.cli.options`` re-exports it); it
+    lives here, in the lowest module, so that every module with a command can import it."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return status

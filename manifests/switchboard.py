@@ -19,7 +19,7 @@ Output: ``train`` and ``dev`` (the first ``--dev-conversations`` conversations i
 whole, as Kaldi's s5c takes its first 4,000 utterances) and ``eval2000`` (when given), each
 ``<split>.tsv/.wrd/.ltr/.report.json`` with audio ``<dest>/audio/<split>/<conversation>/<id>.flac``: each channel
 is resampled once to 16 kHz with soxr (HQ) and cut into segments, 16-bit mono FLAC. Segment ids are Kaldi's
-``sw02001-A_000098-001156`` (side, start and end in centiseconds; ``sew_fairseq.decoding.sclite`` turns
+``sw02001-A_000098-001156`` (side, start and end in centiseconds; ``manifests.sclite`` turns
 ``sew-infer``'s hypotheses into a CTM from them). Also ``dict.ltr.txt``, ``lexicon.txt`` and ``lm.txt``
 (train + Fisher), and for scoring ``eval2000.stm`` (Kaldi's fixes: ``((`` -> ``(``, no ``<B_ASIDE>``/``<E_ASIDE>``)
 and ``eval2000.glm``.
@@ -32,7 +32,7 @@ spelled acronyms ``t_v`` -> ``T V``; ``&`` -> ``AND`` (``at&t`` -> ``AT AND T``)
 (``uh-huh`` -> ``UHHUH``, as the eval2000 STM writes them), other hyphenated words split (``x-ray`` -> ``X RAY``,
 as sclite's ``-dh`` scores them); partial words (``th[e]-``, ``-[an]y``, ``abso-``) are
 removed (``--keep-partial-words`` keeps ``TH-``, adding ``-`` to the letters); hesitations ``uh``, ``um`` stay
-(``--drop-hesitations`` removes them; ``sew_fairseq.decoding.sclite`` removes them from hypotheses before
+(``--drop-hesitations`` removes them; ``manifests.sclite`` removes them from hypotheses before
 scoring, as Kaldi does). Upper case. A segment left without words is dropped (counted, not a problem).
 
 Problems (``<split>.report.json``; ``--strict`` fails naming file and line): missing/unreadable/empty sph,

@@ -33,7 +33,7 @@ upper case):
   deleted ``q`` between two closures give ``sil sil`` after folding, written ``sil``), counted as ``sil_merged``;
   ``--no-merge-sil`` keeps them, as Kaldi's ``local/timit_norm_trans.pl`` writes its folded transcripts. The
   merge shortens CTC targets only at silences and changes no phone error rate scored without ``sil`` (the
-  standard, :func:`sew_fairseq.decoding.metrics.per`); a closure inside a word stays (``d ah sil k``).
+  standard, :func:`manifests.error_rates.per`); a closure inside a word stays (``d ah sil k``).
 - ``<split>.wrd``: the ``.TXT`` sentence, upper case, punctuation removed (``. , ? ! ; : "`` and any symbol other
   than letters and the apostrophe; hyphens separate words); ``<split>.ltr`` its letters as the other builders
   write them. The ``.WRD`` word alignments are not read.

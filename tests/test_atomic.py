@@ -5,8 +5,8 @@ import os
 import pytest
 
 from manifests.atomic import atomic_file, atomic_open
-from sew_fairseq.decoding.arpa import estimate_arpa
-from sew_fairseq.decoding.trn import UtteranceResult, write_utterance_tsv
+from manifests.arpa import estimate_arpa
+from manifests.trn import UtteranceResult, write_utterance_tsv
 
 
 def _listing(directory):

@@ -88,7 +88,7 @@ def test_pyctcdecode_alpha_makes_lm_terms_equal(tmp_path):
     import kenlm
     from pyctcdecode import build_ctcdecoder
 
-    from sew_fairseq.decoding import write_arpa
+    from manifests.arpa import write_arpa
 
     rng = random.Random(0)
     lines = [grammar_sentence(rng) for _ in range(200)]

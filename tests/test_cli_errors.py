@@ -12,7 +12,10 @@ def error_line(capsys) -> str:
 
 
 def test_sew_fairseq_commands(tmp_path, capsys):
-    from sew_fairseq.cli import convert, lm, log_summary, score
+    from manifests import lexicon as lm
+    from manifests import sclite as score
+    from manifests import training_log as log_summary
+    from sew_fairseq.cli import convert
 
     assert log_summary.main([str(tmp_path / "train.log")]) == 1
     assert error_line(capsys).startswith(f"sew-log-summary: error: cannot read {tmp_path / 'train.log'}: ")

@@ -1,8 +1,9 @@
 """sew-lm: lexicon, ARPA and vocabulary check on real transcripts (the LibriSpeech fixtures)."""
 from pathlib import Path
 
-from sew_fairseq.cli.lm import main
-from sew_fairseq.decoding import read_arpa_vocabulary, read_lexicon
+from manifests.lexicon import main
+from manifests.arpa import read_arpa_vocabulary
+from manifests.lexicon import read_lexicon
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "librispeech" / "LibriSpeech" / "test-clean"
 

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from manifests.demo import DemoCorpus, DemoDataError, make_sentence, prepare_demo
 from manifests.demo import main as demo_data_main
-from manifests.letters import to_letters
+from manifests.lexicon import to_letters
 
 
 def read_tsv(path: Path) -> Tuple[str, List[Tuple[str, int]]]:

@@ -56,7 +56,8 @@ def test_demo_finetuning_and_decoding(demo):
     # the same fine-tuned encoder with its output layer re-initialised: what fine-tuning started from
     import torch
 
-    from sew_fairseq.decoding import ViterbiDecoder, cer
+    from sew_fairseq.decoding import ViterbiDecoder
+    from manifests.error_rates import cer
     from sew_fairseq.evaluate.splits import compute_emissions, read_split
     from sew_fairseq.checkpoints.ctc import load_ctc_model
 
@@ -82,7 +83,7 @@ def test_demo_transcribe_equals_sew_infer_and_times_words(demo, tmp_path, capsys
     import numpy as np
 
     from sew_fairseq.cli.transcribe import main
-    from sew_fairseq.decoding import read_trn
+    from manifests.trn import read_trn
     from sew_fairseq.evaluate.splits import load_audio, read_split
     from sew_fairseq.transcribe import Transcriber
 

@@ -126,7 +126,8 @@ def test_sew_infer_viterbi_writes_sclite_trn(finetuned, letters_corpus, tmp_path
 
 
 def test_sew_infer_kenlm_and_tune(finetuned, letters_corpus, tmp_path):
-    from sew_fairseq.decoding import build_lexicon, words_from_wrd_files, write_arpa, write_lexicon
+    from manifests.lexicon import build_lexicon, words_from_wrd_files, write_lexicon
+    from manifests.arpa import write_arpa
 
     checkpoint, _ = finetuned
     words = words_from_wrd_files([letters_corpus / "train.wrd", letters_corpus / "valid.wrd"])
@@ -178,7 +179,9 @@ def test_ctc_lm_wer_criterion_reports_the_kenlm_decode(finetuned, letters_corpus
     from omegaconf import OmegaConf
 
     from sew_fairseq.criterions.ctc_lm_wer import CtcLMWerConfig
-    from sew_fairseq.decoding import build_decoder, build_lexicon, words_from_wrd_files, write_arpa, write_lexicon
+    from sew_fairseq.decoding import build_decoder
+    from manifests.lexicon import build_lexicon, words_from_wrd_files, write_lexicon
+    from manifests.arpa import write_arpa
 
     words = words_from_wrd_files([letters_corpus / "train.wrd", letters_corpus / "valid.wrd"])
     write_lexicon(tmp_path / "lexicon.txt", build_lexicon(words))

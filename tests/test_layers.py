@@ -13,9 +13,10 @@ PACKAGES = ("manifests", "sew_fairseq")
 
 #: lowest first; a module may import its own layer and the layers before it
 LAYERS: List[List[str]] = [
-    ["manifests"],  # the light layer: corpus builders, audio, atomic writes, manifest checks (no torch, no fairseq)
-    ["sew_fairseq.decoding"],  # log-probabilities -> text, scores, LM and transcript files (no model)
-    ["sew_fairseq.training"],  # reading training logs
+    # the light layer (no torch, no fairseq): corpus builders, audio, atomic writes, manifest checks, lexicons, ARPA
+    # LMs, error rates, trn / sclite scoring, training logs
+    ["manifests"],
+    ["sew_fairseq.decoding"],  # log-probabilities -> text and word times (no model)
     # checkpoint formats the models themselves read (the allow-listed loader, fairseq hubert_ctc as sew_ctc)
     ["sew_fairseq.checkpoints.safe_load", "sew_fairseq.checkpoints.hubert_ctc"],
     ["sew_fairseq.compat"],  # fairseq fixes

@@ -127,8 +127,8 @@ def test_channels_are_split_and_resampled(tmp_path):
 
 
 def test_eval2000_and_sclite_scoring(tmp_path):
-    from sew_fairseq.decoding.sclite import SctkError, find_sctk_tool, score_ctm, trn_to_ctm
-    from sew_fairseq.decoding.trn import write_trn
+    from manifests.sclite import SctkError, find_sctk_tool, score_ctm, trn_to_ctm
+    from manifests.trn import write_trn
 
     hub5 = tmp_path / "LDC2002S09" / "hub5e_00"
     (hub5 / "english").mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""sclite + GLM scoring (sew_fairseq.decoding.sclite) on SCTK's own Hub-5 test data and expected reports.
+"""sclite + GLM scoring (manifests.sclite) on SCTK's own Hub-5 test data and expected reports.
 
 Real inputs and SCTK's expected outputs are in tests/fixtures/switchboard/sctk (see LICENSES.md); the tests
 run the real SCTK programs (Debian package ``sctk``) and are skipped where they are not installed.
@@ -12,20 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sew_fairseq.decoding.sclite import (
-    ScoreSummary,
-    SctkError,
-    clean_hypothesis,
-    find_sctk_tool,
-    format_segment_id,
-    parse_dtl,
-    parse_segment_id,
-    score_ctm,
-    segments_to_ctm,
-    sort_ctm,
-    trn_to_ctm,
-)
-from sew_fairseq.decoding.trn import write_trn
+from manifests.sclite import (ScoreSummary, SctkError, clean_hypothesis, find_sctk_tool, format_segment_id, parse_dtl,
+                              parse_segment_id, score_ctm, segments_to_ctm, sort_ctm, trn_to_ctm)
+from manifests.trn import write_trn
 
 SCTK = os.path.join(os.path.dirname(__file__), "fixtures", "switchboard", "sctk")
 
@@ -131,7 +120,7 @@ def test_hub5_subsets_and_glm_by_hand(tmp_path):
 
 @needs_sctk
 def test_score_cli(tmp_path, capsys):
-    from sew_fairseq.cli.score import main
+    from manifests.sclite import main
 
     stm = tmp_path / "ref.stm"
     stm.write_text("sw_4390 A sw_4390_A 0.00 2.00 <O> ONE TWO THREE FOUR FIVE SIX SEVEN EIGHT NINE TEN\n")

@@ -96,7 +96,7 @@ def test_stages_0_to_2_print_a_per_table(recipe):
 
 
 def test_decoded_phones_and_their_per(recipe):
-    from sew_fairseq.decoding import per
+    from manifests.error_rates import per
 
     work, _ = recipe
     for split in ("dev", "test"):

@@ -235,7 +235,8 @@ def fp32_failures(rows: List[dict]) -> List[str]:
 def run_accuracy(checkpoint: str, data: str, split: str, pairs: Sequence[Pair], device: str = "cpu",
                  threads: int = 2, max_samples: int = 1_600_000, onnx_cache: Optional[str] = None) -> List[dict]:
     """Rows of ``sew-bench accuracy``: torch fp32 first (the reference), then each pair."""
-    from ..decoding import build_decoder, cer, wer, word_boundary_of
+    from ..decoding import build_decoder, word_boundary_of
+    from manifests.error_rates import cer, wer
     from ..evaluate.splits import compute_emissions, read_split
 
     torch.set_num_threads(threads)

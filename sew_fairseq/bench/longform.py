@@ -119,7 +119,7 @@ def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float
     """The rows of the table (see the module docstring; also written to ``<out_dir>/results.json``); the first row
     is the split's short utterances."""
     from manifests.atomic import atomic_open
-    from ..decoding import wer
+    from manifests.error_rates import wer
     from ..evaluate.splits import read_split
 
     os.makedirs(out_dir, exist_ok=True)

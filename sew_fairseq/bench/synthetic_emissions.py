@@ -17,7 +17,7 @@ clean emissions whose greedy reading is the reference.
 **Texts and LM.** By default ``utterances`` sentences are drawn from a small English-like grammar
 (``NP [ADV] VERB NP [PREP NP]``, 5-11 words; the lexicon holds its 50 words and 34 confusable
 neighbours such as BAT/HAT/COT), and a 3-gram word ARPA LM is estimated by
-:func:`~sew_fairseq.decoding.arpa.write_arpa` from 2000 other draws, its vocabulary being the lexicon.
+:func:`~manifests.arpa.write_arpa` from 2000 other draws, its vocabulary being the lexicon.
 ``text=`` gives sentences instead (one per line; upper-cased, characters outside the dictionary
 dropped; the first ``utterances`` lines are decoded, the LM is estimated from all lines, so it has seen
 them). ``lm=`` (ARPA or KenLM binary) and ``lexicon=`` replace the estimated LM and the lexicon

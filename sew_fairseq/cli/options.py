@@ -18,7 +18,7 @@ from typing import Dict, Optional
 
 import torch
 
-from manifests.common import cli_error  # noqa: F401  (re-exported: every console script's error line)
+from manifests.records import cli_error  # noqa: F401  (re-exported: every console script's error line)
 
 from ..engines.hardware import BACKEND_DTYPES, BACKENDS, DTYPES, UnsupportedBackend, check_backend
 from ..modules.early_exit import DEFAULT_THRESHOLDS, EXIT_CRITERIA, ExitRule

@@ -39,7 +39,7 @@ PROG = "sew-transcribe"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..decoding.transcripts import FORMATS
+    from ..transcribe.outputs import FORMATS
     from ..transcribe import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
 
     p = argparse.ArgumentParser(prog=PROG, description=__doc__,
@@ -80,7 +80,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return cli_error(PROG, problem, 2)
     from manifests.audio import AudioError
 
-    from ..decoding import read_trn
+    from manifests.trn import read_trn
     from ..engines import UnsupportedBackend
     from ..transcribe import InputError, Transcriber, resolve_inputs, transcribe_files
 

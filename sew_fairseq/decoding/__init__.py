@@ -1,13 +1,15 @@
-"""CTC decoding: greedy and flashlight-text + KenLM beam search, lexicons, ARPA LMs, WER/CER/PER, trn files.
-
-Imports only torch, editdistance, flashlight-text and (for ``dict.ltr.txt``) fairseq's Dictionary;
+"""CTC decoding on emissions: ``[T, V]`` log-probabilities -> text, greedy or flashlight-text + KenLM beam search,
+and word times from the best path. Imports torch, flashlight-text and (for ``dict.ltr.txt``) fairseq's Dictionary;
 never training code or models.
 
->>> from sew_fairseq.decoding import build_decoder, wer
+The text files around decoding need neither and live in the light layer: the lexicon (:mod:`manifests.lexicon`),
+ARPA LMs (:mod:`manifests.arpa`), WER / CER / PER (:mod:`manifests.error_rates`), trn files
+(:mod:`manifests.trn`) and sclite scoring (:mod:`manifests.sclite`).
+
+>>> from sew_fairseq.decoding import build_decoder
 >>> dec = build_decoder("kenlm", "dict.ltr.txt", lexicon="lexicon.txt", lm="lm.arpa")  # doctest: +SKIP
 >>> hyps = dec.decode(log_probs, lengths)  # [B, T, V] -> n-best lists               # doctest: +SKIP
 """
-from .arpa import ArpaModel, estimate_arpa, read_arpa, read_arpa_vocabulary, write_arpa
 from .ctc_decoder import (
     KINDS,
     CTCDecoder,
@@ -20,27 +22,10 @@ from .ctc_decoder import (
     load_letter_dictionary,
     word_boundary_of,
 )
-from .lexicon import (
-    LMVocabularyReport,
-    build_lexicon,
-    check_lm_vocabulary,
-    read_lexicon,
-    spell,
-    to_letters,
-    words_from_wrd_files,
-    write_lexicon,
-)
-from .metrics import PHONE_IGNORE, ErrorRate, cer, char_errors, per, phone_errors, score_texts, wer, word_errors
 from .timestamps import WordTiming, letter_groups, word_timings
-from .trn import UtteranceResult, read_trn, sanitize_utt_id, write_trn, write_utterance_tsv
 
 __all__ = [
-    "ArpaModel", "estimate_arpa", "read_arpa", "read_arpa_vocabulary", "write_arpa",
     "KINDS", "CTCDecoder", "Hypothesis", "KenLMLexiconDecoder", "KenLMLexiconFreeDecoder", "ViterbiDecoder",
     "build_decoder", "is_phone_dictionary", "load_letter_dictionary", "word_boundary_of",
-    "LMVocabularyReport", "build_lexicon", "check_lm_vocabulary", "read_lexicon", "spell", "to_letters",
-    "words_from_wrd_files", "write_lexicon",
-    "PHONE_IGNORE", "ErrorRate", "cer", "char_errors", "per", "phone_errors", "score_texts", "wer", "word_errors",
     "WordTiming", "letter_groups", "word_timings",
-    "UtteranceResult", "read_trn", "sanitize_utt_id", "write_trn", "write_utterance_tsv",
 ]

@@ -37,8 +37,8 @@ import torch
 
 from manifests.records import PathLike
 
-from .arpa import is_arpa, read_arpa_vocabulary
-from .lexicon import WORD_BOUNDARY, Lexicon, check_lm_vocabulary, check_spelling, read_lexicon, spellings
+from manifests.arpa import is_arpa, read_arpa_vocabulary
+from manifests.lexicon import WORD_BOUNDARY, Lexicon, check_lm_vocabulary, check_spelling, read_lexicon, spellings
 
 logger = logging.getLogger(__name__)
 
@@ -334,7 +334,7 @@ class KenLMLexiconFreeDecoder(_BeamDecoder):
     """Lexicon-free CTC beam search with a token-level KenLM (flashlight ``LexiconFreeDecoder``).
 
     ``lm``: an ARPA or KenLM binary over the dictionary's symbols as words, e.g. estimated from ``.ltr``
-    lines (``H E L L O | W O R L D |``) with ``lmplz`` or :func:`sew_fairseq.decoding.arpa.write_arpa`;
+    lines (``H E L L O | W O R L D |``) with ``lmplz`` or :func:`manifests.arpa.write_arpa`;
     use a high order (letter LMs need 6+ for real text). Each emitted letter and ``|`` gets
     ``lm_weight`` times its LM log10-probability, ``|`` also ``sil_score``. Letters missing from an ARPA
     LM's vocabulary are reported (warning; ``strict=True``: ValueError). ``end_with_boundary``: append one

@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from manifests.atomic import atomic_open
 
-from ..decoding.metrics import PHONE_IGNORE, score_texts
+from manifests.error_rates import PHONE_IGNORE, score_texts
 
 
 def decode_all(decoder, emissions) -> List[List]:
@@ -23,7 +23,7 @@ def decode_all(decoder, emissions) -> List[List]:
 
 def score(emissions, nbests, labels: str = "wrd") -> Dict[str, object]:
     """WER and CER of word references, or (``labels="phn"``) PER without ``sil`` and with every symbol
-    (:func:`sew_fairseq.decoding.metrics.score_texts` of the best hypotheses); {} without references."""
+    (:func:`manifests.error_rates.score_texts` of the best hypotheses); {} without references."""
     refs = [e.utterance.words for e in emissions]
     if any(r is None for r in refs):
         return {}
@@ -33,7 +33,7 @@ def score(emissions, nbests, labels: str = "wrd") -> Dict[str, object]:
 
 def reference_oov(lexicon_path: str, emissions) -> Dict[str, object]:
     """Reference words a lexicon decoder cannot output: count, rate and a few examples."""
-    from ..decoding import read_lexicon
+    from manifests.lexicon import read_lexicon
 
     lexicon = read_lexicon(lexicon_path)
     words = [w for e in emissions if e.utterance.words for w in e.utterance.words.split()]
@@ -53,7 +53,7 @@ def summarize(emissions, nbests, sample_rate: int, forward_seconds: float, decod
 
 
 def write_results(out_dir: str, emissions, nbests, summary: Dict, labels: str = "wrd") -> None:
-    from ..decoding import UtteranceResult, write_trn, write_utterance_tsv
+    from manifests.trn import UtteranceResult, write_trn, write_utterance_tsv
 
     os.makedirs(out_dir, exist_ok=True)
     hyps = [" ".join(n[0].words) if n else "" for n in nbests]

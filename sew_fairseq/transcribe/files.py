@@ -93,9 +93,9 @@ def _read_text(output_dir: str, stem: str) -> str:
 def score_transcripts(output_dir: str, files: Sequence[InputFile], references: dict, phones: bool) -> dict:
     """Error rates of the transcripts of ``files`` that have a reference (``references``: output stem -> text):
     ``scored`` (how many) and WER and CER, or for a phone model (``phones``) PER with ``sil`` not scored and with
-    every symbol (those keys of :func:`sew_fairseq.decoding.metrics.score_texts`)."""
-    from ..decoding import score_texts
-    from ..decoding.trn import sanitize_utt_id
+    every symbol (those keys of :func:`manifests.error_rates.score_texts`)."""
+    from manifests.error_rates import score_texts
+    from manifests.trn import sanitize_utt_id
 
     pairs = [(references[sanitize_utt_id(f.stem)], _read_text(output_dir, f.stem)) for f in files
              if sanitize_utt_id(f.stem) in references]
@@ -122,7 +122,7 @@ def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], outpu
 
     from manifests.atomic import atomic_open
     from ..decoding import is_phone_dictionary
-    from ..decoding.transcripts import write_ctm, write_transcript
+    from .outputs import write_ctm, write_transcript
 
     per_file = [f for f in formats if f != "ctm"]
     if ("ctm" in formats or references) and "json" not in per_file:

@@ -15,7 +15,7 @@ from typing import Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tupl
 
 from manifests.atomic import atomic_open
 from manifests.records import PathLike
-from .metrics import phone_errors, word_errors
+from .error_rates import phone_errors, word_errors
 
 Entries = Union[Mapping[str, str], Iterable[Tuple[str, str]]]
 
@@ -90,7 +90,7 @@ def write_utterance_tsv(path: PathLike, results: Sequence[UtteranceResult], unit
     """A tab-separated report: ``id ref hyp word_errors ref_words`` (+ ``exit_layer`` if any result has one).
 
     ``unit="phone"``: the columns are ``phone_errors ref_phones``, counted without the ``ignore`` symbols (as
-    :func:`~sew_fairseq.decoding.metrics.per`; ``sew-infer --labels phn`` passes ``("sil",)``). Tabs and newlines
+    :func:`~manifests.error_rates.per`; ``sew-infer --labels phn`` passes ``("sil",)``). Tabs and newlines
     inside texts become spaces.
     """
     if unit not in ("word", "phone"):

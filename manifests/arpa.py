@@ -2,7 +2,7 @@ r"""A small n-gram LM estimator that writes ARPA files KenLM (and flashlight-tex
 
 Meant for tests, demos and small corpora, when KenLM's ``lmplz`` is not installed. Word-level LMs
 take transcripts (``.wrd`` lines); letter-level LMs for the lexicon-free decoder take ``.ltr`` lines
-(``H E L L O | W O R L D |``, see :func:`sew_fairseq.decoding.lexicon.to_letters`): tokens are
+(``H E L L O | W O R L D |``, see :func:`manifests.lexicon.to_letters`): tokens are
 whitespace-separated either way.
 
 Smoothing: interpolated absolute discounting (Ney, Essen & Kneser 1994), written in back-off form.

@@ -16,16 +16,20 @@ segment), removes what Kaldi removes from hypotheses before scoring (noise tags,
 runs the tools and reads the counts from sclite's ``.dtl`` report.
 
 Debian's ``sctk`` package installs the tools in ``/usr/lib/sctk/bin`` (``/usr/bin/sctk`` is a dispatcher);
-:func:`find_sctk_tool` looks at ``$SCTK_BIN``, ``PATH`` and there.
+:func:`find_sctk_tool` looks at ``$SCTK_BIN``, ``PATH`` and there. ``sew-score`` (:func:`main`) is the command.
 """
+import argparse
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from manifests.atomic import atomic_file, atomic_open
-from manifests.records import PathLike
+from .atomic import atomic_file, atomic_open
+from .records import cli_error
+from .records import PathLike
 from .trn import read_trn
 
 SCTK_DIRS = ("/usr/lib/sctk/bin", "/usr/local/lib/sctk/bin")
@@ -277,3 +281,57 @@ def format_table(results: Mapping[str, ScoreSummary]) -> str:
                     f"{100 * s.substitutions / n:7.1f}{100 * s.deletions / n:7.1f}{100 * s.insertions / n:7.1f}"
                     f"{s.wer:8.2f}")
     return "\n".join(rows)
+
+
+# ------------------------------------------------------------------------------------------------ sew-score
+
+CLI_DESCRIPTION = """sew-score: score decoded conversational speech with NIST sclite and a GLM (Hub5'00 / eval2000
+style).
+
+    sew-score --hyp-trn exp/decode-eval2000/hyp.trn \\
+        --stm manifests/eval2000.stm --glm manifests/eval2000.glm --out-dir exp/decode-eval2000/sclite
+
+--hyp-trn is sew-infer's output for a split built by manifests.switchboard (its utterance ids carry file, channel
+and times); --ctm scores an existing CTM instead. Prints WER for all segments, the Switchboard half (sw_*) and
+the CallHome half (en_*), and writes scores.json and sclite's reports to --out-dir. Needs SCTK
+(apt-get install sctk)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sew-score", description=CLI_DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--hyp-trn", help="hypotheses as a trn file whose ids are segment ids (sew-infer's hyp.trn)")
+    src.add_argument("--ctm", help="hypotheses as a CTM file (file channel start duration word)")
+    p.add_argument("--stm", required=True,
+                   help="reference STM (eval2000: hub5e00.english.000405.stm as fixed by the builder)")
+    p.add_argument("--glm", help="global mapping file (eval2000: en20000405_hub5.glm); without it no filtering")
+    p.add_argument("--out-dir", required=True,
+                   help="directory for hyp.ctm, filtered files, sclite reports, scores.json")
+    p.add_argument("--keep-hesitations", action="store_true",
+                   help="do not drop hesitations, noise tags and partial words from the hypotheses (Kaldi drops them)")
+    p.add_argument("--no-subsets", action="store_true", help="score all segments only (no sw_/en_ halves)")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``sew-score`` (the light layer: it starts without torch or fairseq)."""
+    args = build_parser().parse_args(argv)
+    os.makedirs(args.out_dir, exist_ok=True)
+    try:
+        ctm = args.ctm
+        if args.hyp_trn:
+            ctm = os.path.join(args.out_dir, "hyp.ctm")
+            trn_to_ctm(args.hyp_trn, ctm, clean=not args.keep_hesitations)
+        subsets = {"all": None} if args.no_subsets else HUB5_SUBSETS
+        results = score_ctm(args.stm, ctm, args.out_dir, glm=args.glm, subsets=subsets)
+    except (SctkError, ValueError, OSError) as e:
+        return cli_error("sew-score", e)
+    print(format_table(results))
+    with atomic_open(os.path.join(args.out_dir, "scores.json"), "w", encoding="utf-8") as f:
+        json.dump({k: dict(v._asdict(), wer=round(v.wer, 2)) for k, v in results.items()}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,7 +19,7 @@ from typing import Iterable, List, Sequence, Tuple
 
 from manifests.atomic import atomic_open
 from manifests.records import PathLike
-from .trn import sanitize_utt_id
+from manifests.trn import sanitize_utt_id
 
 FORMATS = ("txt", "json", "srt", "vtt", "ctm")
 MAX_CUE_CHARS = 84  # two subtitle lines of 42 characters

@@ -1,9 +1,16 @@
 """fairseq's json training logs (``common.log_format=json``): the ``train_inner`` and ``valid`` records as rows, and
 the table ``sew-log-summary`` prints (update, loss, contrastive loss, diversity loss, feature penalty, accuracy,
-codebook perplexity)."""
+codebook perplexity), and that command.
+
+    sew-log-summary demo_work/pretrain/train.log
+"""
+import argparse
 import json
 import re
-from typing import Dict, Iterable, List
+import sys
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from .records import cli_error
 
 _RECORD = re.compile(r"\[(train_inner|valid)\]\[INFO\] - (\{.*\})\s*$")
 COLUMNS = [("update", "num_updates"), ("loss", "loss"), ("contrastive", "loss_0"), ("diversity", "diversity"),
@@ -37,3 +44,35 @@ def format_table(records: List[Dict[str, str]]) -> str:
     for r in records:
         rows.append(f"{r['kind']:6}" + "".join(f"{r.get(key, '-'):>12}" for _, key in COLUMNS))
     return "\n".join(rows)
+
+
+CLI_DESCRIPTION = """sew-log-summary: a table of a fairseq training log (common.log_format=json), one row per logged
+step.
+
+    sew-log-summary demo_work/pretrain/train.log
+
+Reads the train_inner and valid JSON records that fairseq writes and prints update, loss, the contrastive loss
+(loss_0), the weighted diversity loss and feature penalty (loss_1, loss_2; a model without quantizer has no
+diversity loss and logs the feature penalty as loss_1), the accuracy of picking the true target among the
+negatives, and the codebook perplexity."""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``sew-log-summary`` (the light layer: it starts without torch or fairseq)."""
+    parser = argparse.ArgumentParser(prog="sew-log-summary", description=CLI_DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("log", help="a fairseq training log written with common.log_format=json")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.log, encoding="utf-8") as f:
+            records = parse_log(f)
+    except OSError as e:
+        return cli_error(parser.prog, f"cannot read {args.log}: {e.strerror}")
+    if not records:
+        return cli_error(parser.prog, f"{args.log} has no train_inner/valid json records (was common.log_format=json?)")
+    print(format_table(records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

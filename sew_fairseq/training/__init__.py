@@ -1,1 +1,0 @@
-"""Tools around a training run that are not fairseq components: reading its logs (``sew-log-summary``)."""
