@@ -6,19 +6,20 @@
     out.log_probs[0]                                  # torch.Tensor [T, V] float32 (CPU), padding frames cut
     out.exit_layers                                   # early exit (torch only): the layers each wave used, else None
 
-:class:`sew_fairseq.transcribe.Transcriber` (``sew-transcribe``), :func:`sew_fairseq.evaluate.splits.compute_emissions`
-(``sew-infer``) and ``sew-bench speed`` / ``accuracy`` all run through an :class:`Engine`:
+:class:`sew_fairseq.transcribe.Transcriber` (``sew-transcribe``),
+:func:`sew_fairseq.evaluate.splits.compute_emissions` (``sew-infer``) and ``sew-bench speed`` / ``accuracy`` all run
+through an :class:`Engine`:
 
 =============== ======================== ===============================================================
 backend         dtype                    what runs
 =============== ======================== ===============================================================
-``torch``       ``fp32``                 the fairseq model as it is (:mod:`.torch_backend`), bit-identical
-                                         to :func:`sew_fairseq.engines.torch_engine.forward_log_probs`
+``torch``       ``fp32``                 the fairseq model as it is (:mod:`.torch_engine`), through its
+                                         :func:`~.torch_engine.forward_log_probs`
 ``torch``       ``bf16`` / ``fp16``      the same model prepared once (weights cast, channels-last convs)
                                          and run under ``torch.autocast``; bf16 needs a CPU with
                                          AVX512-BF16 / AMX-BF16 or a CUDA GPU, fp16 a CUDA GPU
 ``onnxruntime`` ``fp32`` / ``int8``      the ``sew-convert to-onnx`` graph in ONNX Runtime
-                                         (:mod:`.onnx_backend`), exported on first use into a cache beside
+                                         (:mod:`.onnx_engine`), exported on first use into a cache beside
                                          the checkpoint; int8 = dynamic quantisation of its MatMul weights;
                                          CPU, and CUDA (fp32) with onnxruntime-gpu
 =============== ======================== ===============================================================

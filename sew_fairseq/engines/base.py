@@ -32,8 +32,8 @@ class EngineOutput(NamedTuple):
 
 
 class Engine:
-    """Runs a CTC network: :meth:`log_probs` of a batch of waves. Subclasses: :class:`.torch_backend.TorchEngine`,
-    :class:`.onnx_backend.OnnxRuntimeEngine`."""
+    """Runs a CTC network: :meth:`log_probs` of a batch of waves. Subclasses: :class:`.torch_engine.TorchEngine`,
+    :class:`.onnx_engine.OnnxRuntimeEngine`."""
 
     backend = ""
     exit_rule = None
