@@ -4,7 +4,7 @@ its options (``add_parser``) and its printing (``run``); the measuring is in :mo
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2 --against hf
     sew-bench speed --presets sew_tiny --seconds 11 --threads 2 --backend torch onnxruntime \
-        --dtype fp32 bf16 int8 --against hf                                # every backend (bench/backends.py)
+        --dtype fp32 bf16 int8 --against hf                                # every backend (bench/engines.py)
     sew-bench accuracy ckpt/checkpoint_best.pt --data corpus --split valid  # greedy WER per backend vs torch fp32
     sew-bench decode --utterances 200 --beam 50 --lm-weight 2 --word-score -1 --json decode.json
     sew-bench tradeoff ckpt/checkpoint_best.pt --data manifests --split dev-other   # early exit (bench/tradeoff.py)
