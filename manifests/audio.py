@@ -117,6 +117,30 @@ def flac_streaminfo(path: str) -> Optional[Tuple[int, int, int]]:
     return rate, channels, total
 
 
+def wav_shortfall(path: str) -> Optional[Tuple[int, int]]:
+    """``(bytes the data chunk announces, bytes the file holds after it)`` of a RIFF/WAVE file cut short, else None
+    (not a WAV file, a whole one, or a data size left unknown by a streaming writer: 0 or 0xFFFFFFFF).
+
+    libsndfile opens a cut WAV file and reports the frames that are there, so the cut is only seen here."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        order = "little" if head[:4] == b"RIFF" else "big"
+        size = os.fstat(f.fileno()).st_size
+        pos = 12
+        while pos + 8 <= size:  # chunks: 4-byte id, 4-byte size, data padded to an even length
+            f.seek(pos)
+            chunk = f.read(8)
+            declared = int.from_bytes(chunk[4:], order)
+            if chunk[:4] == b"data":
+                available = size - pos - 8
+                unknown = declared in (0, 0xFFFFFFFF)
+                return None if unknown or declared <= available else (declared, available)
+            pos += 8 + declared + (declared & 1)
+    return None
+
+
 def audio_info(path: PathLike) -> AudioInfo:
     """The header of ``path`` (nothing decoded; a FLAC file's STREAMINFO read directly); :class:`AudioError` for a
     missing, empty or unreadable file or one without samples."""
@@ -145,10 +169,14 @@ def audio_info(path: PathLike) -> AudioInfo:
                 f.seek(zip_slice[0])
                 source = io.BytesIO(f.read(zip_slice[1]))
         i = sf.info(source)
+        short = wav_shortfall(file_path) if zip_slice is None else None
     except Exception as e:  # LibsndfileError / RuntimeError / OSError
         raise AudioError(path, "unreadable", _libsndfile_message(e)) from None
     if i.frames <= 0:
         raise AudioError(path, "no_frames", f"0 samples ({i.format} header, {i.samplerate} Hz)")
+    if short is not None:
+        raise AudioError(path, "truncated", f"the WAV data chunk announces {short[0]} bytes, the file holds "
+                                            f"{short[1]} after it")
     return AudioInfo(int(i.frames), int(i.samplerate), int(i.channels), str(i.format))
 
 
@@ -202,9 +230,17 @@ def stream_audio(path: PathLike, sample_rate: int, channel: Optional[int] = None
     first = max(0, int(round(start * info.sample_rate))) if start is not None else 0
     last = min(info.frames, int(round(end * info.sample_rate))) if end is not None else info.frames
     read, expected = 0, max(0, last - first)
-    with sf.SoundFile(path) as f:
+    try:  # the header was read, but the decoder can still refuse the file (e.g. a FLAC cut inside its metadata)
+        f = sf.SoundFile(path)
+    except Exception as e:  # LibsndfileError / RuntimeError / OSError
+        raise AudioError(path, "unreadable", _libsndfile_message(e) or "the decoder cannot open it") from None
+    with f:
         if first:
-            f.seek(first)
+            try:
+                f.seek(first)
+            except Exception as e:
+                raise AudioError(path, "truncated", f"cannot seek to sample {first} of {info.frames} "
+                                                    f"({_libsndfile_message(e)})") from None
         while True:
             try:
                 block = f.read(min(block_frames, expected - read), dtype="float32", always_2d=True)
