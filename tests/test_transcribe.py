@@ -84,6 +84,36 @@ def test_stitch_takes_each_frame_from_a_chunk_interior():
         stitch([(0, full[:10]), (20, full[20:30])])
 
 
+def test_blank_stitching_hands_over_in_a_pause_both_chunks_hear():
+    """rule="blank": where two chunks overlap (frames 60..100 here), the hand-over is the middle of the longest run
+    both read as blank inside the central half of the overlap (70..90), else the middle (80)."""
+    V, blank = 3, 0
+
+    def pieces(blank_frames_a, blank_frames_b):
+        a = torch.full((100, V + 1), -5.0)
+        b = torch.full((100, V + 1), -5.0)  # frames 60..159
+        a[:, 1] = b[:, 1] = 0.0  # a letter everywhere ...
+        for t in blank_frames_a:
+            a[t, blank] = 1.0  # ... but where blank wins
+        for t in blank_frames_b:
+            b[t - 60, blank] = 1.0
+        a[:, V], b[:, V] = -1000.0, -1001.0  # the chunk each row came from, never an argmax
+        return [(0, a), (60, b)]
+
+    def hand_over(blank_a, blank_b) -> int:
+        owner = -1000 - stitch(pieces(blank_a, blank_b), "blank", blank)[:, V]
+        assert owner.shape[0] == 160 and torch.equal(owner, owner.sort().values)
+        return int((owner == 0).sum())
+
+    assert hand_over(range(72, 77), range(70, 78)) == 74  # the shared run 72..76, its middle
+    assert hand_over(list(range(71, 74)) + list(range(84, 90)), range(60, 100)) == 87  # the longer of two runs
+    assert hand_over(range(60, 69), range(60, 69)) == 80  # a pause outside the central half: the middle
+    assert hand_over(range(72, 77), []) == 80  # only one chunk hears it: the middle
+    assert hand_over([], []) == stitch(pieces([], []), "middle", blank).shape[0] // 2  # nothing shared: the middle
+    full = torch.randn(160, V)
+    assert torch.equal(stitch([(0, full[:100]), (60, full[60:])], "blank", blank), full)  # slices of one tensor
+
+
 def naive_chunked(model, wave: np.ndarray, chunk: int, overlap: int, align: int) -> torch.Tensor:
     """A reference: every chunk forwarded alone; each frame taken from the chunk where it is farthest from an
     edge (the middle of the overlap), written without the streaming code."""

@@ -3,8 +3,10 @@
     sew-bench longform ckpt/checkpoint_best.pt --data corpus --split valid --minutes 1 10 --out-dir longform
 
 The recordings are a split's utterances concatenated in manifest order (repeated until the length is reached),
-with ``--gap`` seconds of silence between them; the reference is their transcripts in the same order. For each
-length, in one run and on the same machine:
+with ``--gaps`` seconds of silence between them (one recording per gap) and, for each of ``--seeds`` but 0, a
+leading silence of a random length below 10 s, which moves every chunk cut of both systems to another place in
+the speech; the reference is their transcripts in the same order. For each length, gap and seed, in one run and on
+the same machine:
 
 * ours: the installed ``sew-transcribe`` command in a child process (greedy decoding): WER, forward seconds (from
   its summary.json: model forward only), forward seconds per audio second against the split's short utterances
@@ -13,7 +15,8 @@ length, in one run and on the same machine:
   ``pipeline("automatic-speech-recognition", chunk_length_s=...)`` (its stride default: chunk / 6 on each side) in
   a child process: WER, the seconds of the whole pipeline call, peak memory.
 
-WER is over the whole recording (one reference, one hypothesis). Both children get ``--threads`` torch threads.
+WER is over the whole recording (one reference, one hypothesis); the last row is the mean over the recordings.
+Both children get ``--threads`` torch threads.
 """
 from __future__ import annotations
 
@@ -29,9 +32,9 @@ import numpy as np
 SAMPLE_RATE = 16000
 
 
-def make_recording(utterances, minutes: float, gap: float, path: str) -> str:
+def make_recording(utterances, minutes: float, gap: float, path: str, lead: float = 0.0) -> str:
     """Concatenate ``utterances`` (:class:`manifests.records.Utterance`) cyclically into a ``minutes``-long FLAC
-    at ``path``; returns the reference transcript."""
+    at ``path``, after ``lead`` seconds of silence; returns the reference transcript."""
     import soundfile as sf
 
     from manifests.atomic import atomic_file
@@ -39,7 +42,7 @@ def make_recording(utterances, minutes: float, gap: float, path: str) -> str:
 
     target = int(minutes * 60 * SAMPLE_RATE)
     silence = np.zeros(int(gap * SAMPLE_RATE), np.float32)
-    pieces: List[np.ndarray] = []
+    pieces: List[np.ndarray] = [np.zeros(int(lead * SAMPLE_RATE), np.float32)]
     words: List[str] = []
     total, i = 0, 0
     while total < target:
@@ -113,9 +116,9 @@ def run_hf_pipeline(hf_dir: str, audio: str, chunk_seconds: float, threads: int)
     return result
 
 
-def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float], out_dir: str, gap: float = 0.25,
-                 threads: int = 2, hf_chunk_seconds: float = 10.0, hf: bool = True, extra: Sequence[str] = ()
-                 ) -> List[dict]:
+def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float], out_dir: str,
+                 gaps: Sequence[float] = (0.25,), threads: int = 2, hf_chunk_seconds: float = 10.0, hf: bool = True,
+                 extra: Sequence[str] = (), seeds: Sequence[int] = (0,)) -> List[dict]:
     """The rows of the table (see the module docstring; also written to ``<out_dir>/results.json``); the first row
     is the split's short utterances."""
     from manifests.atomic import atomic_open
@@ -143,22 +146,34 @@ def run_longform(checkpoint: str, data: str, split: str, minutes: Sequence[float
         from ..checkpoints.hf import to_hf
 
         to_hf(checkpoint, hf_dir)
-    for m in minutes:
-        audio = os.path.join(out_dir, f"long_{m:g}min.flac")
-        reference = make_recording(utterances, m, gap, audio)
-        run_dir = os.path.join(out_dir, f"ours_{m:g}min")
+    import random
+
+    for m, gap, seed in [(m, g, k) for m in minutes for g in gaps for k in seeds]:
+        name = f"long_{m:g}min_gap{gap:g}_seed{seed}"
+        lead = random.Random(seed).uniform(0.0, 10.0) if seed else 0.0
+        audio = os.path.join(out_dir, f"{name}.flac")
+        reference = make_recording(utterances, m, gap, audio, lead)
+        run_dir = os.path.join(out_dir, f"ours_{name}")
         o = run_sew_transcribe(checkpoint, [audio], run_dir, threads, extra)
-        with open(os.path.join(run_dir, f"long_{m:g}min.txt"), encoding="utf-8") as f:
+        with open(os.path.join(run_dir, f"{name}.txt"), encoding="utf-8") as f:
             text = f.read().strip()
         rate = o["forward_seconds"] / o["audio_seconds"]
-        row = {"input": f"one {m:g}-minute recording", "audio_seconds": o["audio_seconds"],
-               "wer": 100 * wer([reference], [text]).rate, "forward_seconds": o["forward_seconds"],
-               "forward_per_audio_second": rate, "relative_rate": rate / short_rate, "peak_gb": o["peak_gb"]}
+        row = {"input": f"{m:g} min, gap {gap:g} s, seed {seed}", "minutes": m, "gap": gap, "seed": seed,
+               "lead_seconds": lead, "audio_seconds": o["audio_seconds"], "wer": 100 * wer([reference], [text]).rate,
+               "forward_seconds": o["forward_seconds"], "forward_per_audio_second": rate,
+               "relative_rate": rate / short_rate, "peak_gb": o["peak_gb"]}
         if hf:
             t = run_hf_pipeline(hf_dir, audio, hf_chunk_seconds, threads)
             row.update(hf_wer=100 * wer([reference], [" ".join(t["text"].split())]).rate, hf_seconds=t["seconds"],
                        hf_peak_gb=t["peak_gb"], forward_over_hf=o["forward_seconds"] / t["seconds"])
         rows.append(row)
+    recordings = rows[1:]
+    mean = {"input": f"mean of {len(recordings)} recordings",
+            "wer": sum(r["wer"] for r in recordings) / len(recordings)}
+    if hf:
+        mean["hf_wer"] = sum(r["hf_wer"] for r in recordings) / len(recordings)
+        mean["worst_wer_over_hf"] = max(r["wer"] - r["hf_wer"] for r in recordings)
+    rows.append(mean)
     with atomic_open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(rows, f, indent=2)
     return rows
@@ -169,6 +184,12 @@ def format_rows(rows: List[dict], hf_chunk_seconds: float) -> str:
             f"{'HF WER':>8}{'HF s':>7}{'HF GB':>7}{'fwd/HF':>8}")
     lines = [f"# ours: sew-transcribe greedy; HF: transformers pipeline, chunk_length_s={hf_chunk_seconds:g}", head]
     for r in rows:
+        if "forward_seconds" not in r:  # the mean
+            line = f"{r['input']:32}{r['wer']:7.2f}{'':40}" + (f"{r['hf_wer']:8.2f}" if "hf_wer" in r else "")
+            if "worst_wer_over_hf" in r:
+                line += f"   (worst recording: ours - HF = {r['worst_wer_over_hf']:+.2f})"
+            lines.append(line)
+            continue
         line = (f"{r['input']:32}{r['wer']:7.2f}{r['forward_seconds']:8.2f}{r['forward_per_audio_second']:8.4f}"
                 f"{r['relative_rate']:8.2f}{r['peak_gb']:8.2f}")
         if "hf_wer" in r:

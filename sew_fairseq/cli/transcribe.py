@@ -40,7 +40,9 @@ PROG = "sew-transcribe"
 
 def build_parser() -> argparse.ArgumentParser:
     from ..transcribe.outputs import FORMATS
-    from ..transcribe import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
+    from ..transcribe.chunking import STITCH_RULES
+    from ..transcribe.transcriber import (DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS,
+                                          DEFAULT_STITCH)
 
     p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chunk length for long recordings (default %(default)s)")
     p.add_argument("--overlap-seconds", type=float, default=DEFAULT_OVERLAP_SECONDS,
                    help="context on each side of a chunk (default %(default)s)")
+    p.add_argument("--stitch", choices=STITCH_RULES, default=DEFAULT_STITCH,
+                   help="where overlapping chunks hand over: the middle of the overlap, or the middle of the longest "
+                        "run both chunks read as blank (a pause; default %(default)s)")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help="chunks per forward pass (default %(default)s)")
     add_device_argument(p)
@@ -90,7 +95,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         files = resolve_inputs(args.inputs)
         tr = Transcriber.from_checkpoint(args.checkpoint, device=args.device, dictionary=args.dict,
                                          chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
-                                         batch_size=args.batch_size, exit_rule=exit_rule_from_arguments(args),
+                                         batch_size=args.batch_size, stitch=args.stitch,
+                                         exit_rule=exit_rule_from_arguments(args),
                                          decoder=lambda dictionary: decoder_from_arguments(args, dictionary),
                                          **engine_options(args))
         summary = transcribe_files(tr, files, args.output_dir, args.formats, skip_bad=args.skip_bad,

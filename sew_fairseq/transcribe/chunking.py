@@ -47,14 +47,29 @@ def chunk_stream(blocks: Iterable[np.ndarray], chunk: int, overlap: int, align: 
     yield Chunk(last, buf[last - buf_start:])
 
 
-class Stitcher:
-    """Joins per-chunk log-probabilities ``(first frame, [F_i, V])``, given in order, into one [T, V]: each frame
-    from the chunk in whose interior it lies (where two chunks overlap, the frame farthest from both cut edges; a tie
-    goes to the earlier chunk). It holds one pending chunk and writes the rest into one buffer that doubles as it
-    fills: many small long-lived tensors between the forwards' large transient ones would fragment the C heap, and
-    the process would grow with the recording's length."""
+#: where two overlapping chunks hand over (:class:`Stitcher`): ``middle`` of the overlap, or the middle of the
+#: longest run of frames both chunks read as blank in its central half (``blank``; the middle when there is none)
+STITCH_RULES = ("middle", "blank")
 
-    def __init__(self) -> None:
+
+class Stitcher:
+    """Joins per-chunk log-probabilities ``(first frame, [F_i, V])``, given in order, into one [T, V].
+
+    Where two chunks overlap, frames before the hand-over frame come from the earlier chunk, the rest from the later
+    one. ``rule="middle"``: the hand-over is the middle of the overlap, so every frame is the one farthest from both
+    cut edges (a tie goes to the earlier chunk). ``rule="blank"``: the hand-over is the middle of the longest run of
+    frames that both chunks decode as ``blank`` (their argmax) within the central half of the overlap, a pause both
+    chunks hear, so that no word is put together from two chunks' pieces; with no such frame, the middle. Every
+    frame stays at least a quarter of the overlap away from a cut edge.
+
+    It holds one pending chunk and writes the rest into one buffer that doubles as it fills: many small long-lived
+    tensors between the forwards' large transient ones would fragment the C heap, and the process would grow with
+    the recording's length."""
+
+    def __init__(self, rule: str = "middle", blank: int = 0) -> None:
+        if rule not in STITCH_RULES:
+            raise ValueError(f"unknown stitching rule {rule!r}: expected one of {', '.join(STITCH_RULES)}")
+        self.rule, self.blank = rule, blank
         self._out: Optional[torch.Tensor] = None
         self._frames = 0
         self._pending: Optional[Tuple[int, torch.Tensor]] = None
@@ -65,8 +80,33 @@ class Stitcher:
             end = start + lp.shape[0]
             if first > end:
                 raise ValueError(f"chunks do not overlap: frames {end}..{first} are missing")
-            self._append(lp[self._frames - start:(first + end + 1) // 2 - start])
+            self._append(lp[self._frames - start:self._hand_over(start, lp, first, log_probs) - start])
         self._pending = (first, log_probs)
+
+    def _hand_over(self, start: int, earlier: torch.Tensor, first: int, later: torch.Tensor) -> int:
+        """The first frame taken from ``later`` (absolute index)."""
+        end = min(start + earlier.shape[0], first + later.shape[0])
+        middle = (first + end + 1) // 2
+        if self.rule == "middle" or end - first < 4:
+            return middle
+        lo, hi = first + (end - first) // 4, end - (end - first) // 4  # the central half of the overlap
+        both = ((earlier[lo - start:hi - start].argmax(-1) == self.blank)
+                & (later[lo - first:hi - first].argmax(-1) == self.blank)).tolist()
+        best, best_key = middle, None
+        t = 0
+        while t < len(both):
+            if not both[t]:
+                t += 1
+                continue
+            run_end = t
+            while run_end < len(both) and both[run_end]:
+                run_end += 1
+            centre = lo + (t + run_end) // 2
+            key = (run_end - t, -abs(centre - middle))  # the longest run, then the one nearest the middle
+            if best_key is None or key > best_key:
+                best, best_key = centre, key
+            t = run_end
+        return max(best, self._frames)
 
     def finish(self) -> torch.Tensor:
         """[T, V]: every frame given, once."""
@@ -89,9 +129,9 @@ class Stitcher:
         self._frames = need
 
 
-def stitch(pieces: Sequence[Tuple[int, torch.Tensor]]) -> torch.Tensor:
+def stitch(pieces: Sequence[Tuple[int, torch.Tensor]], rule: str = "middle", blank: int = 0) -> torch.Tensor:
     """:class:`Stitcher` over a list of ``(first frame, [F_i, V])``."""
-    stitcher = Stitcher()
+    stitcher = Stitcher(rule, blank)
     for first, lp in pieces:
         stitcher.add(first, lp)
     return stitcher.finish()

@@ -41,13 +41,15 @@ import torch
 
 from manifests.audio import AudioError, AudioInfo, audio_info, stream_audio
 
-from .chunking import Chunk, Stitcher, chunk_stream
+from .chunking import STITCH_RULES, Chunk, Stitcher, chunk_stream
 
 #: Chunking defaults, chosen from a sweep on 3- and 10-minute recordings (README, "Transcribing"): 12 s chunks with
 #: 1.6 s of context on each side (8.8 s kept from each), the lowest WER there at less overlap than 10 s chunks.
 DEFAULT_CHUNK_SECONDS = 12.0
 DEFAULT_OVERLAP_SECONDS = 1.6
 DEFAULT_BATCH_SIZE = 4
+#: where overlapping chunks hand over (:class:`~.chunking.Stitcher`)
+DEFAULT_STITCH = "middle"
 
 
 class Word(NamedTuple):
@@ -114,6 +116,8 @@ class Transcriber:
         decoder: a :class:`sew_fairseq.decoding.CTCDecoder`, or a function of ``dictionary`` that makes one
             (default: greedy).
         exit_rule: early exit (a ``sew_ctc_early_exit`` model); chunks then run one at a time.
+        stitch: where two overlapping chunks hand over: ``middle`` of the overlap or a shared ``blank`` run
+            (:class:`~.chunking.Stitcher`).
         engine: what runs the forward passes (:mod:`sew_fairseq.engines`; it carries the device, ``normalize`` and
             the early exit rule, so ``device``, ``normalize`` and ``exit_rule`` given with it raise ValueError);
             default: the torch fp32 engine of ``model`` with ``normalize``, ``device`` and ``exit_rule``.
@@ -121,7 +125,8 @@ class Transcriber:
 
     def __init__(self, model, dictionary, *, sample_rate: int = 16000, normalize: bool = False, device: str = "cpu",
                  chunk_seconds: float = DEFAULT_CHUNK_SECONDS, overlap_seconds: float = DEFAULT_OVERLAP_SECONDS,
-                 batch_size: int = DEFAULT_BATCH_SIZE, decoder=None, exit_rule=None, engine=None):
+                 batch_size: int = DEFAULT_BATCH_SIZE, decoder=None, exit_rule=None, engine=None,
+                 stitch: str = DEFAULT_STITCH):
         from ..decoding import build_decoder, word_boundary_of
         from ..engines.torch_engine import engine_for
 
@@ -138,6 +143,9 @@ class Transcriber:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        if stitch not in STITCH_RULES:
+            raise ValueError(f"unknown stitching rule {stitch!r}: expected one of {', '.join(STITCH_RULES)}")
+        self.stitch = stitch
         self.frame_stride = _frame_stride(model)
         self.align = self.frame_stride * _squeeze_factor(model)
         self.chunk = int(round(chunk_seconds * sample_rate / self.align)) * self.align
@@ -178,7 +186,7 @@ class Transcriber:
                    ) -> Tuple[torch.Tensor, float, int, List[int]]:
         """(log-probs [T, V], forward seconds, chunks, exit layers) of a stream of sample blocks at the model's
         rate; ``source`` names it in errors."""
-        stitcher = Stitcher()
+        stitcher = Stitcher(self.stitch, blank=self.dictionary.bos())
         chunks = 0
         exits: List[int] = []
         seconds = 0.0
