@@ -169,11 +169,11 @@ def audio_info(path: PathLike) -> AudioInfo:
                 f.seek(zip_slice[0])
                 source = io.BytesIO(f.read(zip_slice[1]))
         i = sf.info(source)
-        short = wav_shortfall(file_path) if zip_slice is None else None
     except Exception as e:  # LibsndfileError / RuntimeError / OSError
         raise AudioError(path, "unreadable", _libsndfile_message(e)) from None
     if i.frames <= 0:
         raise AudioError(path, "no_frames", f"0 samples ({i.format} header, {i.samplerate} Hz)")
+    short = wav_shortfall(file_path) if zip_slice is None and i.format in ("WAV", "WAVEX") else None
     if short is not None:
         raise AudioError(path, "truncated", f"the WAV data chunk announces {short[0]} bytes, the file holds "
                                             f"{short[1]} after it")

@@ -83,6 +83,9 @@ def test_sew_transcribe_skips_each_damaged_file_with_a_reason(ctc_checkpoint, re
     # the cuts of a 44.1 kHz stereo 24-bit FLAC, and every format cut inside its header
     assert {"flac_cut0000100.flac", "flac_cut0000500.flac", "flac_cut0003000.flac"} <= set(skipped)
     assert {f"{fmt}_cut0000047.{fmt}" for fmt in FORMATS} <= set(skipped)
+    # a WAV file cut in its data opens and reads what is there: only its data chunk's size shows the cut
+    wav_data_cuts = [p.name for p in paths if p.name.startswith("wav_cut") and int(p.stem[7:]) >= 600]
+    assert wav_data_cuts and all(skipped.get(name) == "truncated" for name in wav_data_cuts)
     for name in transcribed:  # a transcript covers the whole of what the file holds
         assert json.loads((out / f"{Path(name).stem}.json").read_text())["duration"] > 0
     # without --skip-bad: one line naming the first bad file (files go in sorted order), exit 1
