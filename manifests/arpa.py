@@ -44,8 +44,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from manifests.atomic import atomic_open
-from manifests.records import PathLike
+from .atomic import atomic_open
+from .records import PathLike
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 BOS_LOG10 = -99.0

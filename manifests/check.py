@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from manifests.atomic import atomic_open
-from manifests.audio import AudioError, audio_info
-from manifests.records import HINTS, ManifestError, PathLike
+from .atomic import atomic_open
+from .audio import AudioError, audio_info
+from .records import HINTS, ManifestError, PathLike
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ import os
 import sys
 from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Union
 
+from .arpa import read_arpa_vocabulary, write_arpa
 from .atomic import atomic_write_text
 from .records import PathLike, cli_error
 
@@ -158,8 +159,6 @@ class LMVocabularyReport(NamedTuple):
 
 def check_lm_vocabulary(lm_path: PathLike, lexicon: Union[Lexicon, Iterable[str]]) -> LMVocabularyReport:
     """Compare lexicon words (or any words) with the 1-gram section of an ARPA file."""
-    from .arpa import read_arpa_vocabulary  # local: arpa.py does not need the lexicon
-
     lm_path = os.fspath(lm_path)
     vocab = read_arpa_vocabulary(lm_path)
     words = list(lexicon.keys()) if isinstance(lexicon, Mapping) else list(lexicon)
@@ -204,8 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``sew-lm`` (the light layer: it starts without torch or fairseq)."""
     args = build_parser().parse_args(argv)
-    from .arpa import write_arpa
-
     try:
         if args.command == "lexicon":
             words = words_from_wrd_files(args.wrd) if args.wrd else []

@@ -13,8 +13,8 @@ import os
 import re
 from typing import Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
-from manifests.atomic import atomic_open
-from manifests.records import PathLike
+from .atomic import atomic_open
+from .records import PathLike
 from .error_rates import phone_errors, word_errors
 
 Entries = Union[Mapping[str, str], Iterable[Tuple[str, str]]]

@@ -63,11 +63,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..decoding import KenLMLexiconDecoder, ViterbiDecoder
-from manifests.lexicon import build_lexicon, read_lexicon
-from manifests.arpa import read_arpa_vocabulary, write_arpa
+from manifests.arpa import is_arpa, read_arpa_vocabulary, write_arpa
 from manifests.error_rates import wer
-from manifests.arpa import is_arpa
+from manifests.lexicon import build_lexicon, read_lexicon
+
+from ..decoding import KenLMLexiconDecoder, ViterbiDecoder
 from .synthetic_emissions import (FRAMES_PER_SECOND, NEIGHBOURS, PEAK, grammar_sentence, grammar_words,
                                   letter_dictionary, normalise_text, synthesise_emissions)
 

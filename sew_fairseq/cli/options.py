@@ -11,7 +11,7 @@
     return cli_error("sew-infer", problem, 2)   # prints "sew-infer: error: ..." as argparse does; the exit status
 
 Every command prints its errors with :func:`cli_error` (``<prog>: error: <message>``, argparse's wording), written once
-in :mod:`manifests.common` (the corpus builders' layer, which cannot import this package) and re-exported here.
+in :mod:`manifests.records` (the light layer, which cannot import this package) and re-exported here.
 """
 import argparse
 from typing import Dict, Optional

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 
-
 def normalized(wave: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit variance over the samples [L] (fairseq's ``task.normalize``: ``F.layer_norm`` over the whole
     wave, as its audio datasets do); every engine prepares a wave of a normalising checkpoint with this."""
