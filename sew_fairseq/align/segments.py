@@ -86,3 +86,16 @@ class Alignment:
         return {"audio": self.audio, "duration": round(self.duration, 6),
                 "segments": [s.to_dict() for s in self.segments],
                 "forward_seconds": round(self.forward_seconds, 4), "align_seconds": round(self.align_seconds, 4)}
+
+
+def alignment_from_dict(d: dict) -> Alignment:
+    """An :class:`Alignment` read back from its ``.json`` (``sew-align`` reuses the outputs of a file already done).
+    A segment's ``normalized`` text is its words (a skipped segment's: none, it was not placed)."""
+    segments = []
+    for s in d["segments"]:
+        words = [AlignedWord(w["word"], w["start"], w["end"], w["score"] if w["score"] is not None else -math.inf)
+                 for w in s.get("words", [])]
+        segments.append(Segment(s["line"], s["text"], " ".join(w.word for w in words), s.get("start"),
+                                s.get("end"), s.get("score"), words, s.get("skipped")))
+    return Alignment(d["audio"], d["duration"], segments, None, d.get("forward_seconds", 0.0),
+                     d.get("align_seconds", 0.0))

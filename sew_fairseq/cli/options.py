@@ -180,3 +180,17 @@ def add_split_arguments(p: argparse.ArgumentParser, checkpoint: str = "fine-tune
     p.add_argument("--data", required=True,
                    help="manifest directory: <split>.tsv, its <split>.wrd (or .phn) references, dict.ltr.txt")
     p.add_argument("--split", required=True, help=split)
+
+
+def add_chunking_arguments(p: argparse.ArgumentParser) -> None:
+    """``--chunk-seconds``, ``--overlap-seconds``, ``--batch-size``: how a long recording runs through the network
+    (:class:`sew_fairseq.transcribe.Transcriber`), the same for every command that reads recordings."""
+    from ..transcribe.transcriber import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
+
+    g = p.add_argument_group("long recordings")
+    g.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS,
+                   help="chunk length for long recordings (default %(default)s)")
+    g.add_argument("--overlap-seconds", type=float, default=DEFAULT_OVERLAP_SECONDS,
+                   help="context on each side of a chunk (default %(default)s)")
+    g.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help="chunks per forward pass (default %(default)s)")

@@ -31,9 +31,10 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from .options import (add_backend_arguments, add_decoder_arguments, add_device_argument, add_early_exit_arguments,
-                      backend_problem, check_backend_arguments, check_decoder_arguments, check_early_exit_arguments,
-                      cli_error, decoder_from_arguments, engine_options, exit_rule_from_arguments)
+from .options import (add_backend_arguments, add_chunking_arguments, add_decoder_arguments, add_device_argument,
+                      add_early_exit_arguments, backend_problem, check_backend_arguments, check_decoder_arguments,
+                      check_early_exit_arguments, cli_error, decoder_from_arguments, engine_options,
+                      exit_rule_from_arguments)
 
 PROG = "sew-transcribe"
 
@@ -41,8 +42,7 @@ PROG = "sew-transcribe"
 def build_parser() -> argparse.ArgumentParser:
     from ..transcribe.outputs import FORMATS
     from ..transcribe.chunking import STITCH_RULES
-    from ..transcribe.transcriber import (DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS,
-                                          DEFAULT_STITCH)
+    from ..transcribe.transcriber import DEFAULT_STITCH
 
     p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,15 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="outputs to write (default: all of %(default)s)")
     p.add_argument("--dict", help="output dictionary (dict.ltr.txt) for a checkpoint saved without one")
     p.add_argument("--channel", type=int, default=None, help="transcribe channel N (0-based) instead of the mean")
-    p.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS,
-                   help="chunk length for long recordings (default %(default)s)")
-    p.add_argument("--overlap-seconds", type=float, default=DEFAULT_OVERLAP_SECONDS,
-                   help="context on each side of a chunk (default %(default)s)")
+    add_chunking_arguments(p)
     p.add_argument("--stitch", choices=STITCH_RULES, default=DEFAULT_STITCH,
                    help="where overlapping chunks hand over: the middle of the overlap, or the middle of the longest "
                         "run both chunks read as blank (a pause; default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
-                   help="chunks per forward pass (default %(default)s)")
     add_device_argument(p)
     add_backend_arguments(p)
     add_decoder_arguments(p)

@@ -55,6 +55,13 @@ def resolve_inputs(inputs: Sequence[str]) -> List[InputFile]:
             found.extend((p, os.path.relpath(p, item)) for p in files)
         else:
             found.append((item, os.path.basename(item)))  # a bad file is reported when it is transcribed
+    return [InputFile(path, stem) for (path, _), stem in zip(found, output_stems(found))]
+
+
+def output_stems(found: Sequence[Tuple[str, str]]) -> List[str]:
+    """The output stem of each ``(path, relative name)``: the name without its extension; two inputs that would
+    write the same outputs keep their extension in the stem (``a.wav`` -> ``a.wav.txt``); if they still collide,
+    :class:`InputError`."""
     stems = [os.path.splitext(rel)[0] for _, rel in found]
     counts = {s: stems.count(s) for s in stems}
     out, seen = [], {}
@@ -64,11 +71,11 @@ def resolve_inputs(inputs: Sequence[str]) -> List[InputFile]:
             raise InputError(f"{seen[stem]} and {path} would both write {stem}.*: give their common folder as the "
                              f"input instead, so that the outputs mirror their paths")
         seen[stem] = path
-        out.append(InputFile(path, stem))
+        out.append(stem)
     return out
 
 
-def _outputs_exist(output_dir: str, stem: str, formats: Sequence[str]) -> bool:
+def outputs_exist(output_dir: str, stem: str, formats: Sequence[str]) -> bool:
     return all(os.path.exists(os.path.join(output_dir, f"{stem}.{fmt}")) for fmt in formats)
 
 
@@ -142,7 +149,7 @@ def transcribe_files(transcriber: Transcriber, files: Sequence[InputFile], outpu
     error: Optional[AudioError] = None
     try:
         for n, (f, info) in enumerate(zip(files, infos), 1):
-            if not overwrite and _outputs_exist(output_dir, f.stem, per_file):
+            if not overwrite and outputs_exist(output_dir, f.stem, per_file):
                 summary["reused"] += 1
                 done.append(f)
             else:

@@ -52,6 +52,19 @@ DEFAULT_BATCH_SIZE = 4
 DEFAULT_STITCH = "middle"
 
 
+class Emissions(NamedTuple):
+    """A recording's log-probabilities [T, V] (float32, frames ``frame_seconds`` apart) and where they came from."""
+
+    log_probs: torch.Tensor
+    duration: float  # seconds of the original recording
+    audio: Optional[str]  # its path (None for a wave given in memory)
+    sample_rate: Optional[int]  # the recording's own rate
+    channels: Optional[int]
+    forward_seconds: float
+    chunks: int
+    exit_layers: List[int]
+
+
 class Word(NamedTuple):
     """A recognised word: ``start`` / ``end`` in seconds of the original recording, ``confidence`` in [0, 1]."""
 
@@ -240,10 +253,11 @@ class Transcriber:
         words = [Word(w.word, w.start_frame * fs, w.end_frame * fs, w.confidence) for w in timings]
         return hyp.text, words
 
-    def transcribe(self, audio: Union[str, "os.PathLike[str]", np.ndarray], sample_rate: Optional[int] = None,
-                   channel: Optional[int] = None, info: Optional[AudioInfo] = None) -> Transcript:
-        """Transcribe a file (any format, rate, channels: see :mod:`manifests.audio`) or a 1-D wave at
-        ``sample_rate``. Raises :class:`manifests.audio.AudioError` for a file that gives no samples."""
+    def emissions(self, audio: Union[str, "os.PathLike[str]", np.ndarray], sample_rate: Optional[int] = None,
+                  channel: Optional[int] = None, info: Optional[AudioInfo] = None) -> "Emissions":
+        """The log-probabilities of a file (any format, rate, channels: see :mod:`manifests.audio`) or of a 1-D wave
+        at ``sample_rate``, with what :class:`Transcript` reports of the reading and the forward passes. Raises
+        :class:`manifests.audio.AudioError` for a file that gives no samples."""
         if isinstance(audio, np.ndarray):
             if sample_rate is None:
                 raise ValueError("a wave needs its sample_rate")
@@ -255,7 +269,15 @@ class Transcriber:
             blocks = stream_audio(path, self.sample_rate, channel, info=info)
             duration, rate, channels = info.duration, info.sample_rate, info.channels
         log_probs, forward_s, chunks, exits = self._emissions(blocks, path or "<wave>")
+        return Emissions(log_probs, duration, path, rate, channels, forward_s, chunks, exits)
+
+    def transcribe(self, audio: Union[str, "os.PathLike[str]", np.ndarray], sample_rate: Optional[int] = None,
+                   channel: Optional[int] = None, info: Optional[AudioInfo] = None) -> Transcript:
+        """Transcribe a file (any format, rate, channels: see :mod:`manifests.audio`) or a 1-D wave at
+        ``sample_rate``. Raises :class:`manifests.audio.AudioError` for a file that gives no samples."""
+        e = self.emissions(audio, sample_rate, channel, info)
         start = time.perf_counter()
-        text, words = self.decode(log_probs)
+        text, words = self.decode(e.log_probs)
         decode_s = time.perf_counter() - start
-        return Transcript(text, words, duration, path, rate, channels, forward_s, decode_s, chunks, exits)
+        return Transcript(text, words, e.duration, e.audio, e.sample_rate, e.channels, e.forward_seconds, decode_s,
+                          e.chunks, e.exit_layers)
