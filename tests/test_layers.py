@@ -26,7 +26,7 @@ LAYERS: List[List[str]] = [
     ["sew_fairseq"],  # the package: registers everything with fairseq
     ["sew_fairseq.checkpoints"],  # every other checkpoint read or written, conversions
     ["sew_fairseq.engines"],  # waves -> log-probabilities
-    ["sew_fairseq.transcribe", "sew_fairseq.evaluate"],  # the user-facing jobs
+    ["sew_fairseq.transcribe", "sew_fairseq.evaluate", "sew_fairseq.align"],  # the user-facing jobs
     ["sew_fairseq.bench"],  # benchmark library code
     ["sew_fairseq.cli"],  # argparse and printing
 ]

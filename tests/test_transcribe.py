@@ -17,7 +17,7 @@ import torch
 
 from sew_fairseq.transcribe.chunking import chunk_stream, stitch
 from sew_fairseq.engines.torch_engine import forward_log_probs
-from sew_fairseq.transcribe import Transcriber, resolve_inputs
+from sew_fairseq.transcribe import Shard, Transcriber, resolve_inputs
 
 LIBRI = "librispeech/LibriSpeech/test-clean/1089/134686/1089-134686-0000.flac"
 
@@ -332,6 +332,54 @@ def test_inputs_lists_and_name_clashes(folder, tmp_path):
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(InputError, match="no audio files in the directory"):
         resolve_inputs([str(tmp_path / "empty_dir")])
+
+
+def test_shards_split_the_inputs_once(folder):
+    for i in range(4):
+        sf.write(folder / f"extra{i}.wav", np.zeros(800, np.float32), 16000)
+    files = resolve_inputs([str(folder)])
+    assert len(files) == 7
+    for n in (1, 2, 3, 7, 10):
+        parts = [Shard(k, n).select(files) for k in range(n)]
+        every = [f for part in parts for f in part]
+        assert sorted(every) == sorted(files) and len(set(every)) == len(files), n  # all of them, each once
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert Shard(1, 3).select(files) == [files[1], files[4]]
+    assert Shard.parse("3/8") == Shard(3, 8) and Shard.parse(" 0 / 1 ") == Shard(0, 1) and str(Shard(3, 8)) == "3/8"
+    assert Shard(3, 8).file_name("summary.json") == "summary.shard-3-of-8.json"
+    for bad, message in (("3/3", "K must be 0 to 2"), ("-1/2", "K must be 0 to 1"), ("x/2", "is not K/N"),
+                         ("1/0", "at least 1"), ("1", "is not K/N"), ("1/2/3", "is not K/N"), ("", "is not K/N")):
+        with pytest.raises(ValueError, match=message):
+            Shard.parse(bad)
+
+
+def test_cli_shards_share_an_output_folder(ctc_checkpoint, folder, tmp_path, capsys):
+    from sew_fairseq.cli.transcribe import main
+
+    out = tmp_path / "out"
+    common = [ctc_checkpoint, folder, "--output-dir", out, "--quiet", "--formats", "txt", "ctm"]
+    stems = [f.stem for f in resolve_inputs([str(folder)])]  # hifi, sub/libri, yesno
+    for k, mine in ((0, ["hifi", "yesno"]), (1, ["sub/libri"])):
+        code, stdout, _ = run_cli(common + ["--shard", f"{k}/2"], capsys)
+        assert code == 0 and f"(shard {k}/2 of 3 inputs)" in stdout
+        summary = json.loads((out / f"summary.shard-{k}-of-2.json").read_text())
+        assert summary["shard"] == f"{k}/2" and summary["inputs"] == 3 and summary["files"] == len(mine)
+        ctm = (out / f"transcripts.shard-{k}-of-2.ctm").read_text().splitlines()
+        assert sorted({line.split()[0] for line in ctm}) == mine
+    assert sorted(str(p.relative_to(out))[:-4] for p in out.rglob("*.txt")) == sorted(stems)
+    assert not (out / "summary.json").exists()
+    # a run without --shard redoes nothing and writes the summary and CTM of all
+    code, stdout, _ = run_cli(common, capsys)
+    assert code == 0 and "3 already done" in stdout
+    assert json.loads((out / "summary.json").read_text())["shard"] is None
+    assert {line.split()[0] for line in (out / "transcripts.ctm").read_text().splitlines()} == set(stems)
+    # a bad value is a usage error (exit status 2), before anything is loaded
+    for value, message in (("--shard=3/3", "K must be 0 to 2"), ("--shard=-1/2", "K must be 0 to 1"),
+                           ("--shard=x/2", "is not K/N")):
+        with pytest.raises(SystemExit) as e:
+            main([str(a) for a in common] + [value])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "sew-transcribe: error: argument --shard" in err and message in err
 
 
 def test_console_script_help():

@@ -1,6 +1,6 @@
 """Command-line options that several commands share, declared once: the CTC decoder (``--decoder``, ``--lexicon``,
 ``--lm``, beam options), early exit (``--early-exit``, ``--exit-threshold``), the inference backend (``--backend``,
-``--dtype``, ``--onnx-cache``, ``--onnx``) and ``--device``.
+``--dtype``, ``--onnx-cache``, ``--onnx``), ``--device`` and ``--shard K/N``.
 
     add_decoder_arguments(parser); add_early_exit_arguments(parser); add_backend_arguments(parser)
     problem = check_decoder_arguments(args) or check_early_exit_arguments(args) or check_backend_arguments(args)
@@ -8,6 +8,7 @@
     decoder = decoder_from_arguments(args, dictionary)
     rule = exit_rule_from_arguments(args)                                           # None without --early-exit
     engine_options(args)              # {backend, dtype, onnx_cache, onnx_model}: keyword arguments of load_engine
+    add_shard_argument(parser)        # args.shard: a Shard (None without --shard); files = args.shard.select(files)
     return cli_error("sew-infer", problem, 2)   # prints "sew-infer: error: ..." as argparse does; the exit status
 
 Every command prints its errors with :func:`cli_error` (``<prog>: error: <message>``, argparse's wording), written once
@@ -22,11 +23,29 @@ from manifests.records import cli_error  # noqa: F401  (re-exported: every conso
 
 from ..engines.hardware import BACKEND_DTYPES, BACKENDS, DTYPES, UnsupportedBackend, check_backend
 from ..modules.early_exit import DEFAULT_THRESHOLDS, EXIT_CRITERIA, ExitRule
+from ..transcribe.files import Shard
 
 
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="cpu or cuda (default: cuda when available)")
+
+
+def parse_shard(text: str) -> Shard:
+    """The argparse ``type`` of ``--shard``: ``"3/8"`` -> ``Shard(3, 8)``; a bad value is argparse's usage error
+    (``<prog>: error: argument --shard: ...``, exit status 2)."""
+    try:
+        return Shard.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_shard_argument(p: argparse.ArgumentParser, what: str = "inputs") -> None:
+    """``--shard K/N`` (``args.shard``: a :class:`~sew_fairseq.transcribe.files.Shard`, None without it)."""
+    p.add_argument("--shard", type=parse_shard, metavar="K/N", default=None,
+                   help=f"do part K (0 to N-1) of N: every N-th of the {what} (as listed, folders sorted) from the "
+                        f"K-th, for N jobs that share the work, e.g. a Slurm array (#SBATCH --array=0-7, --shard "
+                        f"$SLURM_ARRAY_TASK_ID/8); run every part with the same {what}")
 
 
 def add_decoder_arguments(p: argparse.ArgumentParser, nbest: bool = False) -> None:

@@ -7,6 +7,7 @@
     sew-transcribe ckpt/checkpoint_best.pt @test.list --output-dir out --references ref.trn      # + WER
     sew-transcribe ckpt/checkpoint_best.pt recordings/ --output-dir out --decoder kenlm \\
         --lexicon lexicon.txt --lm 4-gram.arpa --beam 500 --lm-weight 2 --word-score -1 --skip-bad
+    sew-transcribe ckpt/checkpoint_best.pt recordings/ --output-dir out --shard $SLURM_ARRAY_TASK_ID/8  # 1 of 8 jobs
 
 INPUT is an audio file (anything libsndfile reads: wav, flac, ogg/opus, mp3, NIST SPHERE, ...; any rate, resampled
 to the model's with soxr; channels averaged, or ``--channel N``), a folder (searched recursively) or ``@LIST`` (one
@@ -14,7 +15,10 @@ path per line). Outputs mirror each input's path relative to the folder it was f
 base name): ``<rel>.txt``, ``<rel>.json`` (text, words with start/end seconds and confidence), ``<rel>.srt``,
 ``<rel>.vtt``, and for all files ``transcripts.ctm`` (NIST CTM, for sclite) and ``summary.json`` (files,
 audio_seconds, forward_seconds, decode_seconds, setup_seconds, skipped). Each file's outputs are written as soon
-as it is done; a re-run skips files whose outputs exist (``--overwrite`` redoes them).
+as it is done; a re-run skips files whose outputs exist (``--overwrite`` redoes them). ``--shard K/N`` does every
+N-th input from the K-th (K from 0), so that N jobs (a Slurm array, ``#SBATCH --array=0-7`` and ``--shard
+$SLURM_ARRAY_TASK_ID/8``) share the inputs and one output folder; each writes ``summary.shard-K-of-N.json`` and
+``transcripts.shard-K-of-N.ctm``, and a last run without ``--shard`` (every output reused) writes them for all files.
 
 Long recordings run in chunks of ``--chunk-seconds`` with ``--overlap-seconds`` of context on each side, so memory
 does not grow with the length; each output frame comes from the interior of one chunk. A file that cannot be read
@@ -32,9 +36,9 @@ import time
 from typing import Optional, Sequence
 
 from .options import (add_backend_arguments, add_chunking_arguments, add_decoder_arguments, add_device_argument,
-                      add_early_exit_arguments, backend_problem, check_backend_arguments, check_decoder_arguments,
-                      check_early_exit_arguments, cli_error, decoder_from_arguments, engine_options,
-                      exit_rule_from_arguments)
+                      add_early_exit_arguments, add_shard_argument, backend_problem, check_backend_arguments,
+                      check_decoder_arguments, check_early_exit_arguments, cli_error, decoder_from_arguments,
+                      engine_options, exit_rule_from_arguments)
 
 PROG = "sew-transcribe"
 
@@ -68,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad", action="store_true",
                    help="list unreadable files in summary.json and carry on, instead of stopping at the first")
     p.add_argument("--overwrite", action="store_true", help="redo files whose outputs exist")
+    add_shard_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -96,7 +101,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                          **engine_options(args))
         summary = transcribe_files(tr, files, args.output_dir, args.formats, skip_bad=args.skip_bad,
                                    overwrite=args.overwrite, channel=args.channel, progress=not args.quiet,
-                                   setup_seconds=time.perf_counter() - start, references=references)
+                                   setup_seconds=time.perf_counter() - start, references=references,
+                                   shard=args.shard)
     except UnsupportedBackend as e:  # what this machine cannot run
         return cli_error(PROG, backend_problem(e))
     except (AudioError, InputError, ValueError, FileNotFoundError, OSError) as e:
@@ -105,7 +111,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"{summary['files']} file(s), {summary['audio_seconds']:.1f} s of audio, forward "
           f"{summary['forward_seconds']:.2f} s, decode {summary['decode_seconds']:.2f} s (RTF {rtf:.4f})"
           + (f", {summary['reused']} already done" if summary["reused"] else "")
-          + (f", {len(summary['skipped'])} skipped" if summary["skipped"] else "") + f" -> {args.output_dir}")
+          + (f", {len(summary['skipped'])} skipped" if summary["skipped"] else "")
+          + (f" (shard {args.shard} of {summary['inputs']} inputs)" if args.shard else "") + f" -> {args.output_dir}")
     if references is not None:
         scored = summary["scored"]
         if "per" in summary:

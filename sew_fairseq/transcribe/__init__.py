@@ -8,9 +8,9 @@
     from sew_fairseq.transcribe import Transcriber
     t = Transcriber.from_checkpoint("ckpt/checkpoint_best.pt").transcribe("talk.mp3")
 """
-from .files import InputError, InputFile, resolve_inputs, score_transcripts, transcribe_files
+from .files import InputError, InputFile, Shard, resolve_inputs, score_transcripts, transcribe_files
 from .transcriber import (DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, Transcriber, Transcript,
                           Word)
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CHUNK_SECONDS", "DEFAULT_OVERLAP_SECONDS", "InputError", "InputFile",
-           "Transcriber", "Transcript", "Word", "resolve_inputs", "score_transcripts", "transcribe_files"]
+           "Shard", "Transcriber", "Transcript", "Word", "resolve_inputs", "score_transcripts", "transcribe_files"]

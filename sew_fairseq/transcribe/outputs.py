@@ -44,7 +44,8 @@ def cues(words: Sequence) -> List[Tuple[float, float, str]]:
     return out
 
 
-def _timestamp(seconds: float, separator: str) -> str:
+def timestamp(seconds: float, separator: str = ",") -> str:
+    """``HH:MM:SS<separator>mmm`` (SRT: ``,``; WebVTT: ``.``), rounded to the millisecond."""
     ms = int(round(seconds * 1000))
     h, ms = divmod(ms, 3_600_000)
     m, ms = divmod(ms, 60_000)
@@ -52,14 +53,18 @@ def _timestamp(seconds: float, separator: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
 
 
-def srt_text(words: Sequence) -> str:
-    blocks = [f"{i}\n{_timestamp(a, ',')} --> {_timestamp(b, ',')}\n{text}\n"
-              for i, (a, b, text) in enumerate(cues(words), 1)]
+def srt_cues(spans: Iterable[Tuple[float, float, str]]) -> str:
+    """SubRip text of ``(start, end, text)`` cues, numbered from 1 in the given order."""
+    blocks = [f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{text}\n" for i, (a, b, text) in enumerate(spans, 1)]
     return "\n".join(blocks)
 
 
+def srt_text(words: Sequence) -> str:
+    return srt_cues(cues(words))
+
+
 def vtt_text(words: Sequence) -> str:
-    blocks = [f"{_timestamp(a, '.')} --> {_timestamp(b, '.')}\n{text}\n" for a, b, text in cues(words)]
+    blocks = [f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{text}\n" for a, b, text in cues(words)]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
