@@ -43,6 +43,7 @@ setup(
             "sew-log-summary=manifests.training_log:main",  # the light layer: no torch, no fairseq
             "sew-infer=sew_fairseq.cli.infer:main",
             "sew-transcribe=sew_fairseq.cli.transcribe:main",
+            "sew-align=sew_fairseq.cli.align:main",
             "sew-lm=manifests.lexicon:main",
             "sew-score=manifests.sclite:main",
             "sew-demo-data=manifests.demo:main",

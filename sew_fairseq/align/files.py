@@ -75,13 +75,14 @@ def resolve_pairs(inputs: Sequence[str], pairs: Optional[str] = None) -> List[Pa
 def align_files(aligner: Aligner, pairs: Sequence[Pair], output_dir: str, formats: Sequence[str],
                 skip_bad: bool = False, overwrite: bool = False, channel: Optional[int] = None, progress: bool = True,
                 manifest_dir: Optional[str] = None, split: str = "train", max_seconds: Optional[float] = None,
-                pad_seconds: Optional[float] = None, setup_seconds: float = 0.0, shard: Optional[str] = None) -> dict:
+                pad_seconds: Optional[float] = None, setup_seconds: float = 0.0, shard=None) -> dict:
     """Align ``pairs`` into ``output_dir`` (``<stem>.<format>`` each, written atomically as soon as a recording is
     done; ``summary.json`` at the end; with ``manifest_dir``, the kept segments as a training manifest). Every text
     is read and checked first, so that a character the model cannot spell stops the run before any audio is read
     (:class:`.text.TextError`). Recordings whose outputs exist are not redone unless ``overwrite``. An unreadable
     recording raises :class:`manifests.audio.AudioError` (what was done is kept), or with ``skip_bad`` is listed
-    under ``bad_files``. Returns the summary."""
+    under ``bad_files``. ``shard`` (a :class:`sew_fairseq.transcribe.files.Shard`: ``pairs`` is already its part)
+    names the summary ``summary.shard-K-of-N.json``. Returns the summary."""
     from tqdm import tqdm
 
     from manifests.atomic import atomic_open
@@ -93,9 +94,10 @@ def align_files(aligner: Aligner, pairs: Sequence[Pair], output_dir: str, format
     summary = {"files": 0, "reused": 0, "segments": 0, "kept": 0, "skipped": [], "bad_files": [],
                "audio_seconds": 0.0, "forward_seconds": 0.0, "align_seconds": 0.0,
                "setup_seconds": round(setup_seconds, 4)}
-    if shard:
-        summary["shard"] = shard
+    if shard is not None:
+        summary["shard"] = str(shard)
     done: List[Alignment] = []
+    done_pairs: List[Pair] = []
     error: Optional[AudioError] = None
     os.makedirs(output_dir, exist_ok=True)
     bar = tqdm(total=len(pairs), unit="file", disable=not progress, desc="aligning")
@@ -117,7 +119,7 @@ def align_files(aligner: Aligner, pairs: Sequence[Pair], output_dir: str, format
                     summary["bad_files"].append({"audio": pair.audio, "reason": e.reason, "error": str(e)})
                     bar.update(1)
                     continue
-                write_alignment(result, stem, per_file)
+                write_alignment(result, stem, per_file, recording=pair.stem)
                 summary["files"] += 1
                 summary["forward_seconds"] += result.forward_seconds
                 summary["align_seconds"] += result.align_seconds
@@ -127,6 +129,7 @@ def align_files(aligner: Aligner, pairs: Sequence[Pair], output_dir: str, format
             summary["skipped"] += [{"audio": pair.audio, "line": s.line, "text": s.text, "score": s.to_dict()["score"],
                                     "reason": s.skipped} for s in result.segments if not s.kept]
             done.append(result)
+            done_pairs.append(pair)
             bar.update(1)
     finally:
         bar.close()
@@ -138,8 +141,11 @@ def align_files(aligner: Aligner, pairs: Sequence[Pair], output_dir: str, format
             from .manifest import write_manifest
 
             kwargs = {} if pad_seconds is None else {"pad_seconds": pad_seconds}
-            report = write_manifest(done, manifest_dir, split, aligner.dictionary, max_seconds=max_seconds, **kwargs)
-            summary["manifest"] = report
-        with atomic_open(os.path.join(output_dir, "summary.json"), "w", encoding="utf-8") as out:
+            report = write_manifest(done, manifest_dir, split, aligner.dictionary, max_seconds=max_seconds,
+                                    stems=[p.stem for p in done_pairs], channel=channel, **kwargs)
+            summary["manifest"] = {"tsv": report.tsv, "rows": report.rows, "seconds": round(report.seconds, 3),
+                                   "rejected": [r._asdict() for r in report.rejected], "skipped": report.skipped}
+        name = "summary.json" if shard is None else shard.file_name("summary.json")
+        with atomic_open(os.path.join(output_dir, name), "w", encoding="utf-8") as out:
             json.dump(summary, out, indent=2)
     return summary

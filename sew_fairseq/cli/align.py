@@ -29,7 +29,8 @@ mean log-posteriors per frame (0 = a perfect match). ``--manifest-dir M`` cuts t
 ``M/<split>.tsv``, ``.ltr``, ``.wrd`` and ``dict.ltr.txt`` for fine-tuning and ``sew-infer``.
 
 ``--shard K/N`` aligns every N-th pair from the K-th (K = 0 .. N-1), so that a SLURM array (``--array=0-7`` and
-``--shard $SLURM_ARRAY_TASK_ID/8``) or any scheduler splits a corpus over machines without coordination.
+``--shard $SLURM_ARRAY_TASK_ID/8``) or any scheduler splits a corpus over machines without coordination; each part
+writes ``summary.shard-K-of-N.json``.
 """
 import argparse
 import logging
@@ -37,8 +38,8 @@ import sys
 import time
 from typing import Optional, Sequence
 
-from .options import (add_backend_arguments, add_chunking_arguments, add_device_argument, backend_problem,
-                      check_backend_arguments, cli_error, engine_options)
+from .options import (add_backend_arguments, add_chunking_arguments, add_device_argument, add_shard_argument,
+                      backend_problem, check_backend_arguments, cli_error, engine_options)
 
 PROG = "sew-align"
 FORMATS = ("json", "ctm", "TextGrid", "srt")
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("search")
     g.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
                    help="skip kept lines whose score (mean log-posterior per frame) is below this (default "
-                        "%(default)s; -inf keeps every line the search places)")
+                        "%(default)s; --min-score=-inf keeps every line the search places)")
     g.add_argument("--garbage-penalty", type=float, default=DEFAULT_GARBAGE_PENALTY,
                    help="cost per frame of speech that is not in the text (default %(default)s)")
     g.add_argument("--skip-cost", type=float, default=DEFAULT_SKIP_COST,
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split longer segments at the widest pause between their words")
     m.add_argument("--pad-seconds", type=float, default=None,
                    help="padding of each cut into the surrounding silence (default: the manifest writer's, 0.15)")
-    p.add_argument("--shard", metavar="K/N", help="align every N-th pair from the K-th (K = 0 .. N-1)")
+    add_shard_argument(p, "pairs")
     p.add_argument("--skip-bad", action="store_true",
                    help="list unreadable recordings in summary.json and carry on, instead of stopping at the first")
     p.add_argument("--overwrite", action="store_true", help="redo recordings whose outputs exist")
@@ -103,11 +104,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     start = time.perf_counter()
     try:
         pairs = resolve_pairs(args.inputs, args.pairs)
-        if args.shard:
-            from .options import parse_shard
-
-            k, n = parse_shard(args.shard)
-            pairs = pairs[k::n]
+        if args.shard is not None:
+            pairs = args.shard.select(pairs)
         aligner = Aligner.from_checkpoint(args.checkpoint, device=args.device, dictionary=args.dict,
                                           chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
                                           batch_size=args.batch_size, min_score=args.min_score,
@@ -135,7 +133,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{PROG}: skipped {s['error']}", file=sys.stderr)
     if "manifest" in summary:
         r = summary["manifest"]
-        print(f"manifest: {r.get('rows', '?')} rows -> {args.manifest_dir}/{args.split}.tsv")
+        print(f"manifest: {r['rows']} segments, {r['seconds']:.1f} s -> {r['tsv']}"
+              + (f" ({len(r['rejected'])} rejected, listed in summary.json)" if r["rejected"] else ""))
     return 0
 
 
