@@ -180,8 +180,8 @@ def average_checkpoints(paths: Sequence[str]) -> Dict[str, Any]:
             total += weights[key].to(torch.float64)
         kept = [k for k, v in reference.items() if not v.is_floating_point() and not torch.equal(v, weights[k])]
         if kept:
-            logger.warning("%s: %d integer/bool tensors (e.g. '%s') differ from %s; the first checkpoint's are kept",
-                           path, len(kept), kept[0], paths[0])
+            logger.info("%s: %d integer/bool tensors (e.g. '%s') differ from %s; the first checkpoint's are kept",
+                        path, len(kept), kept[0], paths[0])  # counters such as BatchNorm's num_batches_tracked
         del weights
     count = float(len(paths))
     first["model"] = {k: (sums[k] / count).to(v.dtype) if k in sums else v for k, v in reference.items()}
