@@ -39,6 +39,7 @@ setup(
         "console_scripts": [
             "sew-bench=sew_fairseq.cli.bench:main",
             "sew-convert=sew_fairseq.cli.convert:main",
+            "sew-average=sew_fairseq.cli.average:main",
             "sew-train=sew_fairseq.cli.train:main",
             "sew-log-summary=manifests.training_log:main",  # the light layer: no torch, no fairseq
             "sew-infer=sew_fairseq.cli.infer:main",

@@ -22,7 +22,8 @@ whose ``reason`` is one of :data:`AUDIO_REASONS` (the bad-audio list, with a hin
     bad_channel  ``channel=N`` where the file has fewer channels
 
 :func:`probe_audio` adds, against an expected format, ``wrong_rate`` and ``wrong_channels``. A path of the form
-``archive.zip:offset:length`` is read as fairseq reads it: ``length`` bytes at ``offset`` of an uncompressed zip.
+``archive.zip:offset:length`` is read as fairseq reads it: ``length`` bytes at ``offset`` of an uncompressed zip
+(:func:`read_zip_slice`; ``sew-manifest pack`` writes such manifests).
 """
 import io
 import os
@@ -93,6 +94,37 @@ def split_zip_slice(path: str) -> Tuple[str, Optional[Tuple[int, int]]]:
     return path, None
 
 
+#: the first bytes fairseq's ``is_sf_audio_data`` accepts in a zip slice: WAV (``RIF``), FLAC (``fLa``), Ogg (``Ogg``)
+ZIP_AUDIO_MAGIC = (b"RIF", b"fLa", b"Ogg")
+
+
+def read_zip_slice(path: str, file_path: str, zip_slice: Tuple[int, int]) -> bytes:
+    """The bytes ``path`` (``archive.zip:offset:length``, split by :func:`split_zip_slice` into ``file_path`` and
+    ``zip_slice``) names, checked as fairseq's ``FileAudioDataset`` needs them; :class:`AudioError` otherwise."""
+    offset, length = zip_slice
+    if ":" in file_path:
+        raise AudioError(path, "unreadable", "fairseq splits a path at every ':' (parse_path): the archive's path may "
+                                             "not contain one")
+    try:
+        with open(file_path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(offset)
+            data = f.read(length)
+    except FileNotFoundError:
+        raise AudioError(path, "missing", "no such file") from None
+    except OSError as e:
+        raise AudioError(path, "unreadable", e.strerror or str(e)) from None
+    if length == 0:
+        raise AudioError(path, "empty", "0 bytes")
+    if offset + length > size:
+        raise AudioError(path, "truncated", f"the slice ends at byte {offset + length}, the archive has {size}")
+    if data[:3] not in ZIP_AUDIO_MAGIC:
+        raise AudioError(path, "unreadable", f"the bytes at offset {offset} are not WAV, FLAC or Ogg data, which "
+                                             f"fairseq requires (the offset must point at a stored member's data, "
+                                             f"after its local header)")
+    return data
+
+
 def flac_streaminfo(path: str) -> Optional[Tuple[int, int, int]]:
     """``(sample_rate, channels, total_samples)`` from a FLAC file's STREAMINFO, or None if not plain FLAC.
 
@@ -156,18 +188,16 @@ def audio_info(path: PathLike) -> AudioInfo:
         raise AudioError(path, "unreadable", e.strerror or str(e)) from None
     if os.path.isdir(file_path):
         raise AudioError(path, "unreadable", "a directory, not an audio file")
-    if (size if zip_slice is None else zip_slice[1]) == 0:
+    if size == 0 and zip_slice is None:
         raise AudioError(path, "empty", "0 bytes")
+    source: Union[str, io.BytesIO] = file_path
+    if zip_slice is not None:
+        source = io.BytesIO(read_zip_slice(path, file_path, zip_slice))
     try:
         if zip_slice is None and path.lower().endswith(".flac"):
             fast = flac_streaminfo(path)
             if fast is not None:
                 return AudioInfo(fast[2], fast[0], fast[1], "FLAC")
-        source: Union[str, io.BytesIO] = file_path
-        if zip_slice is not None:
-            with open(file_path, "rb") as f:
-                f.seek(zip_slice[0])
-                source = io.BytesIO(f.read(zip_slice[1]))
         i = sf.info(source)
     except Exception as e:  # LibsndfileError / RuntimeError / OSError
         raise AudioError(path, "unreadable", _libsndfile_message(e)) from None
@@ -230,8 +260,10 @@ def stream_audio(path: PathLike, sample_rate: int, channel: Optional[int] = None
     first = max(0, int(round(start * info.sample_rate))) if start is not None else 0
     last = min(info.frames, int(round(end * info.sample_rate))) if end is not None else info.frames
     read, expected = 0, max(0, last - first)
+    file_path, zip_slice = split_zip_slice(path)
+    source = io.BytesIO(read_zip_slice(path, file_path, zip_slice)) if zip_slice is not None else path
     try:  # the header was read, but the decoder can still refuse the file (e.g. a FLAC cut inside its metadata)
-        f = sf.SoundFile(path)
+        f = sf.SoundFile(source)
     except Exception as e:  # LibsndfileError / RuntimeError / OSError
         raise AudioError(path, "unreadable", _libsndfile_message(e) or "the decoder cannot open it") from None
     with f:

@@ -7,6 +7,9 @@ line per utterance with the path relative to that root and its length in samples
     103/1240/103-1240-0000.flac	225360
     103/1240/103-1240-0001.flac	255120
 
+A packed manifest (``sew-manifest pack``) names zip members instead, ``shard.zip:offset:length<TAB>num_samples``;
+they are checked the same way, and the offset must point at a stored member's data.
+
 fairseq reads it lazily: a missing, corrupt, 8 kHz or mis-counted file surfaces hours into training
 as an assertion or a crash inside a data-loader worker. :func:`check_manifest` reads every audio
 header once (``soundfile.info``, no decoding; a thread pool for large manifests) and reports, per

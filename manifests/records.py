@@ -92,9 +92,9 @@ class ManifestError(ValueError):
 @dataclass(frozen=True)
 class Utterance:
     """One utterance of a manifest: ``id`` (its audio path relative to the manifest root, without the extension,
-    for utterances read back; the builder's own id when written), ``audio`` (the audio file's path),
-    ``num_samples`` (at 16 kHz), ``words`` (the normalised transcript, upper case, single spaces; None when read
-    without a label file), ``labels`` (``(extension, line)`` of further label files, see
+    for utterances read back, the zip member's for a packed one; the builder's own id when written), ``audio``
+    (the audio file's path), ``num_samples`` (at 16 kHz), ``words`` (the normalised transcript, upper case, single
+    spaces; None when read without a label file), ``labels`` (``(extension, line)`` of further label files, see
     ``manifests.common.write_split``), and where it was read from: ``manifest`` and its 1-based ``line``."""
 
     id: str

@@ -11,6 +11,7 @@ module               what it reads or writes
 :mod:`.hf`           Hugging Face transformers' SEW / SEW-D (and, with :mod:`.hf_wav2vec2`, wav2vec 2.0 /
                      HuBERT) directories, both ways (``sew-convert from-hf`` / ``to-hf``)
 :mod:`.onnx`         ONNX graphs of fine-tuned models (``sew-convert to-onnx``)
+:mod:`.average`      the parameter average of checkpoints of one model (``sew-average``)
 ==================== =======================================================================================
 
 This ``__init__`` imports nothing, so that :mod:`.safe_load` (which the fairseq fixes in

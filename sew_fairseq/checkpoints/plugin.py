@@ -76,13 +76,14 @@ def check_state(expected: Mapping[str, torch.Tensor], actual: Mapping[str, torch
 
 # ---------------------------------------------------------------- reading plugin checkpoints
 
-def load_checkpoint(path: str) -> Dict[str, Any]:
-    """A fairseq checkpoint (dict with ``model`` and ``cfg`` or ``args``), loaded by the allow-list loader."""
+def load_checkpoint(path: str, mmap: bool = False) -> Dict[str, Any]:
+    """A fairseq checkpoint (dict with ``model`` and ``cfg`` or ``args``), loaded by the allow-list loader
+    (``mmap``: tensors memory-mapped, read only when used)."""
     from .safe_load import safe_load
 
     if not os.path.isfile(path):
         raise ConversionError(f"{path}: no such checkpoint file")
-    state = safe_load(path, map_location="cpu")
+    state = safe_load(path, map_location="cpu", mmap=mmap)
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         keys = sorted(state)[:MAX_LISTED] if isinstance(state, dict) else type(state).__name__
         raise ConversionError(f"{path} is not a fairseq checkpoint: expected a dict with 'model' (a state dict) and "

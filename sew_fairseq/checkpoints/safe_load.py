@@ -36,7 +36,7 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TRUSTED_GLOBALS", "CheckpointLoadError", "safe_load", "trusted_globals"]
+__all__ = ["TRUSTED_GLOBALS", "CheckpointLoadError", "NotACheckpoint", "safe_load", "trusted_globals"]
 
 #: An allow-list entry as torch takes it: the object and the dotted name the pickle uses for it.
 TrustedGlobal = Tuple[Callable[..., Any], str]
@@ -149,6 +149,14 @@ class CheckpointLoadError(ValueError):
         )
 
 
+class NotACheckpoint(CheckpointLoadError):
+    """The file is no pickle at all (a text file, another format): nothing was refused, there is nothing to load."""
+
+    def __init__(self, source: str, detail: str) -> None:
+        self.source, self.offending = source, ""
+        ValueError.__init__(self, f"{source} is not a torch checkpoint (torch: {detail})")
+
+
 _OFFENDER_RES = (
     re.compile(r"GLOBAL (\S+)"),  # unknown or blocked global
     re.compile(r"unrecognized function (.+?)(?: which belongs to|$)", re.MULTILINE),  # REDUCE
@@ -219,6 +227,8 @@ def safe_load(
         detail_match = _DETAIL_RE.search(message)
         detail = detail_match.group(1).strip() if detail_match else message.strip()
         source = _describe_source(path_or_file)
+        if detail.startswith("Unsupported operand"):  # the first byte is no pickle opcode: not a checkpoint
+            raise NotACheckpoint(source, detail) from err
         offending = _offending_global(message)
         logger.error("refused to load %s: it references %s", source, offending)
         raise CheckpointLoadError(source, offending, detail) from err

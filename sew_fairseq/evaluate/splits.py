@@ -1,6 +1,7 @@
 """Emissions of a fine-tuned CTC checkpoint over a fairseq manifest split (used by ``sew-infer``).
 
-A split is ``<data>/<split>.tsv`` (first line the audio root, then ``relpath<TAB>num_samples``) with its labels
+A split is ``<data>/<split>.tsv`` (first line the audio root, then ``relpath<TAB>num_samples``, or
+``shard.zip:offset:length<TAB>num_samples`` as ``sew-manifest pack`` writes) with its labels
 ``<split>.wrd`` (one transcript per line, same order; or ``<split>.phn``, phone sequences, for a phone model) and
 the dictionary the checkpoint was fine-tuned with (``<data>/dict.ltr.txt``, ``dict.phn.txt``).
 Shapes: B utterances, L samples, T frames, V letters (blank ``<s>``).
@@ -15,9 +16,9 @@ import numpy as np
 import torch
 
 from manifests.audio import AudioError, audio_info, read_audio
-from manifests.records import ManifestError, Utterance
-
 from manifests.check import parse_manifest_line
+from manifests.pack import entry_id
+from manifests.records import ManifestError, Utterance
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +71,10 @@ def read_split(data: str, split: str, labels: str = "wrd") -> List[Utterance]:
         logger.warning("no %s: decoding without references (no WER)", label_file)
     utterances = []
     for (number, rel, samples), words in zip(entries, references):
-        utterances.append(Utterance(os.path.splitext(rel)[0], os.path.join(root, rel), samples, words,
+        utterances.append(Utterance(entry_id(root, rel), os.path.join(root, rel), samples, words,
                                     manifest=str(tsv), line=number))
     return utterances
+
 
 
 def _batches(utterances: Sequence[Utterance], max_samples: int) -> Iterator[List[int]]:
