@@ -7,7 +7,8 @@
 #          $work/pretrain_TARGETS/  checkpoints (ckpt/checkpoint_last.pt, checkpoint_best.pt) and train.log
 #          $work/lm/            lexicon.txt and a 3-gram lm.arpa from the training transcripts
 #          $work/finetune_TARGETS/  CTC checkpoints and train.log; decode-valid-{viterbi,kenlm}/ (trn, tsv, json)
-#          $work/early_exit_TARGETS/  (stages 6-7) exit-branch checkpoints, train.log, tradeoff-valid/ (csv, png)
+#          $work/align/         (stage 6) held-out speech aligned with its text: recording, text, results.json
+#          $work/early_exit_TARGETS/  (stages 7-8) exit-branch checkpoints, train.log, tradeoff-valid/ (csv, png)
 #
 # Stages (run a range with --stage N --stop-stage M):
 #   0  generate the demo corpus                  (seconds; skipped when complete with the same options)
@@ -17,13 +18,15 @@
 #   3  lexicon and word LM from the training transcripts (sew-lm)
 #   4  CTC fine-tuning of the pretrained model (recipes/demo/finetune.yaml, LM WER at validation; ~3 min)
 #   5  decode the valid split with viterbi and with KenLM (sew-infer) and print a WER/CER table
-#   6  (optional, --stop-stage 7) early exit, two-stage: freeze the fine-tuned model, train exit branches after
+#   6  forced alignment (sew-align's search): 2 minutes of held-out utterances joined by random pauses, aligned with
+#      their text plus one line that is not spoken; boundary accuracy and the skipped line (~20 s)
+#   7  (optional, --stop-stage 8) early exit, two-stage: freeze the fine-tuned model, train exit branches after
 #      layers 1, 2, 3 of 4 (recipes/demo/early_exit.yaml; ~3 min)
-#   7  (optional) sew-bench tradeoff on the valid split: WER against inference time, CSV + PNG
+#   8  (optional) sew-bench tradeoff on the valid split: WER against inference time, CSV + PNG
 set -euo pipefail
 
 stage=0
-stop_stage=5
+stop_stage=6
 work=demo_work
 utterances=400
 max_update=400
@@ -35,7 +38,7 @@ voices=1      # eSpeak NG voices in the corpus: one voice is the most regular sp
 seed=1        # common.seed of every training stage (the yaml files say 1)
 
 usage() { sed -n '2,22p' "$0"; echo; echo "Options: --stage N --stop-stage M --work DIR --utterances N --voices N --max-update N --ft-max-update N"
-  echo "         --ee-max-update N (stage 6) --seed N"
+  echo "         --ee-max-update N (stage 7) --seed N"
   echo "         --device auto|cpu|cuda --targets continuous|quantized"; }
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -133,7 +136,13 @@ fi
 ee_dir="$work/early_exit_$targets"
 
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
-  log "stage 6: early exit, two-stage: exit branches on the frozen fine-tuned model, $ee_max_update updates (log: $ee_dir/train.log)"
+  log "stage 6: align 2 minutes of held-out speech with its text plus one unspoken line ($work/align)"
+  sew-bench align "$ft_dir/ckpt/checkpoint_best.pt" --data "$work/corpus" --split valid --foreign-split train \
+    --minutes 2 --unspoken 1 --no-ctc-segmentation --threads 2 --out-dir "$work/align"
+fi
+
+if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
+  log "stage 7: early exit, two-stage: exit branches on the frozen fine-tuned model, $ee_max_update updates (log: $ee_dir/train.log)"
   mkdir -p "$ee_dir"
   sew-train --config-dir "$here/demo" --config-name early_exit \
     task.data="$work/corpus" model.finetuned_path="$ft_dir/ckpt/checkpoint_best.pt" \
@@ -142,8 +151,8 @@ if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
   [ -f "$ee_dir/ckpt/checkpoint_last.pt" ] || { log "early-exit training failed: see $ee_dir/train.log"; exit 1; }
 fi
 
-if [ "$stage" -le 7 ] && [ "$stop_stage" -ge 7 ]; then
-  log "stage 7: sew-bench tradeoff on $work/corpus/valid -> $ee_dir/tradeoff-valid/tradeoff.{csv,png}"
+if [ "$stage" -le 8 ] && [ "$stop_stage" -ge 8 ]; then
+  log "stage 8: sew-bench tradeoff on $work/corpus/valid -> $ee_dir/tradeoff-valid/tradeoff.{csv,png}"
   sew-bench tradeoff "$ee_dir/ckpt/checkpoint_last.pt" --data "$work/corpus" --split valid \
     --threads 1 --out-dir "$ee_dir/tradeoff-valid" --quiet   # one thread: robust on a shared machine
 fi

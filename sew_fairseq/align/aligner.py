@@ -37,9 +37,9 @@ from .viterbi import GARBAGE_STATE, LETTER_STATE, build_graph, garbage_scores, v
 #: measurements on the demo models (README, "Aligning")
 DEFAULT_GARBAGE_PENALTY = 4.0
 #: cost of skipping one line
-DEFAULT_SKIP_COST = 8.0
+DEFAULT_SKIP_COST = 16.0
 #: the search's beam, in nats: states further below the frame's best are dropped (small inputs: no beam)
-DEFAULT_BEAM = 40.0
+DEFAULT_BEAM = 64.0
 #: kept lines scoring below this (mean log-posterior per frame) are skipped as ``low_score``
 DEFAULT_MIN_SCORE = -2.0
 

@@ -113,7 +113,7 @@ def split_at_pauses(words: Sequence[AlignedWord], max_seconds: float) -> List[Li
     return pieces
 
 
-def _padded(spans: Sequence[Tuple[float, float]], duration: float, pad: float,
+def padded_spans(spans: Sequence[Tuple[float, float]], duration: float, pad: float,
             max_seconds: Optional[float]) -> List[Tuple[float, float]]:
     """Each of the time-ordered ``spans`` widened by up to ``pad`` on each side, up to the midpoint to the span
     beside it and within ``[0, duration]``; with ``max_seconds``, the padding cut back to fit."""
@@ -168,7 +168,7 @@ def plan_cuts(alignment: Alignment, stem: str, pad_seconds: float = DEFAULT_PAD_
             end = seg.end if n == len(pieces) - 1 else p[-1].end
             spans.append((start, end, (seg.line, n + 1 if len(pieces) > 1 else None, " ".join(w.word for w in p))))
     cuts = []
-    for (start, end), (_, _, what) in zip(_padded([s[:2] for s in spans], alignment.duration, pad_seconds,
+    for (start, end), (_, _, what) in zip(padded_spans([s[:2] for s in spans], alignment.duration, pad_seconds,
                                                   max_seconds), spans):
         if what is None:
             continue

@@ -131,7 +131,7 @@ class _Band:
 
 
 def viterbi(log_probs, lines: Sequence[Sequence[int]], blank: int, boundary: Optional[int] = None, *,
-            garbage_penalty: float = 4.0, skip_cost: float = 8.0, beam: Optional[float] = 40.0,
+            garbage_penalty: float = 4.0, skip_cost: float = 16.0, beam: Optional[float] = 64.0,
             commit_every: int = 256, max_lag: int = 6000, full_table_cells: int = FULL_TABLE_CELLS,
             graph: Optional[Graph] = None) -> Path:
     """The best path through the graph of ``lines`` over ``log_probs`` [T, V] (module docstring).
@@ -169,8 +169,8 @@ class _Search:
         """(the band at frame t, its back-pointers: the state at t - 1 of each state's best path)."""
         S = self.g.size
         lo = prev.lo
-        if self.beam is None:
-            hi = S
+        if self.beam is None or t == self.lp.shape[0] - 1:
+            hi = S  # the last frame: every garbage state, so that the lines after the band can be skipped to the end
         else:
             hi = min(S, prev.lo + len(prev.scores) + 2)
             if math.isfinite(self.skip_cost):  # skips reach the garbage states within the beam's reach

@@ -12,7 +12,9 @@ trailing silence below -40 dB of the utterance's peak (the synthetic speech has 
 
 For each length and seed, in one run: ``sew-align`` in a child process (its forward and alignment seconds, its peak
 resident memory), and ctc-segmentation on the emissions ``sew-align`` computed (its own child process; its segments
-both as it pads them into the pauses and unpadded: the first and last character's times). Scores: the share of
+both as it pads them into the pauses and unpadded: the first and last character's times). ``sew-align``'s rows: its
+segments (first and last letter frames, as its json gives them) and the cuts ``--manifest-dir`` would write (padded
+by 0.15 s, never past the midpoint to a neighbour). Scores: the share of
 spoken lines whose start and end are both within 0.1 s and 0.25 s of the true span (a spoken line left out counts
 as a miss), the median start and end errors, and precision and recall of finding the unspoken lines (ctc-segmentation
 does not leave lines out: its lowest-scoring lines, as many as are unspoken, count as its guesses).
@@ -158,6 +160,7 @@ def run_align_bench(checkpoint: str, data: str, split: str, minutes: Sequence[fl
     import soundfile as sf
 
     from manifests.atomic import atomic_file, atomic_open, atomic_write_text
+    from ..align.manifest import DEFAULT_PAD_SECONDS, padded_spans
     from ..evaluate.splits import read_split
 
     utterances = read_split(data, split)
@@ -183,7 +186,19 @@ def run_align_bench(checkpoint: str, data: str, split: str, minutes: Sequence[fl
                    "peak_gb": ours["peak_gb"],
                    **score(lines, spans, [i for i, s in enumerate(segs) if "skipped" in s])}
             row["scores"] = [s["score"] for s in segs]
+            row["skipped_lines"] = [{"line": i + 1, "text": s["text"], "reason": s["skipped"], "score": s["score"],
+                                     "unspoken": lines[i]["truth"] is None} for i, s in enumerate(segs)
+                                    if "skipped" in s]
             rows.append(row)
+            kept = sorted((i for i, span in enumerate(spans) if span is not None), key=lambda i: spans[i])
+            cut = padded_spans([spans[i] for i in kept], len(wave) / SAMPLE_RATE, DEFAULT_PAD_SECONDS, None)
+            cuts: List[Optional[Tuple[float, float]]] = [None] * len(spans)
+            for i, c in zip(kept, cut):
+                cuts[i] = c
+            rows.append({**{k: row[k] for k in ("recording", "minutes", "seed", "lines", "audio_seconds",
+                                                "align_seconds", "peak_gb")},
+                         "system": f"sew-align cuts (pad {DEFAULT_PAD_SECONDS:g} s)",
+                         **score(lines, cuts, [i for i, s in enumerate(segs) if "skipped" in s])})
             if ctc_seg:
                 theirs = _run_measured(_worker_cmd("--ctc-segmentation-worker", os.path.join(work, "emissions.npy"),
                                                    text, json.dumps(result["labels"]),
@@ -213,6 +228,11 @@ def format_rows(rows: Sequence[dict]) -> str:
                    f"{r['within_0.25']:>9.1f} {num(r['median_start_error'], '.3f'):>9} "
                    f"{num(r['median_end_error'], '.3f'):>8} {pr:>13} {num(r.get('forward_seconds'), '.1f'):>7} "
                    f"{r['align_seconds']:>8.2f} {r['peak_gb']:>8.2f}")
+    for r in rows:
+        for k in r.get("skipped_lines", []):
+            score = "-" if k["score"] is None else f"{k['score']:.2f}"
+            out.append(f"{r['recording']}: sew-align left out line {k['line']} ({k['reason']}, score {score}; "
+                       f"{'not spoken' if k['unspoken'] else 'SPOKEN'}): {k['text']}")
     return "\n".join(out)
 
 
