@@ -107,7 +107,7 @@ class Aligner:
         if not lines:
             return segments
         index = self.dictionary.index
-        tokens = [token_ids(line, index, self.boundary) for line in lines]
+        tokens = [token_ids(line, index) for line in lines]
         graph = build_graph(tokens, self.blank)
         path = viterbi(lp, tokens, self.blank, self.boundary, garbage_penalty=self.garbage_penalty,
                        skip_cost=self.skip_cost, beam=self.beam, graph=graph)

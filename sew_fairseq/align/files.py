@@ -11,7 +11,7 @@ from typing import List, NamedTuple, Optional, Sequence
 
 from manifests.audio import AudioError, audio_info
 
-from ..transcribe.files import InputError, output_stems, outputs_exist
+from ..transcribe.files import InputError, list_entries, output_stems, outputs_exist
 from .aligner import Aligner
 from .segments import Alignment, alignment_from_dict
 from .text import Line, read_text
@@ -52,20 +52,7 @@ def resolve_pairs(inputs: Sequence[str], pairs: Optional[str] = None) -> List[Pa
         raise InputError(f"give AUDIO TEXT, or folders of x.flac + x{TEXT_SUFFIX} pairs, or --pairs LIST; got "
                          f"{len(inputs)} argument(s) that are not all folders")
     if pairs:
-        try:
-            with open(pairs, encoding="utf-8") as f:
-                lines = f.read().splitlines()
-        except OSError as e:
-            raise InputError(f"cannot read the list {pairs}: {e.strerror}") from None
-        base = os.path.dirname(os.path.abspath(pairs))
-        for n, line in enumerate(lines, 1):
-            if not line.strip() or line.startswith("#"):
-                continue
-            fields = line.split("\t")
-            if len(fields) != 2:
-                raise InputError(f"{pairs}:{n}: expected AUDIO<TAB>TEXT, found {len(fields)} field(s)")
-            a, t = (p if os.path.isabs(p) else os.path.join(base, p) for p in (f.strip() for f in fields))
-            found.append((a, t, os.path.basename(a)))
+        found.extend((a, t, os.path.basename(a)) for _, (a, t) in list_entries(pairs, 2, "AUDIO<TAB>TEXT"))
     if not found:
         raise InputError("nothing to align: give AUDIO TEXT, a folder, or --pairs LIST")
     stems = output_stems([(a, rel) for a, _, rel in found])

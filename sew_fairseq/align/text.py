@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Sequence
 
 from manifests.common import ascii_quotes
+from manifests.lexicon import to_letters
 
 WORD_SEPARATORS = frozenset("/\\")
 
@@ -96,11 +97,8 @@ def read_text(path: str, symbols: Iterable[str], keep_punctuation: bool = False)
     return normalize_lines(raw, symbols, path, keep_punctuation)
 
 
-def token_ids(line: Line, index, boundary: Optional[int]) -> List[int]:
-    """The token ids of a line's words with ``boundary`` (``|``) between them (``index``: symbol -> id)."""
-    ids: List[int] = []
-    for k, word in enumerate(line.words):
-        if k and boundary is not None:
-            ids.append(boundary)
-        ids.extend(index(c) for c in word)
-    return ids
+def token_ids(line: Line, index, boundary: str = "|") -> List[int]:
+    """The token ids of a line as the model was trained to emit it: its letters with ``boundary`` (``|``) after every
+    word, the last one included, as fairseq's ``.ltr`` targets spell an utterance (``W O R D | W O R D |``;
+    :func:`manifests.lexicon.to_letters`). ``index``: symbol -> id."""
+    return [index(symbol) for symbol in to_letters(line.normalized, boundary).split()]

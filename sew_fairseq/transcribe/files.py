@@ -40,18 +40,7 @@ def resolve_inputs(inputs: Sequence[str]) -> List[InputFile]:
     found: List[Tuple[str, str]] = []  # (path, relative name)
     for item in inputs:
         if item.startswith("@"):
-            listing = item[1:]
-            try:
-                with open(listing, encoding="utf-8") as f:
-                    lines = f.read().splitlines()
-            except OSError as e:
-                raise InputError(f"cannot read the list {listing}: {e.strerror}") from None
-            base = os.path.dirname(os.path.abspath(listing))
-            for line in lines:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    path = line if os.path.isabs(line) else os.path.join(base, line)
-                    found.append((path, os.path.basename(path)))
+            found.extend((path, os.path.basename(path)) for _, (path,) in list_entries(item[1:]))
         elif os.path.isdir(item):
             files = find_audio_files(item)
             if not files:
@@ -60,6 +49,28 @@ def resolve_inputs(inputs: Sequence[str]) -> List[InputFile]:
         else:
             found.append((item, os.path.basename(item)))  # a bad file is reported when it is transcribed
     return [InputFile(path, stem) for (path, _), stem in zip(found, output_stems(found))]
+
+
+def list_entries(listing: str, fields: int = 1, what: str = "PATH") -> List[Tuple[int, List[str]]]:
+    """The entries of a list file: ``(line number, paths)`` of each line that is not blank or a ``#`` comment, with
+    ``fields`` tab-separated paths (``what`` names them in the error), each relative to the list's folder unless
+    absolute. Raises :class:`InputError` for an unreadable list or a line with another number of fields."""
+    try:
+        with open(listing, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise InputError(f"cannot read the list {listing}: {e.strerror}") from None
+    base = os.path.dirname(os.path.abspath(listing))
+    out = []
+    for n, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        paths = [p.strip() for p in line.split("\t")] if fields > 1 else [line]
+        if len(paths) != fields:
+            raise InputError(f"{listing}:{n}: expected {what}, found {len(paths)} field(s)")
+        out.append((n, [p if os.path.isabs(p) else os.path.join(base, p) for p in paths]))
+    return out
 
 
 def output_stems(found: Sequence[Tuple[str, str]]) -> List[str]:
