@@ -175,3 +175,24 @@ def test_cli_shards_and_manifest(ctc_checkpoint, pair, tmp_path, capsys):
         assert info.samplerate == 16000 and info.channels == 1 and info.frames == int(row.split("\t")[1])
     assert (m / "x.wrd").read_text().splitlines()[0] == "NOR IS MISTER QUILTER'S MANNER"
     assert (m / "dict.ltr.txt").exists()
+
+
+def test_boundaries_agree_with_ctc_segmentation_on_clean_emissions(aligner):
+    """On emissions where every line is spoken cleanly, ctc-segmentation (where installed), given the lines spelled as
+    ours, puts each line's first and last character where our search puts them."""
+    cs = pytest.importorskip("ctc_segmentation")
+    texts = ["good morning", "see you", "bye now"]
+    starts = (10, 60, 120)
+    lp = emissions_of(aligner, 160, {k: v for t, text in zip(starts, texts) for k, v in spell(t, text.upper()).items()})
+    aligner = Aligner(aligner.transcriber, min_score=None)
+    ours = aligner.align_emissions(lp, aligner.lines(texts))
+    labels = [s if len(s) == 1 else chr(0xE000 + i) for i, s in enumerate(aligner.dictionary.symbols)]
+    config = cs.CtcSegmentationParameters(char_list=labels, blank=0, index_duration=aligner.frame_seconds)
+    utts = ["|".join(t.upper().split()) + "|" for t in texts]  # spelled as ours: '|' after every word
+    matrix, begins = cs.prepare_text(config, utts)
+    timings, _, _ = cs.ctc_segmentation(config, lp, matrix)
+    fs = aligner.frame_seconds
+    for i, seg in enumerate(ours):
+        first, last = timings[begins[i] + 1], timings[begins[i + 1] - 1]
+        assert seg.start == pytest.approx(first, abs=fs + 1e-9)
+        assert seg.end == pytest.approx(last + fs, abs=fs + 1e-9)  # the final '|', one frame long

@@ -127,15 +127,16 @@ def align_worker(checkpoint: str, audio: str, text: str, out_dir: str, threads: 
 
 
 def ctc_segmentation_worker(emissions: str, text: str, labels: Sequence[str], frame_seconds: float) -> dict:
-    """In this process: ctc-segmentation on saved emissions, one line of ``text`` an utterance (words joined by the
-    model's ``|``). Its segments padded (its own) and unpadded (first / last character)."""
+    """In this process: ctc-segmentation on saved emissions, one line of ``text`` an utterance spelled as
+    ``sew-align`` spells it (``|`` after every word, as the model's training targets). Its segments padded (its own)
+    and unpadded (first / last character: the final ``|``, as ``sew-align``'s segment ends)."""
     import ctc_segmentation as cs
 
     lp = np.load(emissions).astype(np.float32)
     # single-character stand-ins for the multi-character specials, so its text matrix stays one symbol wide
     chars = [s if len(s) == 1 else chr(0xE000 + i) for i, s in enumerate(labels)]
     with open(text, encoding="utf-8") as f:
-        utts = ["|".join(line.split()) for line in f.read().splitlines() if line.strip()]
+        utts = ["|".join(line.split()) + "|" for line in f.read().splitlines() if line.strip()]
     config = cs.CtcSegmentationParameters(char_list=chars, blank=0, index_duration=frame_seconds)
     start = time.perf_counter()
     matrix, begins = cs.prepare_text(config, utts)
@@ -186,6 +187,11 @@ def run_align_bench(checkpoint: str, data: str, split: str, minutes: Sequence[fl
                    "peak_gb": ours["peak_gb"],
                    **score(lines, spans, [i for i, s in enumerate(segs) if "skipped" in s])}
             row["scores"] = [s["score"] for s in segs]
+            placed = [s for s in segs if "skipped" not in s]
+            row["words_in_order"] = sum(all(s["start"] <= w["start"] < w["end"] <= s["end"] for w in s["words"])
+                                        and all(a["end"] <= b["start"] for a, b in zip(s["words"], s["words"][1:]))
+                                        and [w["word"] for w in s["words"]] == s["text"].split() for s in placed)
+            row["kept"] = len(placed)
             row["skipped_lines"] = [{"line": i + 1, "text": s["text"], "reason": s["skipped"], "score": s["score"],
                                      "unspoken": lines[i]["truth"] is None} for i, s in enumerate(segs)
                                     if "skipped" in s]
@@ -229,6 +235,9 @@ def format_rows(rows: Sequence[dict]) -> str:
                    f"{num(r['median_end_error'], '.3f'):>8} {pr:>13} {num(r.get('forward_seconds'), '.1f'):>7} "
                    f"{r['align_seconds']:>8.2f} {r['peak_gb']:>8.2f}")
     for r in rows:
+        if "words_in_order" in r:
+            out.append(f"{r['recording']}: {r['words_in_order']} of {r['kept']} placed lines have every word inside "
+                       f"the line, in order")
         for k in r.get("skipped_lines", []):
             score = "-" if k["score"] is None else f"{k['score']:.2f}"
             out.append(f"{r['recording']}: sew-align left out line {k['line']} ({k['reason']}, score {score}; "
