@@ -84,21 +84,7 @@ def fairseq_made(tmp_path_factory: pytest.TempPathFactory):
 RECIPE_SCALE_FIXTURES = {"run", "pretrain_command", "fairseq_made", "demo", "recipe"}
 
 
-#: Test files that take the longest (minutes each, measured): with ``pytest -n 2`` (``make test``) they start first,
-#: so that the two workers finish together.
-LONGEST_FIRST = ("test_demo_recipe.py", "fairseq_made", "test_timit_recipe.py", "test_training.py",
-                 "test_finetuning.py")
-
-
 def pytest_collection_modifyitems(items) -> None:
-    """Recipe-scale tests get the ``slow`` marker. For pytest-xdist (``-n 2 --dist loadgroup``): each test file is
-    one group (its module fixtures are built once, on one worker), except that every test using the session fixture
-    ``fairseq_made`` (fairseq's own pretraining and fine-tuning, minutes) is in one group, so it is built once; the
-    longest files come first."""
     for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        if RECIPE_SCALE_FIXTURES & names:
+        if RECIPE_SCALE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        item.add_marker(pytest.mark.xdist_group("fairseq_made" if "fairseq_made" in names else item.path.name))
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.get_closest_marker("xdist_group").args[0], len(rank)))
