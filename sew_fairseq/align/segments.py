@@ -1,15 +1,15 @@
 """What an alignment gives: each text line placed on the recording (:class:`Segment`), with its words
 (:class:`AlignedWord`), or left out with a reason; one recording's result is an :class:`Alignment`.
 
-Times are seconds of the original recording (frames 20 ms apart; no padding). A line is aligned as the model was
-trained to emit an utterance, its letters with a word boundary ``|`` after every word, the last one included
-(fairseq's ``.ltr`` targets): its ``start`` is its first letter frame, its ``end`` one past its last frame, that of
-the final ``|``, which the model emits where the last word's sound ends (its letter frames come earlier: on the demo
-model, segment ends 0.09 s early at the median with the last letter, 0.03 s with the final ``|``). A word spans its
-first to one past its last letter frame, as :mod:`sew_fairseq.decoding.timestamps` counts word times in
-transcripts. ``score`` is the mean log-posterior per frame of the path over those frames (blank frames inside
-included): 0 is a perfect match, and a line's and a word's scores are comparable across lines and recordings, so
-one threshold means the same everywhere (``--min-score``).
+Times are seconds of the original recording (frames 20 ms apart; no padding). A line's ``start`` is its first
+letter frame, its ``end`` one past its last letter frame, or one past the word boundary ``|`` that the model emits
+right after it (within 0.1 s), where models trained on fairseq's letter targets mark the end of an utterance's last
+word (its letter frames come earlier: on the demo models, segment ends 0.09 s early at the median without it,
+0.06 s with it). A word spans its first to one past its last letter frame, as
+:mod:`sew_fairseq.decoding.timestamps` counts word times in transcripts. ``score`` is the mean log-posterior per
+frame of the path from the first to the last letter frame (blank frames inside included): 0 is a perfect match,
+and a line's and a word's scores are comparable across lines and recordings, so one threshold means the same
+everywhere (``--min-score``).
 """
 from __future__ import annotations
 

@@ -98,7 +98,9 @@ def read_text(path: str, symbols: Iterable[str], keep_punctuation: bool = False)
 
 
 def token_ids(line: Line, index, boundary: str = "|") -> List[int]:
-    """The token ids of a line as the model was trained to emit it: its letters with ``boundary`` (``|``) after every
-    word, the last one included, as fairseq's ``.ltr`` targets spell an utterance (``W O R D | W O R D |``;
-    :func:`manifests.lexicon.to_letters`). ``index``: symbol -> id."""
-    return [index(symbol) for symbol in to_letters(line.normalized, boundary).split()]
+    """The token ids of a line: its letters with ``boundary`` (``|``) between words, as fairseq's ``.ltr`` targets
+    spell an utterance (:func:`manifests.lexicon.to_letters`) without the final ``|``: models place that one after
+    the last word (the demo models trained here) or not at all (another emitted ``|`` before each word instead), so
+    the search leaves it to the garbage state and :class:`~.aligner.Aligner` takes it into the line's end when it
+    follows the last letter. ``index``: symbol -> id."""
+    return [index(symbol) for symbol in to_letters(line.normalized, boundary).split()[:-1]]

@@ -128,15 +128,15 @@ def align_worker(checkpoint: str, audio: str, text: str, out_dir: str, threads: 
 
 def ctc_segmentation_worker(emissions: str, text: str, labels: Sequence[str], frame_seconds: float) -> dict:
     """In this process: ctc-segmentation on saved emissions, one line of ``text`` an utterance spelled as
-    ``sew-align`` spells it (``|`` after every word, as the model's training targets). Its segments padded (its own)
-    and unpadded (first / last character: the final ``|``, as ``sew-align``'s segment ends)."""
+    ``sew-align``'s search spells it (``|`` between words). Its segments padded (its own) and unpadded (first / last
+    character)."""
     import ctc_segmentation as cs
 
     lp = np.load(emissions).astype(np.float32)
     # single-character stand-ins for the multi-character specials, so its text matrix stays one symbol wide
     chars = [s if len(s) == 1 else chr(0xE000 + i) for i, s in enumerate(labels)]
     with open(text, encoding="utf-8") as f:
-        utts = ["|".join(line.split()) + "|" for line in f.read().splitlines() if line.strip()]
+        utts = ["|".join(line.split()) for line in f.read().splitlines() if line.strip()]
     config = cs.CtcSegmentationParameters(char_list=chars, blank=0, index_duration=frame_seconds)
     start = time.perf_counter()
     matrix, begins = cs.prepare_text(config, utts)
