@@ -44,7 +44,7 @@ DEFAULT_BEAM = 64.0
 DEFAULT_MIN_SCORE = -2.0
 #: a line's end takes in a word boundary ``|`` that the model emits at most this many blank frames (0.1 s) after
 #: the line's last letter: models trained on fairseq's letter targets often mark the end of an utterance's last
-#: word so, where its sound ends (measured on the demo models: segment ends 0.09 s early at the median without it)
+#: word so, where its sound ends (measured on a demo model: segment ends 0.09 s early at the median without it)
 END_BOUNDARY_FRAMES = 5
 
 

@@ -19,11 +19,11 @@ the longest cut and a block, whatever the recording's length.
 
 Where a cut starts and ends:
 
-* a kept line spans its first letter frame to its final ``|`` (:mod:`.segments`); its cut adds ``pad_seconds``
-  (default :data:`DEFAULT_PAD_SECONDS`, 0.15 s: the onset of a first sound whose letter frame comes after it, and a
-  little silence as in read-speech corpora) on each side, but never past the midpoint
-  between it and its kept neighbour (so two cuts never share a sample, nor does a cut reach into another line's
-  speech), nor before 0 or after the end of the recording;
+* a kept line spans its first to its last letter frame (or the ``|`` right after it, :mod:`.segments`); its cut
+  adds ``pad_seconds`` (default :data:`DEFAULT_PAD_SECONDS`, 0.15 s: the onset and release of the first and last
+  sounds, which CTC's peaky frames place late and early, and a little silence as in read-speech corpora) on each
+  side, but never past the midpoint between it and its kept neighbour (so two cuts never share a sample, nor does a
+  cut reach into another line's speech), nor before 0 or after the end of the recording;
 * ``max_seconds``: a line longer than that (first to last letter) is split at the widest pause between its words,
   again in each part, until every piece fits (ties: the pause nearest the middle); each piece is padded as
   above, its neighbours being the pieces beside it, and its padding is shortened (evenly, as far as it goes) so

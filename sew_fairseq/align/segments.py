@@ -4,7 +4,7 @@
 Times are seconds of the original recording (frames 20 ms apart; no padding). A line's ``start`` is its first
 letter frame, its ``end`` one past its last letter frame, or one past the word boundary ``|`` that the model emits
 right after it (within 0.1 s), where models trained on fairseq's letter targets mark the end of an utterance's last
-word (its letter frames come earlier: on the demo models, segment ends 0.09 s early at the median without it,
+word (its letter frames come earlier: on a demo model, segment ends 0.09 s early at the median without it,
 0.06 s with it). A word spans its first to one past its last letter frame, as
 :mod:`sew_fairseq.decoding.timestamps` counts word times in transcripts. ``score`` is the mean log-posterior per
 frame of the path from the first to the last letter frame (blank frames inside included): 0 is a perfect match,
