@@ -238,3 +238,13 @@ def test_pack_errors(corpus: Path, tmp_path: Path, capsys) -> None:
     assert error(str(corpus), "--dest", str(corpus)).endswith("--dest is the manifest directory itself; choose another")
     assert error(str(corpus), "--dest", str(tmp_path / "o"), "--splits", "test").startswith(
         f"sew-manifest pack: error: {corpus / 'test.tsv'}: no such manifest (splits here: libri, mixed, train, valid)")
+
+
+def test_loader_bench_reads_the_same_audio_from_files_and_shards(corpus: Path, packed: Path) -> None:
+    """``sew-bench loader``: one worker process and none deliver the same batches and audio from both manifests."""
+    from sew_fairseq.bench.loader import run_loader_bench
+
+    rows = run_loader_bench(str(corpus), "libri", str(packed), workers=(0, 1), max_tokens=200_000)
+    assert [(r["kind"], r["workers"]) for r in rows] == [("files", 0), ("packed", 0), ("files", 1), ("packed", 1)]
+    assert len({(r["batches"], round(r["audio_hours"], 9)) for r in rows}) == 1 and rows[0]["audio_hours"] > 0
+    assert all(r["hours_per_second"] > 0 and r["per_worker"] == r["hours_per_second"] for r in rows)

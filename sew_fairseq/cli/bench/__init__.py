@@ -10,6 +10,7 @@ its options (``add_parser``) and its printing (``run``); the measuring is in :mo
     sew-bench tradeoff ckpt/checkpoint_best.pt --data manifests --split dev-other   # early exit (bench/tradeoff.py)
     sew-bench longform ckpt/checkpoint_best.pt --data corpus --split valid --minutes 1 10 --out-dir longform
     sew-bench align ckpt/checkpoint_best.pt --data corpus --split valid --minutes 1 10 60 --out-dir align
+    sew-bench loader --data corpus --packed packed --split train --workers 0 1 2   # files vs zip shards
     sew-bench manifests --source tests/fixtures/librispeech/LibriSpeech --files 4000 --repeats 5
 
 ``speed`` times the inference forward (``extract_features``, eval mode, fp32, no autograd) of each preset on
@@ -37,10 +38,10 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from . import accuracy, align, decode, longform, manifest_prep, speed, tradeoff
+from . import accuracy, align, decode, loader, longform, manifest_prep, speed, tradeoff
 
 COMMANDS = {"speed": speed, "accuracy": accuracy, "decode": decode, "tradeoff": tradeoff, "longform": longform,
-            "align": align, "manifests": manifest_prep}
+            "align": align, "manifests": manifest_prep, "loader": loader}
 
 
 def build_parser() -> argparse.ArgumentParser:
