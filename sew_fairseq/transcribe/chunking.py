@@ -52,6 +52,13 @@ def chunk_stream(blocks: Iterable[np.ndarray], chunk: int, overlap: int, align: 
 STITCH_RULES = ("middle", "blank")
 
 
+def check_stitch_rule(rule: str) -> str:
+    """``rule`` if it is one of :data:`STITCH_RULES`, else ValueError."""
+    if rule not in STITCH_RULES:
+        raise ValueError(f"unknown stitching rule {rule!r}: expected one of {', '.join(STITCH_RULES)}")
+    return rule
+
+
 class Stitcher:
     """Joins per-chunk log-probabilities ``(first frame, [F_i, V])``, given in order, into one [T, V].
 
@@ -67,9 +74,7 @@ class Stitcher:
     the recording's length."""
 
     def __init__(self, rule: str = "middle", blank: int = 0) -> None:
-        if rule not in STITCH_RULES:
-            raise ValueError(f"unknown stitching rule {rule!r}: expected one of {', '.join(STITCH_RULES)}")
-        self.rule, self.blank = rule, blank
+        self.rule, self.blank = check_stitch_rule(rule), blank
         self._out: Optional[torch.Tensor] = None
         self._frames = 0
         self._pending: Optional[Tuple[int, torch.Tensor]] = None

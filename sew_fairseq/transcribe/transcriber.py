@@ -41,7 +41,7 @@ import torch
 
 from manifests.audio import AudioError, AudioInfo, audio_info, stream_audio
 
-from .chunking import STITCH_RULES, Chunk, Stitcher, chunk_stream
+from .chunking import Chunk, Stitcher, check_stitch_rule, chunk_stream
 
 #: Chunking defaults, chosen from a sweep on 3- and 10-minute recordings (README, "Transcribing"): 12 s chunks with
 #: 1.6 s of context on each side (8.8 s kept from each), the lowest WER there at less overlap than 10 s chunks.
@@ -156,9 +156,7 @@ class Transcriber:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
-        if stitch not in STITCH_RULES:
-            raise ValueError(f"unknown stitching rule {stitch!r}: expected one of {', '.join(STITCH_RULES)}")
-        self.stitch = stitch
+        self.stitch = check_stitch_rule(stitch)
         self.frame_stride = _frame_stride(model)
         self.align = self.frame_stride * _squeeze_factor(model)
         self.chunk = int(round(chunk_seconds * sample_rate / self.align)) * self.align
