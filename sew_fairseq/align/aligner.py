@@ -31,7 +31,7 @@ import numpy as np
 
 from .segments import AlignedWord, Alignment, Segment
 from .text import Line, normalize_lines, token_ids
-from .viterbi import GARBAGE_STATE, LETTER_STATE, build_graph, garbage_scores, viterbi
+from .viterbi import LETTER_STATE, build_graph, viterbi
 
 #: per-frame cost of speech that is not in the text (garbage), in nats: the line/garbage trade-off, chosen from
 #: measurements on the demo models (README, "Aligning")
@@ -116,11 +116,9 @@ class Aligner:
         path = viterbi(lp, tokens, self.blank, self.boundary, garbage_penalty=self.garbage_penalty,
                        skip_cost=self.skip_cost, beam=self.beam, graph=graph)
         states = path.states
-        kinds = graph.kinds[states]
         owner = graph.lines[states]
-        frame_lp = np.where(kinds == GARBAGE_STATE,
-                            garbage_scores(lp, self.blank, self.boundary, self.garbage_penalty),
-                            lp[np.arange(len(states)), np.where(kinds == GARBAGE_STATE, 0, graph.tokens[states])])
+        # each frame's log-probability of its state's token (garbage frames lie outside every line: never used)
+        frame_lp = lp[np.arange(len(states)), np.maximum(graph.tokens[states], 0)]
         # frames of each line: the path visits a line's states in one contiguous run of frames, or not at all
         line_frames = np.flatnonzero(owner >= 0)
         firsts, lasts = {}, {}
@@ -132,14 +130,15 @@ class Aligner:
                 firsts[i], lasts[i] = int(line_frames[run[0]]), int(line_frames[run[-1]])
         fs = self.frame_seconds
         best = lp.argmax(axis=1)
-        starts = sorted(firsts.values()) + [len(states)]
+        starts = sorted(firsts.values())
+        next_start = dict(zip(starts, starts[1:] + [len(states)]))  # the first frame of the line placed after
         for i, seg in enumerate(segments):
             if i not in firsts:
                 seg.skipped = "not_spoken"
                 continue
             a, b = firsts[i], lasts[i] + 1
             seg.start, seg.score = a * fs, float(frame_lp[a:b].mean())
-            seg.end = self._end_boundary(best, b, starts[starts.index(a) + 1]) * fs
+            seg.end = self._end_boundary(best, b, next_start[a]) * fs
             seg.words = self._words(lines[i], tokens[i], graph, states[a:b], frame_lp[a:b], a)
             if self.min_score is not None and seg.score < self.min_score:
                 seg.skipped = "low_score"
@@ -195,12 +194,12 @@ class Aligner:
         b = int(round(after[0].start / fs)) if after else lp.shape[0]
         if b <= a:
             return None
+        graph = build_graph([tokens], self.blank)
         try:
             path = viterbi(lp[a:b], [tokens], self.blank, self.boundary, garbage_penalty=self.garbage_penalty,
-                           skip_cost=math.inf, beam=self.beam)
+                           skip_cost=math.inf, beam=self.beam, graph=graph)
         except ValueError:
             return None
-        graph = build_graph([tokens], self.blank)
         frames = np.flatnonzero(graph.lines[path.states] == 0)
         states = path.states[frames[0]:frames[-1] + 1]
         t = np.arange(frames[0], frames[-1] + 1)

@@ -70,9 +70,10 @@ def normalize_lines(lines: Sequence[str], symbols: Iterable[str], source: str = 
                 chars.append(" ")
             elif c in symbols and c != boundary:
                 chars.append(c)
-            elif unicodedata.category(c).startswith("P") and not keep_punctuation or c in WORD_SEPARATORS:
-                if unicodedata.category(c) == "Pd" or c in WORD_SEPARATORS:
-                    chars.append(" ")
+            elif c in WORD_SEPARATORS or unicodedata.category(c) == "Pd" and not keep_punctuation:
+                chars.append(" ")
+            elif unicodedata.category(c).startswith("P") and not keep_punctuation:
+                pass  # dropped
             elif c not in bad:
                 bad.append(c)
         if bad:
