@@ -158,9 +158,8 @@ def run_align_bench(checkpoint: str, data: str, split: str, minutes: Sequence[fl
                     pauses: Tuple[float, float] = (0.3, 1.5), threads: int = 2, ctc_seg: bool = True,
                     foreign_split: Optional[str] = None) -> List[dict]:
     """The rows of the table (module docstring; also ``<out_dir>/results.json``)."""
-    import soundfile as sf
-
-    from manifests.atomic import atomic_file, atomic_open, atomic_write_text
+    from manifests.atomic import atomic_open, atomic_write_text
+    from manifests.audio import write_flac
     from ..align.manifest import DEFAULT_PAD_SECONDS, padded_spans
     from ..evaluate.splits import read_split
 
@@ -174,8 +173,7 @@ def run_align_bench(checkpoint: str, data: str, split: str, minutes: Sequence[fl
             os.makedirs(work, exist_ok=True)
             wave, lines = build_recording(utterances, m * 60, seed, pauses, unspoken, untranscribed, foreign)
             audio, text = os.path.join(work, "recording.flac"), os.path.join(work, "recording.txt")
-            with atomic_file(audio, suffix=".flac") as tmp:
-                sf.write(tmp, wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+            write_flac(audio, wave, SAMPLE_RATE, overwrite=True)
             atomic_write_text(text, [line["text"] for line in lines])
             ours = _run_measured(_worker_cmd("--align-worker", checkpoint, audio, text, work, str(threads)), threads)
             result = json.loads(ours["stdout"].strip().splitlines()[-1])

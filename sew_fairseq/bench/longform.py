@@ -35,9 +35,7 @@ SAMPLE_RATE = 16000
 def make_recording(utterances, minutes: float, gap: float, path: str, lead: float = 0.0) -> str:
     """Concatenate ``utterances`` (:class:`manifests.records.Utterance`) cyclically into a ``minutes``-long FLAC
     at ``path``, after ``lead`` seconds of silence; returns the reference transcript."""
-    import soundfile as sf
-
-    from manifests.atomic import atomic_file
+    from manifests.audio import write_flac
     from ..evaluate.splits import load_audio
 
     target = int(minutes * 60 * SAMPLE_RATE)
@@ -52,8 +50,7 @@ def make_recording(utterances, minutes: float, gap: float, path: str, lead: floa
         words.append(u.words or "")
         total += len(wave) + len(silence)
         i += 1
-    with atomic_file(path, suffix=".flac") as tmp:
-        sf.write(tmp, np.concatenate(pieces), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    write_flac(path, np.concatenate(pieces), SAMPLE_RATE, overwrite=True)
     return " ".join(" ".join(words).split())
 
 
