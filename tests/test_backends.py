@@ -177,17 +177,18 @@ def test_unsupported_combinations_are_clear_errors(checkpoints):
 
 
 def test_bf16_without_bf16_hardware_names_what_is_missing(monkeypatch):
+    from sew_fairseq import hardware_probes
     from sew_fairseq.engines import hardware
 
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
-    monkeypatch.setattr(hardware, "_torch_probe", lambda name: False)
+    monkeypatch.setattr(hardware_probes, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    monkeypatch.setattr(hardware_probes, "_torch_probe", lambda name: False)
     assert hardware.cpu_bf16()[0] is False
     with pytest.raises(UnsupportedBackend, match=r"^backend torch with dtype bf16 on device cpu: bf16 on a CPU needs "
                                                  r"AVX512-BF16 or AMX-BF16.*neither.*Use dtype fp32, or backend "
                                                  r"onnxruntime with dtype int8$"):
         hardware.check_backend("torch", "bf16", "cpu")
     hardware.check_backend("torch", "bf16", "cpu", hardware=False)  # the machine is not asked
-    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    monkeypatch.setattr(hardware_probes, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     assert hardware.cpu_bf16() == (True, "AVX512-BF16")
 
 

@@ -17,6 +17,7 @@ LAYERS: List[List[str]] = [
     # LMs, error rates, trn / sclite scoring, training logs
     ["manifests"],
     ["sew_fairseq.decoding"],  # log-probabilities -> text and word times (no model)
+    ["sew_fairseq.hardware_probes"],  # what this machine's CPU has (torch, no fairseq)
     # checkpoint formats the models themselves read (the allow-listed loader, fairseq hubert_ctc as sew_ctc)
     ["sew_fairseq.checkpoints.safe_load", "sew_fairseq.checkpoints.hubert_ctc"],
     ["sew_fairseq.compat"],  # fairseq fixes

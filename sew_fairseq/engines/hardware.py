@@ -16,11 +16,12 @@ private in torch 2.x, used when present) and from the ``flags`` of ``/proc/cpuin
 """
 from __future__ import annotations
 
-import functools
 import platform
-from typing import FrozenSet, Optional, Tuple
+from typing import Optional
 
 import torch
+
+from ..hardware_probes import _torch_probe, cpu_bf16, cpu_flags  # noqa: F401  (moved there; importable here)
 
 BACKENDS = ("torch", "onnxruntime")
 DTYPES = ("fp32", "bf16", "fp16", "int8")
@@ -45,45 +46,6 @@ class UnsupportedBackend(ValueError):
 STATIC_REFUSALS = ("unknown_backend", "unknown_dtype", "unknown_device", "dtype", "early_exit", "onnx_model",
                    "fp16_cpu", "int8_cuda")
 REFUSALS = STATIC_REFUSALS + ("no_cuda", "bf16_gpu", "bf16_cpu", "no_onnxruntime", "no_cuda_provider")
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> FrozenSet[str]:
-    """The CPU feature flags of ``/proc/cpuinfo`` (Linux; empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):  # x86: flags, ARM: Features
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def _torch_probe(name: str) -> Optional[bool]:
-    probe = getattr(getattr(torch, "cpu", None), name, None)
-    if probe is None:
-        return None
-    try:
-        return bool(probe())
-    except Exception:  # noqa: BLE001  a private probe that changed: fall back to the flags
-        return None
-
-
-def cpu_bf16() -> Tuple[bool, str]:
-    """(whether this CPU has native bf16 dot products, what was found or what is missing)."""
-    flags = cpu_flags()
-    found = []
-    if _torch_probe("_is_amx_tile_supported") or {"amx_bf16", "amx_tile"} <= flags:
-        found.append("AMX-BF16")
-    if _torch_probe("_is_avx512_bf16_supported") or "avx512_bf16" in flags:
-        found.append("AVX512-BF16")
-    if found:
-        return True, ", ".join(found)
-    capability = torch.backends.cpu.get_cpu_capability()
-    where = "/proc/cpuinfo flags" if flags else "torch's CPU probes (no /proc/cpuinfo)"
-    return False, (f"this {platform.machine()} CPU has neither AVX512-BF16 nor AMX-BF16 ({where}; torch's CPU "
-                   f"capability is {capability})")
 
 
 def cpu_description() -> str:
