@@ -47,7 +47,8 @@ def test_apply_patches_is_idempotent() -> None:
         "fix_mask_no_overlap", "fix_mask_zero_static_masks", "fix_checkpoint_weights_only",
         "fix_all_gather_list_cpu", "fix_broadcast_object_weights_only", "fix_fp16_on_cpu",
         "fix_cpu_data_parallel_spawn", "fix_root_logger_debug", "fix_atomic_checkpoint_copy",
-        "fix_batch_by_size_keeps_last_batch", "fix_hubert_ctc_autoregressive",
+        "fix_batch_by_size_keeps_last_batch", "fix_hubert_ctc_autoregressive", "fix_mask_emb_dtype",
+        "fix_contrastive_logits_fp32", "fix_bf16_mixed",
     }
     # the root-logger fix has nothing to do when logging was configured before fairseq (pytest does)
     assert status.pop("fix_root_logger_debug") in (compat.ALREADY_APPLIED, compat.NOT_NEEDED)
@@ -467,3 +468,78 @@ def test_hubert_ctc_autoregressive() -> None:
     assert merge_with_parent(fixed(), saved.copy()).autoregressive is False
     assert ConfigStore.instance().load("model/hubert_ctc.yaml").node.autoregressive is False
     assert compat.fix_hubert_ctc_autoregressive() == compat.ALREADY_APPLIED
+
+
+# -------------------- fix_mask_emb_dtype, fix_contrastive_logits_fp32, fix_bf16_mixed (bf16 mixed precision)
+
+
+def _tiny_wav2vec2():
+    from fairseq.models.wav2vec.wav2vec2 import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(0)
+    return Wav2Vec2Model(Wav2Vec2Config(encoder_layers=1, encoder_embed_dim=16, encoder_ffn_embed_dim=32,
+                                        encoder_attention_heads=1, conv_feature_layers="[(8, 10, 5)]", final_dim=8,
+                                        conv_pos=4, conv_pos_groups=1, mask_length=2, mask_prob=0.5))
+
+
+def test_mask_emb_dtype(monkeypatch) -> None:
+    """apply_mask writes the fp32 mask_emb into bf16 features under autocast: fairseq's index_put refuses, the fixed
+    one casts (and mask_emb still gets an fp32 gradient)."""
+    model = _tiny_wav2vec2()
+    features = torch.randn(2, 20, 16)
+    with torch.autocast("cpu", torch.bfloat16):
+        x = torch.nn.functional.linear(features, torch.eye(16))  # bf16, as post_extract_proj's output
+        with monkeypatch.context() as mp:
+            mp.setattr(wav2vec2, "index_put", compat.ORIGINALS["fairseq.models.wav2vec.wav2vec2.index_put"])
+            with pytest.raises(RuntimeError, match="Index put requires the source and destination dtypes match"):
+                model.apply_mask(x.clone(), None)
+        masked, mask = model.apply_mask(x.clone(), None)
+    assert masked.dtype == torch.bfloat16 and mask.any()
+    assert torch.equal(masked[torch.from_numpy(mask) if isinstance(mask, np.ndarray) else mask],
+                       model.mask_emb.detach().bfloat16().expand(int(mask.sum()), 16))
+    masked.float().sum().backward()
+    assert model.mask_emb.grad.dtype == torch.float32 and model.mask_emb.grad.abs().sum() > 0
+
+
+def test_contrastive_logits_fp32() -> None:
+    """Under autocast fairseq's compute_preds rounds the fp32 cosine logits to bf16 (type_as(x)); the fix keeps them
+    fp32, equal to the fp32 computation; outside autocast nothing changes."""
+    model = _tiny_wav2vec2()
+    x, y, negatives = torch.randn(2, 5, 8), torch.randn(2, 5, 8), torch.randn(3, 2, 5, 8)
+    reference = model.compute_preds(x.bfloat16().float(), y, negatives)
+    original = compat.ORIGINALS["fairseq.models.wav2vec.wav2vec2.Wav2Vec2Model.compute_preds"]
+    with torch.autocast("cpu", torch.bfloat16):
+        rounded = original(model, x.bfloat16(), y, negatives)
+        logits = model.compute_preds(x.bfloat16(), y, negatives)
+    assert rounded.dtype == torch.bfloat16 and not torch.equal(rounded.float(), reference)
+    assert logits.dtype == torch.float32 and torch.equal(logits, reference)
+    assert model.compute_preds(x.half(), y.half(), negatives.half()).dtype == torch.float16  # fairseq's fp16: as is
+
+
+def test_bf16_mixed(tmp_path, monkeypatch) -> None:
+    """fairseq ignores +common.bf16_mixed=true (every layer runs fp32); the fixed trainer turns the recipe's fp16 off
+    and runs the forward's matrix products in bf16, LayerNorms in fp32 (this CPU's bf16 is emulated: the hardware
+    check is told it is there; more: tests/test_bf16_mixed.py)."""
+    from conftest import TINY_PRETRAINING
+    from fairseq.tasks.fairseq_task import FairseqTask
+    from tiny_trainer import batch, build_trainer, compose_recipe, write_letters_corpus
+
+    from sew_fairseq.compat import bf16_mixed
+
+    monkeypatch.setattr(bf16_mixed, "cpu_bf16", lambda: (True, "emulated for the test"))
+    corpus = write_letters_corpus(tmp_path / "corpus", count=2)
+    cfg = compose_recipe("pretraining", "sew_d_tiny", [f"task.data={corpus}", f"checkpoint.save_dir={tmp_path}"] + [
+        "++" + o for o in TINY_PRETRAINING] + ["+common.bf16_mixed=true"])
+    task, trainer = build_trainer(cfg)
+    assert not cfg.common.fp16 and task.bf16_mixed_device == "cpu"
+    seen = []
+    for m in trainer.model.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.LayerNorm)):
+            m.register_forward_hook(lambda m, i, o: seen.append((type(m).__name__, o.dtype)))
+    with monkeypatch.context() as mp:
+        mp.setattr(FairseqTask, "train_step", compat.ORIGINALS["fairseq.tasks.fairseq_task.FairseqTask.train_step"])
+        trainer.train_step([batch(task)])
+    assert {dtype for _, dtype in seen} == {torch.float32}
+    seen.clear()
+    trainer.train_step([batch(task)])
+    assert set(seen) == {("Linear", torch.bfloat16), ("LayerNorm", torch.float32)}

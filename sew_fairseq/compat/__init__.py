@@ -27,7 +27,11 @@ concerns and its test in ``tests/test_compat.py``. In the order they are applied
 - ``fix_batch_by_size_keeps_last_batch`` (:mod:`.batch_by_size_keeps_last_batch`): ``batch_by_size`` keeps the last
   batch;
 - ``fix_hubert_ctc_autoregressive`` (:mod:`.hubert_ctc_autoregressive`): fairseq's own ``hubert_ctc`` (fairseq issue
-  #4916).
+  #4916);
+- ``fix_mask_emb_dtype`` (:mod:`.mask_emb_dtype`): masking under bf16 autocast (``apply_mask``'s fp32 mask_emb);
+- ``fix_contrastive_logits_fp32`` (:mod:`.contrastive_logits_fp32`): fp32 contrastive logits under autocast;
+- ``fix_bf16_mixed`` (:mod:`.bf16_mixed`): ``+common.bf16_mixed=true``, bf16 mixed-precision training (forward and
+  loss under bf16 autocast, weights and optimizer fp32).
 
 The two mask fixes install one replacement ``compute_mask_indices`` (:mod:`.mask_indices`); what every fix module
 shares (:data:`ORIGINALS`, the status strings) is in :mod:`._patching`.
@@ -41,11 +45,14 @@ from ._patching import ALREADY_APPLIED, APPLIED, NOT_NEEDED, ORIGINALS
 from .all_gather_list_cpu import all_gather_list, fix_all_gather_list_cpu, has_all_gather_list_cuda_bug
 from .atomic_checkpoint_copy import fix_atomic_checkpoint_copy
 from .batch_by_size_keeps_last_batch import batch_by_size, fix_batch_by_size_keeps_last_batch
+from .bf16_mixed import UnsupportedPrecision, bf16_autocast, check_bf16_mixed, fix_bf16_mixed
 from .broadcast_object_weights_only import fix_broadcast_object_weights_only
 from .checkpoint_weights_only import fix_checkpoint_weights_only, torch_load_defaults_to_weights_only
+from .contrastive_logits_fp32 import fix_contrastive_logits_fp32
 from .cpu_data_parallel_spawn import call_main, fix_cpu_data_parallel_spawn
 from .fp16_on_cpu import cpu_without_half_precision, fix_fp16_on_cpu
 from .hubert_ctc_autoregressive import fix_hubert_ctc_autoregressive, has_hubert_ctc_autoregressive_bug
+from .mask_emb_dtype import fix_mask_emb_dtype, has_mask_emb_dtype_bug
 from .mask_indices import compute_mask_indices
 from .mask_no_overlap import fix_mask_no_overlap, has_mask_no_overlap_bug
 from .mask_zero_static_masks import fix_mask_zero_static_masks, has_mask_zero_static_masks_bug
@@ -81,6 +88,13 @@ __all__ = [
     "fix_atomic_checkpoint_copy",
     "fix_batch_by_size_keeps_last_batch",
     "fix_hubert_ctc_autoregressive",
+    "fix_mask_emb_dtype",
+    "fix_contrastive_logits_fp32",
+    "fix_bf16_mixed",
+    "has_mask_emb_dtype_bug",
+    "UnsupportedPrecision",
+    "bf16_autocast",
+    "check_bf16_mixed",
 ]
 
 #: Every fix, in the order :func:`apply_patches` applies them.
@@ -96,6 +110,9 @@ FIXES: Tuple[Callable[[], str], ...] = (
     fix_atomic_checkpoint_copy,
     fix_batch_by_size_keeps_last_batch,
     fix_hubert_ctc_autoregressive,
+    fix_mask_emb_dtype,
+    fix_contrastive_logits_fp32,
+    fix_bf16_mixed,  # after fix_fp16_on_cpu: its Trainer.__init__ wraps that one
 )
 
 
