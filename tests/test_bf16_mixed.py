@@ -148,3 +148,20 @@ def test_refused_on_a_cpu_without_bf16(corpus, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(UnsupportedPrecision, match="^bf16 mixed precision on cuda: no CUDA device"):
             bf16_mixed.check_bf16_mixed("cuda")
+
+
+def test_sew_bench_train_measures_and_refuses_bf16_here(corpus, capsys):
+    from sew_fairseq.bench.train import format_rows, train_throughput
+    from sew_fairseq.cli.bench import main
+
+    row = train_throughput(str(corpus), preset="sew_d_tiny", updates=2, warmup=1,
+                           overrides=["++" + o for o in TINY_PRETRAINING if not o.startswith("dataset.num_workers")])
+    assert row["updates"] == 2 and row["updates_per_second"] > 0 and 0 <= row["data_wait_share"] < 1
+    assert row["audio_seconds_per_second"] > 0 and row["max_tokens"] == 48000 and row["device"] == "cpu"
+    assert format_rows([row]).splitlines()[1].split()[:3] == ["sew_d_tiny", "fp32", "cpu"]
+    if bf16_mixed.cpu_bf16()[0]:
+        return
+    assert main(["train", "--precision", "bf16-mixed", "--data", str(corpus), "--cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sew-bench train: error: bf16 mixed precision on a CPU needs AVX512-BF16 or AMX-BF16")
+    assert err.count("\n") == 1

@@ -11,6 +11,7 @@ its options (``add_parser``) and its printing (``run``); the measuring is in :mo
     sew-bench longform ckpt/checkpoint_best.pt --data corpus --split valid --minutes 1 10 --out-dir longform
     sew-bench align ckpt/checkpoint_best.pt --data corpus --split valid --minutes 1 10 60 --out-dir align
     sew-bench loader --data corpus --packed packed --split train --workers 0 1 2   # files vs zip shards
+    sew-bench train --preset sew_tiny --precision fp32 bf16-mixed --generate 16 --max-tokens 250000   # training
     sew-bench manifests --source tests/fixtures/librispeech/LibriSpeech --files 4000 --repeats 5
 
 ``speed`` times the inference forward (``extract_features``, eval mode, fp32, no autograd) of each preset on
@@ -38,10 +39,10 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from . import accuracy, align, decode, loader, longform, manifest_prep, speed, tradeoff
+from . import accuracy, align, decode, loader, longform, manifest_prep, speed, tradeoff, train
 
 COMMANDS = {"speed": speed, "accuracy": accuracy, "decode": decode, "tradeoff": tradeoff, "longform": longform,
-            "align": align, "manifests": manifest_prep, "loader": loader}
+            "align": align, "manifests": manifest_prep, "loader": loader, "train": train}
 
 
 def build_parser() -> argparse.ArgumentParser:
