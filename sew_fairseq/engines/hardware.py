@@ -28,8 +28,9 @@ DTYPES = ("fp32", "bf16", "fp16", "int8")
 BACKEND_DTYPES = {"torch": ("fp32", "bf16", "fp16"), "onnxruntime": ("fp32", "int8"),
                   "openvino": ("fp32", "bf16", "int8")}
 #: what ``backend="auto"`` tries, fastest first (:func:`choose_backend`). int8 is OpenVINO's calibrated static int8
-#: (within 1.0 greedy WER of torch fp32 on the demo's held-out split; only with calibration audio); OpenVINO bf16
-#: was 3.24x transformers fp32 on an AMX Xeon (issue 20); on this project's AVX2 machine OpenVINO fp32 was the
+#: (within 1.0 greedy WER of torch fp32 on the demo's held-out split), only with calibration audio and only on a CPU
+#: with int8 dot products (:func:`cpu_int8`: on an AVX2-only CPU it ran slower than OpenVINO fp32, docs/speed.md);
+#: OpenVINO bf16 was 3.24x transformers fp32 on an AMX Xeon (issue 20); on the AVX2 machine OpenVINO fp32 was the
 #: fastest fp32 path (docs/speed.md). Every pair's accuracy bound is tested (tests/test_backends.py,
 #: tests/test_openvino.py).
 AUTO_ORDER = (("openvino", "int8"), ("openvino", "bf16"), ("torch", "bf16"), ("openvino", "fp32"),
@@ -93,6 +94,16 @@ def cpu_bf16() -> Tuple[bool, str]:
     where = "/proc/cpuinfo flags" if flags else "torch's CPU probes (no /proc/cpuinfo)"
     return False, (f"this {platform.machine()} CPU has neither AVX512-BF16 nor AMX-BF16 ({where}; torch's CPU "
                    f"capability is {capability})")
+
+
+def cpu_int8() -> Tuple[bool, str]:
+    """(whether this CPU has int8 dot-product units: AMX-INT8, AVX512-VNNI or AVX-VNNI, what was found or missing)."""
+    flags = cpu_flags()
+    found = [name for flag, name in (("amx_int8", "AMX-INT8"), ("avx512_vnni", "AVX512-VNNI"),
+                                     ("avx_vnni", "AVX-VNNI")) if flag in flags]
+    if found:
+        return True, ", ".join(found)
+    return False, f"this {platform.machine()} CPU has no AMX-INT8, AVX512-VNNI or AVX-VNNI"
 
 
 def cpu_description() -> str:
@@ -185,12 +196,16 @@ def check_backend(backend: str, dtype: str, device: str = "cpu", early_exit: boo
 def choose_backend(device: str = "cpu", calibrated: bool = False, dtype: Optional[str] = None,
                    early_exit: bool = False, onnx_model: Optional[str] = None) -> Tuple[str, str]:
     """``backend="auto"``: the first pair of :data:`AUTO_ORDER` that this machine runs (:func:`check_backend`),
-    as (backend, dtype). int8 only when ``calibrated`` (calibration audio given); ``dtype``: only pairs of that
+    as (backend, dtype). int8 only when ``calibrated`` (calibration audio given) on a CPU with int8 dot products
+    (:func:`cpu_int8`); ``dtype``: only pairs of that
     dtype; ``early_exit`` / ``onnx_model``: only the backends that run them (torch / onnxruntime). Raises
     :class:`UnsupportedBackend` (reason ``auto``) when none runs."""
     tried = []
     for backend, pair_dtype in AUTO_ORDER:
         if (dtype is not None and pair_dtype != dtype) or (pair_dtype == "int8" and not calibrated):
+            continue
+        if pair_dtype == "int8" and not cpu_int8()[0]:
+            tried.append(f"{backend} int8: {cpu_int8()[1]} (int8 is not faster than fp32 without them)")
             continue
         try:
             check_backend(backend, pair_dtype, device, early_exit, onnx_model)

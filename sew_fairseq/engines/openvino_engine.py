@@ -43,6 +43,12 @@ COMPILED_DIR = "openvino-compiled"
 PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
+def precision_of(compiled) -> str:
+    """The ``INFERENCE_PRECISION_HINT`` a compiled OpenVINO model runs with: ``f32``, ``bf16``, ..."""
+    value = compiled.get_property("INFERENCE_PRECISION_HINT")
+    return value.to_string() if hasattr(value, "to_string") else str(value)
+
+
 class CachedModel(NamedTuple):
     path: str  # the .xml
     setup: Setup
@@ -134,8 +140,8 @@ class OpenVinoEngine(GraphEngine):
 
     @property
     def precision(self) -> str:
-        """The inference precision OpenVINO runs (what it was told: checked by the tests)."""
-        return str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        """The inference precision OpenVINO runs (``f32``, ``bf16``: what it was told; checked by the tests)."""
+        return precision_of(self.compiled)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str, dtype: str = "fp32", normalize: bool = False,
