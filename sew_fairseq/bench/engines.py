@@ -115,7 +115,7 @@ def count_flops(model, waves: Sequence) -> int:
 
     from ..engines.torch_engine import forward_log_probs
 
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         forward_log_probs(model, waves)
     return int(counter.get_total_flops())
 
@@ -344,8 +344,10 @@ def fp32_failures(rows: List[dict]) -> List[str]:
 
 
 def run_accuracy(checkpoint: str, data: str, split: str, pairs: Sequence[Pair], device: str = "cpu",
-                 threads: int = 2, max_samples: int = 1_600_000, onnx_cache: Optional[str] = None) -> List[dict]:
-    """Rows of ``sew-bench accuracy``: torch fp32 first (the reference), then each pair."""
+                 threads: int = 2, max_samples: int = 1_600_000, onnx_cache: Optional[str] = None,
+                 calibration=None) -> List[dict]:
+    """Rows of ``sew-bench accuracy``: torch fp32 first (the reference), then each pair. ``calibration``: for
+    openvino int8 (:func:`sew_fairseq.engines.load_engine`)."""
     from ..decoding import build_decoder, word_boundary_of
     from manifests.error_rates import cer, wer
     from ..evaluate.splits import compute_emissions, read_split
@@ -358,7 +360,8 @@ def run_accuracy(checkpoint: str, data: str, split: str, pairs: Sequence[Pair], 
     reference: Optional[Tuple[List[torch.Tensor], List[str]]] = None
     for pair in order:
         start = time.perf_counter()
-        loaded = load_engine(checkpoint, pair.backend, pair.dtype, device, onnx_cache=onnx_cache, threads=threads)
+        loaded = load_engine(checkpoint, pair.backend, pair.dtype, device, onnx_cache=onnx_cache, threads=threads,
+                             calibration=calibration)
         load_s = time.perf_counter() - start
         emissions, forward_s = compute_emissions(loaded.engine, utterances, max_samples, progress=False)
         if len(emissions) != len(utterances):

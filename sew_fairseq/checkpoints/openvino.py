@@ -54,8 +54,7 @@ def metadata(model) -> Dict[str, str]:
     """The ``sew_fairseq`` entries of an OpenVINO model's ``rt_info`` (empty for a model without them)."""
     if not model.has_rt_info(["sew_fairseq"]):
         return {}
-    info = model.get_rt_info()["sew_fairseq"]
-    return {k: str(v) for k, v in info.astype(dict).items()} if hasattr(info, "astype") else {}
+    return {key: model.get_rt_info(["sew_fairseq", key]).astype(str) for key in model.get_rt_info()["sew_fairseq"]}
 
 
 def _save(model, out: str, values: Dict[str, str]) -> str:
