@@ -74,6 +74,9 @@ def load_engine(checkpoint: str, backend: str = "torch", dtype: Optional[str] = 
     the dtype too); the engine's ``backend`` / ``dtype`` say what it chose."""
     from ..checkpoints.ctc import load_ctc_model
 
+    if isinstance(calibration, str):
+        raise TypeError(f"calibration={calibration!r}: give sew_fairseq.transcribe.read_calibration({calibration!r}) "
+                        f"(a folder, @LIST or manifest .tsv), a Calibration, or a list of waves")
     if calibration is not None and not isinstance(calibration, Calibration):
         calibration = waves_calibration(calibration)
     chosen = resolve_backend(backend, dtype, device, calibration, exit_rule, onnx_model)

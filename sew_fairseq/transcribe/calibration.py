@@ -3,6 +3,7 @@ inputs are (a folder searched recursively, an ``@LIST`` of paths, an audio file:
 a fairseq manifest (``.tsv``: :func:`sew_fairseq.evaluate.splits.read_split`).
 
     calibration = read_calibration("corpus/train.tsv")    # a sew_fairseq.engines.Calibration (files not read yet)
+    # (Transcriber.from_checkpoint takes the Calibration, or waves, not the string: transcriber.py cannot import this)
     Transcriber.from_checkpoint(ckpt, backend="openvino", dtype="int8", calibration=calibration)
 
 Use speech like the audio to be transcribed (a few hundred utterances at most are used: NNCF's subset size, and
