@@ -12,8 +12,13 @@ are listed with the reason and not run). ``--against hf`` adds, in the same proc
 (bf16 / fp16), and prints for each of ours: time, transformers fp32 time / ours, transformers same-dtype time / ours
 (for onnxruntime, fp32 and int8 alike, the comparison is transformers fp32: transformers has no int8 or ONNX path
 here), the largest log-probability difference to transformers fp32 and the frame argmax agreement with it. Every
-path runs once per repeat in turn, so that load changes hit all of them. ONNX Runtime's one-time costs are reported
-separately: export, int8 quantisation (each engine gets a fresh cache, so both are measured) and session creation.
+path runs once per repeat in turn, so that load changes hit all of them. ONNX Runtime's and OpenVINO's one-time
+costs are reported separately: export, int8 quantisation (each engine gets a fresh cache, so both are measured;
+openvino int8 is calibrated on the timed waves: speed does not depend on the ranges) and session creation /
+compilation. With openvino among the backends, OpenVINO's plain run of the ``sew-convert to-onnx`` export
+(``compile_model(onnx, "CPU")``, OpenVINO's defaults: :class:`PlainOpenVino`) is the anchor row. Each row gives
+GFLOP/s (the network's FLOPs counted once, :func:`count_flops`, over its median time) and its share of the fp32
+(and, on a CPU with bf16 units, bf16) matrix-product peak: a 2048^3 torch product timed in turn with the paths.
 
 ``accuracy`` decodes a split greedily through each engine (default: torch fp32 and bf16, onnxruntime fp32 and
 int8) and prints, against torch fp32: WER and its change, identical transcripts, the largest log-probability
@@ -120,13 +125,18 @@ def count_flops(model, waves: Sequence) -> int:
     return int(counter.get_total_flops())
 
 
-def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of torch's ``n x n @ n x n`` matrix product at ``dtype`` on the CPU with the current threads (median of
-    ``repeats`` after a warm-up): what this machine's matrix units give, measured in the same run as the paths."""
+def matmul_call(dtype: torch.dtype = torch.float32, n: int = 2048) -> Tuple[Callable[[], object], int]:
+    """(one ``n x n @ n x n`` torch matrix product at ``dtype`` on the CPU, its FLOPs): timed with the paths of
+    ``sew-bench speed``, in turn with them, it gives this machine's matrix-product peak under the same load."""
     g = torch.Generator().manual_seed(0)
     a, b = (torch.randn(n, n, generator=g).to(dtype) for _ in range(2))
-    times = time_calls(lambda: torch.mm(a, b), repeats)
-    return 2 * n ** 3 / statistics.median(times)
+    return (lambda: torch.mm(a, b)), 2 * n ** 3
+
+
+def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of :func:`matmul_call` (median of ``repeats`` after a warm-up), alone."""
+    fn, flops = matmul_call(dtype, n)
+    return flops / statistics.median(time_calls(fn, repeats))
 
 
 def time_calls(fn: Callable[[], object], repeats: int) -> List[float]:
@@ -224,6 +234,10 @@ def run_backends_speed(presets: Sequence[str], pairs: Sequence[Pair], seconds: f
                 "ours torch fp32" if "ours torch fp32" in paths else None)
             outputs = {name: fn() for name, fn in paths.items()}  # first call: warm-up and outputs to compare
             times: Dict[str, List[float]] = {name: [] for name in paths}
+            peak_calls = matmul_calls(device)  # the matrix-product peaks, timed in turn with the paths
+            peak_times: Dict[str, List[float]] = {dtype: [] for dtype in peak_calls}
+            for fn, _ in peak_calls.values():
+                fn()
             for _ in range(repeats):
                 for name, fn in paths.items():
                     _sync(device)
@@ -231,11 +245,14 @@ def run_backends_speed(presets: Sequence[str], pairs: Sequence[Pair], seconds: f
                     fn()
                     _sync(device)
                     times[name].append(time.perf_counter() - t)
+                for dtype, (fn, _) in peak_calls.items():
+                    peak_times[dtype] += time_calls(fn, 1)[:1]
+            peaks = {dtype: flop / statistics.median(peak_times[dtype]) for dtype, (_, flop) in peak_calls.items()}
             params = sum(v.numel() for k, v in torch.load(ckpt, weights_only=False)["model"].items()) / 1e6
             for name in paths:
                 row = {"model": preset, "path": name, "params_m": params, "median_s": statistics.median(times[name]),
                        "min_s": min(times[name]), "gflop": flops / 1e9,
-                       "gflops": flops / 1e9 / statistics.median(times[name]),
+                       "gflops": flops / 1e9 / statistics.median(times[name]), "peaks": peaks,
                        **{k: v for k, v in info[name].items() if k != "setup"}}
                 setup = info[name].get("setup")
                 if setup is not None:
@@ -246,18 +263,19 @@ def run_backends_speed(presets: Sequence[str], pairs: Sequence[Pair], seconds: f
                     row["reference"] = reference_name
                 rows.append(row)
             _ratios(rows[-len(paths):], against_hf)
+            add_peak_shares(rows[-len(paths):], peaks)
             del engines, outputs
     return rows
 
 
-def matmul_peaks(device: str = "cpu") -> Dict[str, float]:
-    """{"fp32": FLOP/s, "bf16": FLOP/s where this CPU has bf16 units} of :func:`matmul_peak` (CPU only)."""
+def matmul_calls(device: str = "cpu") -> Dict[str, Tuple[Callable[[], object], int]]:
+    """{"fp32": :func:`matmul_call`, "bf16": one where this CPU has bf16 units}; none off the CPU."""
     if torch.device(device).type != "cpu":
         return {}
-    peaks = {"fp32": matmul_peak(torch.float32)}
+    calls = {"fp32": matmul_call(torch.float32)}
     if cpu_bf16()[0]:
-        peaks["bf16"] = matmul_peak(torch.bfloat16)
-    return peaks
+        calls["bf16"] = matmul_call(torch.bfloat16)
+    return calls
 
 
 def add_peak_shares(rows: List[dict], peaks: Dict[str, float]) -> None:
@@ -291,7 +309,8 @@ def speed_header(seconds: float, threads: int, repeats: int, batch: int, device:
     if peaks:
         peak = ("# matrix-product peak (torch 2048^3, this run): " + ", ".join(
             f"{d} {p / 1e9:.1f} GFLOP/s" for d, p in peaks.items()) + ("" if "bf16" in peaks else
-                                                                      " (no bf16 units on this CPU)") + "\n")
+                                                                      " (no bf16 units on this CPU)")
+                + ", median over the repeats, timed in turn with the paths\n")
 
     try:
         import onnxruntime

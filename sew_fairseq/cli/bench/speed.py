@@ -50,8 +50,7 @@ def runnable_pairs(args: argparse.Namespace, backends: Sequence[str], dtypes: Se
 
 def run_backends(args: argparse.Namespace) -> int:
     """``sew-bench speed --backend ... --dtype ...``: :func:`sew_fairseq.bench.engines.run_backends_speed`."""
-    from ...bench.engines import (add_peak_shares, format_speed_rows, fp32_failures, matmul_peaks, run_backends_speed,
-                                  speed_header)
+    from ...bench.engines import format_speed_rows, fp32_failures, run_backends_speed, speed_header
 
     if args.against == "fairseq":
         return cli_error(PROG, "--backend/--dtype compare against transformers (--against hf), or nothing", 2)
@@ -64,9 +63,8 @@ def run_backends(args: argparse.Namespace) -> int:
                                   attn_implementation=args.hf_attention)
     except (ImportError, ValueError) as e:
         return cli_error(PROG, e, 2)
-    peaks = matmul_peaks(args.device)  # in the same run, with the same threads
-    add_peak_shares(rows, peaks)
-    print(speed_header(args.seconds, args.threads, args.repeats, args.batch, args.device, peaks)
+    print(speed_header(args.seconds, args.threads, args.repeats, args.batch, args.device, rows[0].get("peaks") if rows
+                       else None)
           + format_speed_rows(rows))
     failures = fp32_failures(rows)
     for f in failures:
