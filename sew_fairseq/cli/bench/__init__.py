@@ -26,8 +26,9 @@ the ratio HF time / our time.
 log-probabilities through each engine of :mod:`sew_fairseq.engines` (every valid pair; ``--against hf`` adds
 transformers fp32 and transformers under autocast with the same dtype, in the same process; with openvino,
 OpenVINO's plain run of the to-onnx export as the anchor row), each path's GFLOP/s and share of the matrix-product
-peak timed in the same run, and the export, quantisation and compilation times separately; ``accuracy`` gives each engine's greedy WER on a split and its largest
-log-probability difference against torch fp32. See :mod:`sew_fairseq.bench.engines`.
+peak timed in the same run, and the export, quantisation and compilation times separately; ``accuracy`` gives each
+engine's greedy WER on a split and its largest log-probability difference against torch fp32. See
+:mod:`sew_fairseq.bench.engines`.
 
 ``decode`` times the KenLM beam search per second of audio: our flashlight-text lexicon decoder against
 pyctcdecode (+ the ``kenlm`` module) on the same synthetic CTC emissions (50 frames/s), at the same beam
