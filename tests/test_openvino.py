@@ -232,6 +232,9 @@ def test_command_lines(model, fixtures_dir, tmp_path, capsys):
                        "int8", "--calibration", str(tmp_path / "nowhere")]) == 1
     assert capsys.readouterr().err == f"sew-transcribe: error: calibration {tmp_path / 'nowhere'}: no such file or " \
                                       f"folder\n"
+    assert transcribe([ckpt, str(clip), "--output-dir", str(tmp_path / "x"), "--backend", "onnxruntime", "--dtype",
+                       "int8", "--calibration", str(clip)]) == 2  # nothing would use it: not silently ignored
+    assert "--calibration is for --backend openvino --dtype int8 (or --backend auto)" in capsys.readouterr().err
     assert transcribe([ckpt, str(clip), "--output-dir", str(tmp_path / "x"), "--dtype", "fp16", "--backend",
                        "openvino"]) == 2
     assert "--backend openvino runs --dtype fp32 / bf16 / int8, not fp16" in capsys.readouterr().err

@@ -170,6 +170,8 @@ def check_backend_arguments(args: argparse.Namespace) -> Optional[str]:
     backend, dtype = args.backend, args.dtype
     if isinstance(backend, list) or isinstance(dtype, list):
         return None  # benchmarks: the pairs are checked one by one
+    if getattr(args, "calibration", None) and not (backend == "auto" or (backend == "openvino" and dtype == "int8")):
+        return "--calibration is for --backend openvino --dtype int8 (or --backend auto)"
     if backend == "auto":
         return None  # chosen among what this machine runs (engine_options)
     dtype = dtype or "fp32"

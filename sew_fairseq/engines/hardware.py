@@ -30,8 +30,9 @@ BACKEND_DTYPES = {"torch": ("fp32", "bf16", "fp16"), "onnxruntime": ("fp32", "in
 #: what ``backend="auto"`` tries, fastest first (:func:`choose_backend`). int8 is OpenVINO's calibrated static int8
 #: (within 1.0 greedy WER of torch fp32 on the demo's held-out split), only with calibration audio and only on a CPU
 #: with int8 dot products (:func:`cpu_int8`: on an AVX2-only CPU it ran slower than OpenVINO fp32, docs/speed.md);
-#: OpenVINO bf16 was 3.24x transformers fp32 on an AMX Xeon (issue 20); on the AVX2 machine OpenVINO fp32 was the
-#: fastest fp32 path (docs/speed.md). Every pair's accuracy bound is tested (tests/test_backends.py,
+#: OpenVINO bf16 was 3.24x transformers fp32 on an AMX Xeon (issue 20). On the AVX2 machine OpenVINO fp32 and
+#: onnxruntime fp32 were within the load noise of each other and ahead of torch fp32 (docs/speed.md); OpenVINO comes
+#: first because its bf16 and int8 share its cache. Every pair's accuracy bound is tested (tests/test_backends.py,
 #: tests/test_openvino.py).
 AUTO_ORDER = (("openvino", "int8"), ("openvino", "bf16"), ("torch", "bf16"), ("openvino", "fp32"),
               ("onnxruntime", "fp32"), ("torch", "fp32"))
