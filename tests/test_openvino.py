@@ -18,7 +18,8 @@ import soundfile as sf
 import torch
 
 from convert_helpers import write_plugin_checkpoint
-from sew_fairseq.engines import UnsupportedBackend, check_backend, cpu_bf16, load_engine, waves_calibration
+from sew_fairseq.engines import (UnsupportedBackend, check_backend, choose_backend, cpu_bf16, load_engine,
+                                 waves_calibration)
 from sew_fairseq.engines.openvino_engine import cached_openvino
 
 pytest.importorskip("openvino")
@@ -105,6 +106,9 @@ def test_cache_is_reused_and_int8_follows_its_calibration(model, waves, fixtures
     again = load_engine(ckpt, "openvino", "fp32").engine
     assert again.setup.reused and again.setup.export_seconds == 0 and again.path == fp32_xml
     assert os.stat(fp32_xml).st_mtime_ns == mtime and any((cache / "openvino-compiled").iterdir())
+    # backend auto in Python: what choose_backend says for this machine, dtype chosen too (the cache reused)
+    auto = load_engine(ckpt, "auto").engine
+    assert (auto.backend, auto.dtype) == choose_backend("cpu") and auto.setup.reused
     # int8 without calibration: the one in the cache (what sew-convert to-openvino leaves there)
     cached = load_engine(ckpt, "openvino", "int8").engine
     assert cached.setup.reused and cached.path == model["int8"].path

@@ -65,7 +65,7 @@ class Aligner:
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "cpu", dictionary: Optional[str] = None, *,
-                        backend: str = "torch", dtype: str = "fp32", onnx_cache: Optional[str] = None,
+                        backend: str = "torch", dtype: Optional[str] = None, onnx_cache: Optional[str] = None,
                         onnx_model: Optional[str] = None, threads: Optional[int] = None, calibration=None,
                         chunk_seconds: Optional[float] = None, overlap_seconds: Optional[float] = None,
                         batch_size: Optional[int] = None, **kwargs) -> "Aligner":

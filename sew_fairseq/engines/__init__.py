@@ -59,7 +59,7 @@ def resolve_backend(backend: str, dtype: Optional[str], device: str = "cpu", cal
     return choose_backend(device, calibration is not None, dtype, exit_rule is not None, onnx_model)
 
 
-def load_engine(checkpoint: str, backend: str = "torch", dtype: Optional[str] = "fp32", device: str = "cpu", *,
+def load_engine(checkpoint: str, backend: str = "torch", dtype: Optional[str] = None, device: str = "cpu", *,
                 data: Optional[str] = None, dictionary: Optional[str] = None, exit_rule=None,
                 onnx_cache: Optional[str] = None, onnx_model: Optional[str] = None,
                 threads: Optional[int] = None, calibration=None) -> LoadedEngine:
@@ -70,8 +70,8 @@ def load_engine(checkpoint: str, backend: str = "torch", dtype: Optional[str] = 
     a ``.onnx`` to run instead (made by ``sew-convert to-onnx [--quantize int8]`` from this checkpoint).
     ``threads``: ONNX Runtime's / OpenVINO's threads. ``calibration``: audio for openvino int8 (a
     :class:`Calibration`, e.g. :func:`sew_fairseq.transcribe.read_calibration` of a folder, @LIST or manifest, or a
-    list of 1-D float32 waves at 16 kHz). ``backend="auto"``: :func:`resolve_backend` (``dtype`` None lets it choose
-    the dtype too); the engine's ``backend`` / ``dtype`` say what it chose."""
+    list of 1-D float32 waves at 16 kHz). ``dtype`` None: fp32, or with ``backend="auto"`` (:func:`resolve_backend`)
+    chosen too; the engine's ``backend`` / ``dtype`` say what it chose."""
     from ..checkpoints.ctc import load_ctc_model
 
     if isinstance(calibration, str):

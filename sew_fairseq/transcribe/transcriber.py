@@ -167,9 +167,9 @@ class Transcriber:
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "cpu", dictionary: Optional[str] = None, *,
-                        backend: str = "torch", dtype: str = "fp32", exit_rule=None, onnx_cache: Optional[str] = None,
-                        onnx_model: Optional[str] = None, threads: Optional[int] = None, calibration=None,
-                        **kwargs) -> "Transcriber":
+                        backend: str = "torch", dtype: Optional[str] = None, exit_rule=None,
+                        onnx_cache: Optional[str] = None, onnx_model: Optional[str] = None,
+                        threads: Optional[int] = None, calibration=None, **kwargs) -> "Transcriber":
         """Load a fine-tuned fairseq CTC checkpoint; its output dictionary is inside it (``dictionary``: the path of
         a ``dict.ltr.txt`` for one without). ``backend`` (torch, onnxruntime, openvino, auto) and ``dtype`` (fp32,
         bf16, fp16, int8; None with auto: chosen) choose the engine, ``onnx_cache`` / ``onnx_model`` / ``threads``
