@@ -31,9 +31,11 @@ setup(
         "matplotlib>=3.5",  # sew-bench tradeoff's plot
     ],
     extras_require={
-        "test": ["pytest>=7", "transformers>=4.40", "onnx>=1.16", "onnxruntime>=1.18"],
+        "test": ["pytest>=7", "transformers>=4.40", "onnx>=1.16", "onnxruntime>=1.18", "openvino>=2025.0",
+                 "nncf>=2.16"],
         "hf": ["transformers>=4.40"],
         "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
+        "openvino": ["onnx>=1.16", "onnxruntime>=1.18", "openvino>=2025.0", "nncf>=2.16"],
     },
     entry_points={
         "console_scripts": [

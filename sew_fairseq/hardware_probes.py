@@ -1,8 +1,10 @@
 """What this machine's CPU has, read from torch and ``/proc/cpuinfo`` (no fairseq): whether it has native bf16 dot
-products. Used by the inference backends' check (:mod:`sew_fairseq.engines.hardware`, which re-exports these names)
-and by bf16 mixed-precision training (:mod:`sew_fairseq.compat.bf16_mixed`).
+products, and whether it has int8 dot products (AMX-INT8 / VNNI). Used by the inference backends' check
+(:mod:`sew_fairseq.engines.hardware`, which re-exports these names) and by bf16 mixed-precision training
+(:mod:`sew_fairseq.compat.bf16_mixed`).
 
     cpu_bf16()   # (True, "AMX-BF16, AVX512-BF16") or (False, "why not")
+    cpu_int8()   # (True, "AMX-INT8, AVX512-VNNI") or (False, "why not")
 
 bf16 on a CPU needs native bf16 dot products (x86 AVX512-BF16 or AMX-BF16): without them oneDNN emulates bf16
 with fp32 arithmetic plus conversions, which is slower than fp32. They are read from torch (``torch.cpu``'s probes,
@@ -54,3 +56,13 @@ def cpu_bf16() -> Tuple[bool, str]:
     where = "/proc/cpuinfo flags" if flags else "torch's CPU probes (no /proc/cpuinfo)"
     return False, (f"this {platform.machine()} CPU has neither AVX512-BF16 nor AMX-BF16 ({where}; torch's CPU "
                    f"capability is {capability})")
+
+
+def cpu_int8() -> Tuple[bool, str]:
+    """(whether this CPU has int8 dot-product units: AMX-INT8, AVX512-VNNI or AVX-VNNI, what was found or missing)."""
+    flags = cpu_flags()
+    found = [name for flag, name in (("amx_int8", "AMX-INT8"), ("avx512_vnni", "AVX512-VNNI"),
+                                     ("avx_vnni", "AVX-VNNI")) if flag in flags]
+    if found:
+        return True, ", ".join(found)
+    return False, f"this {platform.machine()} CPU has no AMX-INT8, AVX512-VNNI or AVX-VNNI"

@@ -140,10 +140,10 @@ def test_unsupported_combinations_are_clear_errors(checkpoints):
         check_backend("torch", "fp16", "cpu")
     with pytest.raises(UnsupportedBackend, match=r"^backend torch with dtype int8 on device cpu: backend torch runs "
                                                  r"fp32 / bf16 / fp16, not int8 \(int8 runs with backend "
-                                                 r"onnxruntime: "):
+                                                 r"onnxruntime or openvino: "):
         check_backend("torch", "int8", "cpu")
     with pytest.raises(UnsupportedBackend, match=r"backend onnxruntime runs fp32 / int8, not bf16 \(bf16 runs with "
-                                                 r"backend torch\)$"):
+                                                 r"backend torch or openvino\)$"):
         check_backend("onnxruntime", "bf16", "cpu")
     with pytest.raises(UnsupportedBackend, match="early exit .* which only backend torch does .*; use backend torch$"):
         check_backend("onnxruntime", "fp32", "cpu", early_exit=True)
@@ -185,7 +185,7 @@ def test_bf16_without_bf16_hardware_names_what_is_missing(monkeypatch):
     assert hardware.cpu_bf16()[0] is False
     with pytest.raises(UnsupportedBackend, match=r"^backend torch with dtype bf16 on device cpu: bf16 on a CPU needs "
                                                  r"AVX512-BF16 or AMX-BF16.*neither.*Use dtype fp32, or backend "
-                                                 r"onnxruntime with dtype int8$"):
+                                                 r"onnxruntime or openvino with dtype int8$"):
         hardware.check_backend("torch", "bf16", "cpu")
     hardware.check_backend("torch", "bf16", "cpu", hardware=False)  # the machine is not asked
     monkeypatch.setattr(hardware_probes, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))

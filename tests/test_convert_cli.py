@@ -12,7 +12,7 @@ from sew_fairseq.cli.convert import main
 
 pytest.importorskip("transformers")
 
-SUBCOMMANDS = ["from-original", "from-hf", "to-hf", "to-onnx"]
+SUBCOMMANDS = ["from-original", "from-hf", "to-hf", "to-onnx", "to-openvino"]
 
 
 def convert(capsys, *argv: str):

@@ -40,6 +40,31 @@ def test_onnx_runtime_matches_pytorch_on_unseen_lengths(name, tmp_path):
     assert {f % 2 for f in frames} == {0, 1} and 99 not in frames
 
 
+@pytest.mark.parametrize("family,style", [("wav2vec2", "base"), ("hubert", "large")])
+def test_wav2vec2_and_hubert_export_for_every_length(family, style, tmp_path):
+    """fairseq's TransformerEncoder (wav2vec 2.0 / HuBERT backbones) exports: ONNX Runtime equals fairseq's own
+    model, which pads the frames to its required_seq_len_multiple of 2, on lengths and batches not seen at export."""
+    from fairseq import checkpoint_utils
+
+    from convert_helpers import hf_ctc_and_checkpoint
+
+    _, ckpt = hf_ctc_and_checkpoint(tmp_path, family, style)
+    state = torch.load(ckpt, weights_only=False)
+    state["cfg"]["model"]["w2v_args"]["model"]["required_seq_len_multiple"] = 2  # fairseq's default
+    torch.save(state, ckpt)
+    to_onnx(str(ckpt), str(tmp_path / "model.onnx"))
+    fairseq_model = checkpoint_utils.load_model_ensemble_and_task([str(ckpt)])[0][0].eval()
+    assert fairseq_model.w2v_encoder.w2v_model.encoder.required_seq_len_multiple == 2
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    for i, (seconds, batch) in enumerate(((0.53, 3), (1.0, 1), (3.01, 1))):  # 26, 49 and 150 frames
+        wav = torch.stack([audio(seconds, 10 * i + b) for b in range(batch)])
+        with torch.no_grad():
+            expected = fairseq_model(source=wav, padding_mask=None)["encoder_out"].transpose(0, 1).numpy()
+        got = session.run(["logits"], {"source": wav.numpy()})[0]
+        assert got.shape == expected.shape and np.abs(got - expected).max() <= TOL, (seconds, batch)
+        assert np.abs(expected).max() > 0.1
+
+
 def test_pytorch_reference_is_the_fairseq_model(tmp_path):
     """The exported module computes what fairseq's sew_ctc model computes."""
     from fairseq import checkpoint_utils

@@ -65,8 +65,8 @@ class Aligner:
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "cpu", dictionary: Optional[str] = None, *,
-                        backend: str = "torch", dtype: str = "fp32", onnx_cache: Optional[str] = None,
-                        onnx_model: Optional[str] = None, threads: Optional[int] = None,
+                        backend: str = "torch", dtype: Optional[str] = None, onnx_cache: Optional[str] = None,
+                        onnx_model: Optional[str] = None, threads: Optional[int] = None, calibration=None,
                         chunk_seconds: Optional[float] = None, overlap_seconds: Optional[float] = None,
                         batch_size: Optional[int] = None, **kwargs) -> "Aligner":
         """Load a fine-tuned CTC checkpoint as :meth:`Transcriber.from_checkpoint` does (engine, dtype, chunking);
@@ -76,7 +76,8 @@ class Aligner:
         chunking = {k: v for k, v in (("chunk_seconds", chunk_seconds), ("overlap_seconds", overlap_seconds),
                                       ("batch_size", batch_size)) if v is not None}
         tr = Transcriber.from_checkpoint(path, device, dictionary, backend=backend, dtype=dtype, onnx_cache=onnx_cache,
-                                         onnx_model=onnx_model, threads=threads, **chunking)
+                                         onnx_model=onnx_model, threads=threads, calibration=calibration,
+                                         **chunking)
         return cls(tr, **kwargs)
 
     @property

@@ -12,8 +12,13 @@ are listed with the reason and not run). ``--against hf`` adds, in the same proc
 (bf16 / fp16), and prints for each of ours: time, transformers fp32 time / ours, transformers same-dtype time / ours
 (for onnxruntime, fp32 and int8 alike, the comparison is transformers fp32: transformers has no int8 or ONNX path
 here), the largest log-probability difference to transformers fp32 and the frame argmax agreement with it. Every
-path runs once per repeat in turn, so that load changes hit all of them. ONNX Runtime's one-time costs are reported
-separately: export, int8 quantisation (each engine gets a fresh cache, so both are measured) and session creation.
+path runs once per repeat in turn, so that load changes hit all of them. ONNX Runtime's and OpenVINO's one-time
+costs are reported separately: export, int8 quantisation (each engine gets a fresh cache, so both are measured;
+openvino int8 is calibrated on the timed waves: speed does not depend on the ranges) and session creation /
+compilation. With openvino among the backends, OpenVINO's plain run of the ``sew-convert to-onnx`` export
+(``compile_model(onnx, "CPU")``, OpenVINO's defaults: :class:`PlainOpenVino`) is the anchor row. Each row gives
+GFLOP/s (the network's FLOPs counted once, :func:`count_flops`, over its median time) and its share of the fp32
+(and, on a CPU with bf16 units, bf16) matrix-product peak: a 2048^3 torch product timed in turn with the paths.
 
 ``accuracy`` decodes a split greedily through each engine (default: torch fp32 and bf16, onnxruntime fp32 and
 int8) and prints, against torch fp32: WER and its change, identical transcripts, the largest log-probability
@@ -32,8 +37,9 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
-from ..engines import Engine, UnsupportedBackend, check_backend, load_engine
-from ..engines.hardware import cpu_description
+from ..engines import Engine, UnsupportedBackend, check_backend, load_engine, waves_calibration
+from ..engines.base import GraphEngine
+from ..engines.hardware import cpu_bf16, cpu_description
 from ..engines.torch_engine import TORCH_DTYPES
 
 #: fp32 paths must agree with their reference this closely (max abs log-probability)
@@ -105,6 +111,64 @@ def _max_diff(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> Tuple[flo
     return diff, same / max(frames, 1)
 
 
+def count_flops(model, waves: Sequence) -> int:
+    """Floating-point operations (multiply and add counted apart: 2 per multiply-accumulate) of one forward of the
+    fairseq CTC model on ``waves``, counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and
+    convolutions; the elementwise rest is not counted). Every path of ``sew-bench speed`` computes the same network,
+    so this one count gives each its GFLOP/s."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..engines.torch_engine import forward_log_probs
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        forward_log_probs(model, waves)
+    return int(counter.get_total_flops())
+
+
+def matmul_call(dtype: torch.dtype = torch.float32, n: int = 2048) -> Tuple[Callable[[], object], int]:
+    """(one ``n x n @ n x n`` torch matrix product at ``dtype`` on the CPU, its FLOPs): timed with the paths of
+    ``sew-bench speed``, in turn with them, it gives this machine's matrix-product peak under the same load."""
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=g).to(dtype) for _ in range(2))
+    return (lambda: torch.mm(a, b)), 2 * n ** 3
+
+
+def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of :func:`matmul_call` (median of ``repeats`` after a warm-up), alone."""
+    fn, flops = matmul_call(dtype, n)
+    return flops / statistics.median(time_calls(fn, repeats))
+
+
+def time_calls(fn: Callable[[], object], repeats: int) -> List[float]:
+    fn()
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+class PlainOpenVino(GraphEngine):
+    """OpenVINO's plain run of an exported ONNX graph (``core.compile_model(onnx, "CPU")``, nothing set: what a user
+    gets from ``sew-convert to-onnx`` and OpenVINO's defaults; bf16 by itself on an AMX CPU): the anchor row."""
+
+    backend = "openvino-plain"
+
+    def __init__(self, onnx_path: str, normalize: bool = False):
+        import openvino as ov
+
+        from ..engines.openvino_engine import precision_of
+
+        self.compiled = ov.Core().compile_model(onnx_path, "CPU")
+        self.precision = precision_of(self.compiled)
+        super().__init__({"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(self.precision, self.precision), "cpu",
+                         normalize)
+
+    def run(self, source):
+        return self.compiled(source)[0]
+
+
 def run_backends_speed(presets: Sequence[str], pairs: Sequence[Pair], seconds: float, repeats: int, threads: int,
                        batch: int = 1, against_hf: bool = True, device: str = "cpu",
                        attn_implementation: Optional[str] = None, seed: int = 0) -> List[dict]:
@@ -139,18 +203,41 @@ def run_backends_speed(presets: Sequence[str], pairs: Sequence[Pair], seconds: f
                     paths[f"transformers {dtype}"] = (lambda d=TORCH_DTYPES[dtype], f=hf_run: f(d))
                     info[f"transformers {dtype}"] = {"kind": "hf", "dtype": dtype}
             engines: List[Engine] = []
+            anchor_graph, flop_model = None, None
             for pair in pairs:
                 start = time.perf_counter()
-                cache = tempfile.mkdtemp(prefix="onnx-", dir=tmp) if pair.backend == "onnxruntime" else None
-                engine = load_engine(ckpt, pair.backend, pair.dtype, device, onnx_cache=cache, threads=threads).engine
+                cache = tempfile.mkdtemp(prefix="onnx-", dir=tmp) if pair.backend != "torch" else None
+                # openvino int8: calibrated on the timed waves themselves (speed does not depend on the ranges)
+                calibration = waves_calibration(waves) if pair == Pair("openvino", "int8") else None
+                loaded = load_engine(ckpt, pair.backend, pair.dtype, device, onnx_cache=cache, threads=threads,
+                                     calibration=calibration)
+                engine = loaded.engine
+                if pair == Pair("torch", "fp32"):
+                    flop_model = loaded.model
                 engines.append(engine)
                 paths[f"ours {pair.name}"] = (lambda e=engine: e.log_probs(waves).log_probs)
                 info[f"ours {pair.name}"] = {"kind": "ours", "dtype": pair.dtype, "backend": pair.backend,
                                              "load_s": time.perf_counter() - start, "setup": engine.setup}
+                if pair.backend == "openvino" and anchor_graph is None:
+                    from ..engines.onnx_engine import cached_onnx
+
+                    anchor_graph = cached_onnx(ckpt, "fp32", cache).path  # the export the engine was converted from
+            if anchor_graph is not None:  # OpenVINO's plain run of our to-onnx export: the anchor row
+                plain = PlainOpenVino(anchor_graph)
+                engines.append(plain)
+                name = f"openvino plain ({plain.precision})"
+                paths[name] = (lambda e=plain: e.log_probs(waves).log_probs)
+                info[name] = {"kind": "anchor", "dtype": plain.dtype, "backend": "openvino-plain"}
+            flops = count_flops(flop_model if flop_model is not None else load_engine(ckpt).model, waves)
+            flop_model = None
             reference_name = "transformers fp32" if against_hf else (
                 "ours torch fp32" if "ours torch fp32" in paths else None)
             outputs = {name: fn() for name, fn in paths.items()}  # first call: warm-up and outputs to compare
             times: Dict[str, List[float]] = {name: [] for name in paths}
+            peak_calls = matmul_calls(device)  # the matrix-product peaks, timed in turn with the paths
+            peak_times: Dict[str, List[float]] = {dtype: [] for dtype in peak_calls}
+            for fn, _ in peak_calls.values():
+                fn()
             for _ in range(repeats):
                 for name, fn in paths.items():
                     _sync(device)
@@ -158,10 +245,15 @@ def run_backends_speed(presets: Sequence[str], pairs: Sequence[Pair], seconds: f
                     fn()
                     _sync(device)
                     times[name].append(time.perf_counter() - t)
+                for dtype, (fn, _) in peak_calls.items():
+                    peak_times[dtype] += time_calls(fn, 1)[:1]
+            peaks = {dtype: flop / statistics.median(peak_times[dtype]) for dtype, (_, flop) in peak_calls.items()}
             params = sum(v.numel() for k, v in torch.load(ckpt, weights_only=False)["model"].items()) / 1e6
             for name in paths:
                 row = {"model": preset, "path": name, "params_m": params, "median_s": statistics.median(times[name]),
-                       "min_s": min(times[name]), **{k: v for k, v in info[name].items() if k != "setup"}}
+                       "min_s": min(times[name]), "gflop": flops / 1e9,
+                       "gflops": flops / 1e9 / statistics.median(times[name]), "peaks": peaks,
+                       **{k: v for k, v in info[name].items() if k != "setup"}}
                 setup = info[name].get("setup")
                 if setup is not None:
                     row.update(export_s=setup.export_seconds, quantize_s=setup.quantize_seconds,
@@ -171,8 +263,26 @@ def run_backends_speed(presets: Sequence[str], pairs: Sequence[Pair], seconds: f
                     row["reference"] = reference_name
                 rows.append(row)
             _ratios(rows[-len(paths):], against_hf)
+            add_peak_shares(rows[-len(paths):], peaks)
             del engines, outputs
     return rows
+
+
+def matmul_calls(device: str = "cpu") -> Dict[str, Tuple[Callable[[], object], int]]:
+    """{"fp32": :func:`matmul_call`, "bf16": one where this CPU has bf16 units}; none off the CPU."""
+    if torch.device(device).type != "cpu":
+        return {}
+    calls = {"fp32": matmul_call(torch.float32)}
+    if cpu_bf16()[0]:
+        calls["bf16"] = matmul_call(torch.bfloat16)
+    return calls
+
+
+def add_peak_shares(rows: List[dict], peaks: Dict[str, float]) -> None:
+    """Each row's GFLOP/s as a share of each matrix-product peak (``share_fp32``, ``share_bf16``)."""
+    for r in rows:
+        for dtype, peak in peaks.items():
+            r[f"share_{dtype}"] = r["gflops"] * 1e9 / peak
 
 
 def _ratios(rows: List[dict], against_hf: bool) -> None:
@@ -185,8 +295,22 @@ def _ratios(rows: List[dict], against_hf: bool) -> None:
             r["same_dtype_over"] = (same or by_path["transformers fp32"])["median_s"] / r["median_s"]
 
 
-def speed_header(seconds: float, threads: int, repeats: int, batch: int, device: str) -> str:
+def speed_header(seconds: float, threads: int, repeats: int, batch: int, device: str,
+                 peaks: Optional[Dict[str, float]] = None) -> str:
     import transformers
+
+    try:
+        import openvino
+
+        ov_version = f", openvino {openvino.__version__.split('-')[0]}"
+    except ImportError:
+        ov_version = ""
+    peak = ""
+    if peaks:
+        peak = ("# matrix-product peak (torch 2048^3, this run): " + ", ".join(
+            f"{d} {p / 1e9:.1f} GFLOP/s" for d, p in peaks.items()) + ("" if "bf16" in peaks else
+                                                                      " (no bf16 units on this CPU)")
+                + ", median over the repeats, timed in turn with the paths\n")
 
     try:
         import onnxruntime
@@ -196,13 +320,15 @@ def speed_header(seconds: float, threads: int, repeats: int, batch: int, device:
         ort_version = "not installed"
     return (f"# CTC models (random weights, 32 letters), {seconds:g} s of audio, batch {batch}, {threads} threads, "
             f"{device}, median of {repeats} (all paths alternating), wave -> fp32 log-probabilities\n"
-            f"# torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {ort_version}; "
-            f"{cpu_description() if device == 'cpu' else torch.cuda.get_device_name(device)}\n")
+            f"# torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime {ort_version}"
+            f"{ov_version}; {cpu_description() if device == 'cpu' else torch.cuda.get_device_name(device)}\n" + peak)
 
 
 def format_speed_rows(rows: List[dict]) -> str:
-    lines = [f"{'model':<12}{'path':<24}{'ms':>8}{'min ms':>8}{'HF fp32/x':>10}{'HF same/x':>10}  "
-             f"{'max|dlogp|':>10}{'argmax':>8}  one-time (s)"]
+    shares = [k for k in ("share_fp32", "share_bf16") if rows and k in rows[0]]
+    lines = [f"{'model':<12}{'path':<26}{'ms':>8}{'min ms':>8}{'HF fp32/x':>10}{'HF same/x':>10}  "
+             f"{'max|dlogp|':>10}{'argmax':>8}{'GFLOP/s':>9}" + "".join(f"{k[6:] + ' pk':>9}" for k in shares)
+             + "  one-time (s)"]
     for r in rows:
         same = ""
         if r["kind"] == "ours" and "same_dtype_over" in r:
@@ -212,13 +338,17 @@ def format_speed_rows(rows: List[dict]) -> str:
         diff = f"{r['max_diff']:.1e}" if "max_diff" in r else ""
         agree = f"{100 * r['argmax_agree']:.1f}%" if "argmax_agree" in r else ""
         once = ""
-        if r.get("backend") == "onnxruntime":
+        if r.get("backend") in ("onnxruntime", "openvino"):
             once = f"export {r['export_s']:.1f}" + (f" + quantise {r['quantize_s']:.1f}" if r["dtype"] == "int8"
                                                     else "") + f", session {r['session_s']:.2f}"
-        lines.append(f"{r['model']:<12}{r['path']:<24}{1000 * r['median_s']:>8.1f}{1000 * r['min_s']:>8.1f}"
-                     f"{hf:>10}{same:>10}  {diff:>10}{agree:>8}  {once}")
+        share = "".join(f"{100 * r[k]:>8.1f}%" for k in shares)
+        lines.append(f"{r['model']:<12}{r['path']:<26}{1000 * r['median_s']:>8.1f}{1000 * r['min_s']:>8.1f}"
+                     f"{hf:>10}{same:>10}  {diff:>10}{agree:>8}{r['gflops']:>9.1f}{share}  {once}")
     if any(r.get("same_dtype_ref") == "transformers fp32" and r.get("dtype") == "int8" for r in rows):
         lines.append("* against transformers fp32: transformers has no int8 path here")
+    if rows:
+        lines.append(f"GFLOP/s: {rows[0]['gflop']:.2f} GFLOP per forward (torch's FlopCounterMode on the fairseq "
+                     f"model: matrix products and convolutions) / median time; pk: share of the matrix-product peak")
     return "\n".join(lines)
 
 
@@ -233,8 +363,10 @@ def fp32_failures(rows: List[dict]) -> List[str]:
 
 
 def run_accuracy(checkpoint: str, data: str, split: str, pairs: Sequence[Pair], device: str = "cpu",
-                 threads: int = 2, max_samples: int = 1_600_000, onnx_cache: Optional[str] = None) -> List[dict]:
-    """Rows of ``sew-bench accuracy``: torch fp32 first (the reference), then each pair."""
+                 threads: int = 2, max_samples: int = 1_600_000, onnx_cache: Optional[str] = None,
+                 calibration=None) -> List[dict]:
+    """Rows of ``sew-bench accuracy``: torch fp32 first (the reference), then each pair. ``calibration``: for
+    openvino int8 (:func:`sew_fairseq.engines.load_engine`)."""
     from ..decoding import build_decoder, word_boundary_of
     from manifests.error_rates import cer, wer
     from ..evaluate.splits import compute_emissions, read_split
@@ -247,7 +379,8 @@ def run_accuracy(checkpoint: str, data: str, split: str, pairs: Sequence[Pair], 
     reference: Optional[Tuple[List[torch.Tensor], List[str]]] = None
     for pair in order:
         start = time.perf_counter()
-        loaded = load_engine(checkpoint, pair.backend, pair.dtype, device, onnx_cache=onnx_cache, threads=threads)
+        loaded = load_engine(checkpoint, pair.backend, pair.dtype, device, onnx_cache=onnx_cache, threads=threads,
+                             calibration=calibration)
         load_s = time.perf_counter() - start
         emissions, forward_s = compute_emissions(loaded.engine, utterances, max_samples, progress=False)
         if len(emissions) != len(utterances):

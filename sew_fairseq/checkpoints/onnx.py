@@ -9,7 +9,9 @@ Export uses torch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=
 torch 2.13 still ships and which needs only the ``onnx`` package. Length-dependent logic that eager mode
 computes with Python ints (the SEW-D relative-position index, the zero padding of odd frame counts) has traced
 equivalents (``torch.jit.is_tracing()`` branches in ``modules/``), so the graph is valid for every length;
-the tests run ONNX Runtime on lengths that were not seen at export.
+the tests run ONNX Runtime on lengths that were not seen at export. wav2vec 2.0 and HuBERT backbones (fairseq's
+``TransformerEncoder``) export without its padding of the frames to ``required_seq_len_multiple`` (exact without a
+padding input: :func:`ctc_inference_model`, :func:`_traceable_fairseq_padding`).
 
 ``quantize="int8"`` then applies ONNX Runtime's dynamic quantisation (:func:`quantize_int8`): the weights of every
 MatMul with a constant weight (the transformer layers' projections and feed-forwards, the CTC projection) become
@@ -58,16 +60,39 @@ def ctc_inference_model(checkpoint: str):
     if ckpt.proj is None:
         raise ConversionError(f"{checkpoint}: a pretrained model (no CTC output layer); to-onnx needs a fine-tuned "
                               f"CTC checkpoint")
-    if ckpt.family in FAIRSEQ_FAMILIES:
-        raise ConversionError(f"{checkpoint}: a {ckpt.family} backbone (fairseq's TransformerEncoder), which torch's "
-                              f"tracer cannot export for every length (fairseq's pad_to_multiple computes with Python "
-                              f"numbers); to-onnx exports SEW and SEW-D models. `sew-convert to-hf` gives the "
-                              f"transformers model, which has its own ONNX exporters")
     encoder = build_encoder(ckpt, checkpoint)
+    if ckpt.family in FAIRSEQ_FAMILIES:
+        # fairseq's TransformerEncoder pads the frames to a multiple of required_seq_len_multiple (2 by default) with
+        # Python arithmetic, which the tracer would freeze at the example's length. Without a padding input the
+        # padded frames are masked keys whose outputs are cut off, so the network without that padding computes
+        # the same logits for every length (tests/test_convert_onnx.py checks against fairseq's model).
+        encoder.encoder.required_seq_len_multiple = 1
     weight = ckpt.proj["weight"]
     proj = nn.Linear(weight.shape[1], weight.shape[0])
     proj.load_state_dict(ckpt.proj, strict=True)
     return CTCInference(encoder, proj).eval(), list(ckpt.dictionary.symbols)
+
+
+@contextlib.contextmanager
+def _traceable_fairseq_padding():
+    """While exporting: fairseq's ``pad_to_multiple`` (called by its TransformerEncoder, which
+    :func:`ctc_inference_model` sets to a multiple of 1) returns its input for a multiple of 1 without its Python
+    arithmetic on the traced length (``(tsz / multiple).is_integer()`` fails on the tracer's tensor); other
+    multiples go to fairseq's function. Eager fairseq returns the same (``x, 0``) for a multiple of 1."""
+    from fairseq.models.wav2vec import wav2vec2
+
+    original = wav2vec2.pad_to_multiple
+
+    def pad_to_multiple(x, multiple, dim=-1, value=0):
+        if multiple == 1:
+            return x, 0
+        return original(x, multiple, dim, value)
+
+    wav2vec2.pad_to_multiple = pad_to_multiple
+    try:
+        yield
+    finally:
+        wav2vec2.pad_to_multiple = original
 
 
 def file_sha256(path: str, chunk: int = 1 << 22) -> str:
@@ -135,7 +160,7 @@ def to_onnx(checkpoint: str, out: str, example_seconds: float = 2.0, quantize: O
     fp32_out = out if quantize is None else out + ".fp32.tmp"
     try:
         with atomic_file(fp32_out, ".onnx") as tmp:
-            with torch.no_grad(), warnings.catch_warnings():
+            with torch.no_grad(), warnings.catch_warnings(), _traceable_fairseq_padding():
                 warnings.simplefilter("ignore")  # TracerWarnings about Python values; the tests check other lengths
                 torch.onnx.export(model, (example,), tmp, dynamo=False, opset_version=OPSET, input_names=["source"],
                                   output_names=["logits"], do_constant_folding=True,

@@ -111,7 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                           batch_size=args.batch_size, min_score=args.min_score,
                                           garbage_penalty=args.garbage_penalty, skip_cost=args.skip_cost,
                                           beam=args.beam, keep_punctuation=args.keep_punctuation,
-                                          **engine_options(args))
+                                          **engine_options(args, PROG))
         summary = align_files(aligner, pairs, args.output_dir, args.formats, skip_bad=args.skip_bad,
                               overwrite=args.overwrite, channel=args.channel, progress=not args.quiet,
                               manifest_dir=args.manifest_dir, split=args.split, max_seconds=args.max_seconds,

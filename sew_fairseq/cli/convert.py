@@ -1,4 +1,5 @@
-"""``sew-convert``: checkpoints between this plugin, the original SEW release, Hugging Face transformers and ONNX.
+"""``sew-convert``: checkpoints between this plugin, the original SEW release, Hugging Face transformers, ONNX and
+OpenVINO.
 
     sew-convert from-original sew-d-mid-400k.pt sew_d_mid.pt                       # pretrained release checkpoint
     sew-convert from-original sew-d-mid-400k-ft-100h.pt sew_d_mid_100h.pt \\
@@ -8,6 +9,8 @@
     sew-convert to-hf ckpt/checkpoint_best.pt ./my-sew-d-ctc                       # AutoModelForCTC, AutoProcessor
     sew-convert to-onnx ckpt/checkpoint_best.pt sew_d.onnx                         # CTC model, dynamic batch and time
     sew-convert to-onnx ckpt/checkpoint_best.pt sew_d_int8.onnx --quantize int8    # MatMul weights int8 (dynamic)
+    sew-convert to-openvino ckpt/checkpoint_best.pt                                # OpenVINO model, in the cache
+    sew-convert to-openvino ckpt/checkpoint_best.pt --quantize int8 --calibration corpus/train.tsv   # NNCF int8
 
 Every sub-command checks names and shapes before it writes, exits non-zero with the list of what does not
 match, and writes its output atomically (nothing is left behind on failure). Checkpoints are read with the
@@ -65,7 +68,46 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--quantize", choices=["int8"], default=None,
                    help="int8: ONNX Runtime dynamic quantisation (MatMul weights int8, activations quantised per "
                         "call; the conv front end stays fp32); what --backend onnxruntime --dtype int8 runs")
+    v = sub.add_parser("to-openvino", help="plugin CTC checkpoint -> OpenVINO model in its cache (fp32, or int8 "
+                                           "calibrated with NNCF)",
+                       description="Make the OpenVINO model that --backend openvino runs, in the cache beside the "
+                                   "checkpoint (onnx-cache/, or --onnx-cache), and compile it once into OpenVINO's "
+                                   "compiled-model cache, so that the first sew-transcribe / sew-infer run starts "
+                                   "fast. int8: NNCF post-training quantisation calibrated on --calibration (later "
+                                   "runs with --dtype int8 need no --calibration). Example: sew-convert to-openvino "
+                                   "ckpt/checkpoint_best.pt --quantize int8 --calibration corpus/train.tsv")
+    v.add_argument("checkpoint", help="fine-tuned CTC checkpoint (.pt)")
+    v.add_argument("--dtype", choices=["fp32", "bf16", "int8"], default=None,
+                   help="the precision to compile for (default fp32, or int8 with --quantize int8); bf16 needs a CPU "
+                        "with AVX512-BF16 / AMX-BF16")
+    v.add_argument("--quantize", choices=["int8"], default=None, help="int8: the same as --dtype int8")
+    v.add_argument("--calibration", metavar="DIR|@LIST|TSV", default=None,
+                   help="int8: speech to calibrate on (a folder, an @LIST of paths or a manifest .tsv)")
+    v.add_argument("--onnx-cache", metavar="DIR", default=None,
+                   help="the cache folder (default: onnx-cache/ beside the checkpoint)")
     return p
+
+
+def to_openvino(args: argparse.Namespace) -> str:
+    """``sew-convert to-openvino``: the engine of ``--backend openvino --dtype D`` built once (its model made and
+    compiled into the caches); returns the model's path."""
+    from ..engines import load_engine
+    from ..transcribe.calibration import read_calibration
+
+    if args.quantize and args.dtype not in (None, "int8"):
+        raise ValueError(f"--quantize int8 makes an int8 model, not --dtype {args.dtype}")
+    dtype = "int8" if args.quantize else (args.dtype or "fp32")
+    if dtype == "int8" and not args.calibration:
+        raise ValueError("--quantize int8 needs --calibration DIR|@LIST|TSV: speech to calibrate the int8 model on")
+    if dtype != "int8" and args.calibration:
+        raise ValueError("--calibration is for --quantize int8")
+    calibration = read_calibration(args.calibration) if args.calibration else None
+    engine = load_engine(args.checkpoint, "openvino", dtype, onnx_cache=args.onnx_cache,
+                         calibration=calibration).engine
+    s = engine.setup
+    print(f"{'reused' if s.reused else 'made'} {dtype}: export {s.export_seconds:.1f} s, quantise "
+          f"{s.quantize_seconds:.1f} s, compile {s.session_seconds:.2f} s")
+    return engine.path
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -73,7 +115,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s:%(lineno)d %(message)s")
     from ..checkpoints.safe_load import CheckpointLoadError
     from ..checkpoints.plugin import ConversionError
-    from .options import cli_error
+    from ..engines import UnsupportedBackend
+    from .options import backend_problem, cli_error
 
     try:
         if args.command == "from-original":
@@ -88,11 +131,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from ..checkpoints.hf import to_hf
 
             out = to_hf(args.checkpoint, args.out_dir)
+        elif args.command == "to-openvino":
+            out = to_openvino(args)
         else:
             from ..checkpoints.onnx import to_onnx
 
             out = to_onnx(args.checkpoint, args.out, quantize=args.quantize)
-    except (ConversionError, CheckpointLoadError) as e:
+    except UnsupportedBackend as e:
+        return cli_error("sew-convert", backend_problem(e))
+    except (ConversionError, CheckpointLoadError, ValueError, OSError) as e:
         return cli_error("sew-convert", e)
     print(f"wrote {out}")
     return 0

@@ -141,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     skipped = [] if args.skip_bad else None
     try:
         engine, model, dictionary, cfg = load_engine(args.checkpoint, device=args.device, data=args.data,
-                                                     exit_rule=exit_rule, **engine_options(args))
+                                                     exit_rule=exit_rule, **engine_options(args, PROG))
         problem = resolve_labels(args, cfg, dictionary)
         if problem:
             return cli_error(PROG, problem, 2)

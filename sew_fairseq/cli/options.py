@@ -1,13 +1,13 @@
 """Command-line options that several commands share, declared once: the CTC decoder (``--decoder``, ``--lexicon``,
 ``--lm``, beam options), early exit (``--early-exit``, ``--exit-threshold``), the inference backend (``--backend``,
-``--dtype``, ``--onnx-cache``, ``--onnx``), ``--device`` and ``--shard K/N``.
+``--dtype``, ``--calibration``, ``--onnx-cache``, ``--onnx``), ``--device`` and ``--shard K/N``.
 
     add_decoder_arguments(parser); add_early_exit_arguments(parser); add_backend_arguments(parser)
     problem = check_decoder_arguments(args) or check_early_exit_arguments(args) or check_backend_arguments(args)
     backend_problem(e)                # an UnsupportedBackend of the engine, in the flags' words
     decoder = decoder_from_arguments(args, dictionary)
     rule = exit_rule_from_arguments(args)                                           # None without --early-exit
-    engine_options(args)              # {backend, dtype, onnx_cache, onnx_model}: keyword arguments of load_engine
+    engine_options(args, prog)        # {backend, dtype, onnx_cache, onnx_model, calibration}: load_engine's keywords
     add_shard_argument(parser)        # args.shard: a Shard (None without --shard); files = args.shard.select(files)
     return cli_error("sew-infer", problem, 2)   # prints "sew-infer: error: ..." as argparse does; the exit status
 
@@ -121,7 +121,10 @@ def exit_rule_from_arguments(args: argparse.Namespace) -> Optional[ExitRule]:
 
 BACKEND_HELP = ("torch: the fairseq model (fp32; bf16 on CPUs with AVX512-BF16 / AMX and on CUDA; fp16 on CUDA); "
                 "onnxruntime: its sew-convert to-onnx graph in ONNX Runtime (fp32; int8 = dynamic quantisation of "
-                "the MatMul weights), exported on first use into --onnx-cache")
+                "the MatMul weights), exported on first use into --onnx-cache; openvino: that graph in OpenVINO on "
+                "the CPU (fp32; bf16 on CPUs with AVX512-BF16 / AMX; int8 = NNCF quantisation calibrated on "
+                "--calibration), in the same cache; auto: the fastest of these this machine runs (int8 only with "
+                "--calibration), printed at start")
 
 
 def add_backend_arguments(p: argparse.ArgumentParser, multiple: bool = False, cache: bool = True,
@@ -138,16 +141,22 @@ def add_backend_arguments(p: argparse.ArgumentParser, multiple: bool = False, ca
     def shown(value) -> str:
         return " ".join(value) if isinstance(value, (list, tuple)) else str(value)
 
-    g.add_argument("--backend", choices=BACKENDS, default=backend, **many,
+    g.add_argument("--backend", choices=BACKENDS if multiple else BACKENDS + ("auto",), default=backend, **many,
                    help=f"{BACKEND_HELP} (default {shown(backend)})")
-    g.add_argument("--dtype", choices=DTYPES, default=dtype, **many,
-                   help=f"precision of the network: fp32, bf16, fp16 (torch) or int8 (onnxruntime); log-softmax and "
-                        f"decoding are fp32 whatever it is; a dtype this machine cannot run is an error "
-                        f"(default {shown(dtype)})")
+    g.add_argument("--dtype", choices=DTYPES, default=None if not multiple else dtype, **many,
+                   help=f"precision of the network: fp32, bf16 (torch, openvino), fp16 (torch) or int8 (onnxruntime, "
+                        f"openvino); log-softmax and decoding are fp32 whatever it is; a dtype this machine cannot "
+                        f"run is an error (default {shown(dtype)}" + ("" if multiple else "; with --backend auto: "
+                                                                     "chosen too") + ")")
     if cache:
+        g.add_argument("--calibration", metavar="DIR|@LIST|TSV", default=None,
+                       help="openvino int8: speech to calibrate the quantisation on when the int8 model is made (a "
+                            "folder, an @LIST of paths or a manifest .tsv; a few hundred utterances like the audio "
+                            "to transcribe); without it int8 runs the int8 model already in the cache, and is "
+                            "refused if there is none")
         g.add_argument("--onnx-cache", metavar="DIR", default=None,
-                       help="onnxruntime: folder of the exported graphs (default: onnx-cache/ beside the checkpoint; "
-                            "rebuilt when the checkpoint changes)")
+                       help="onnxruntime, openvino: folder of the exported graphs and OpenVINO models (default: "
+                            "onnx-cache/ beside the checkpoint; rebuilt when the checkpoint changes)")
         if not cache_only:
             g.add_argument("--onnx", metavar="FILE", dest="onnx_model", default=None,
                            help="onnxruntime: run this graph (sew-convert to-onnx CKPT FILE [--quantize int8]) instead "
@@ -161,6 +170,11 @@ def check_backend_arguments(args: argparse.Namespace) -> Optional[str]:
     backend, dtype = args.backend, args.dtype
     if isinstance(backend, list) or isinstance(dtype, list):
         return None  # benchmarks: the pairs are checked one by one
+    if getattr(args, "calibration", None) and not (backend == "auto" or (backend == "openvino" and dtype == "int8")):
+        return "--calibration is for --backend openvino --dtype int8 (or --backend auto)"
+    if backend == "auto":
+        return None  # chosen among what this machine runs (engine_options)
+    dtype = dtype or "fp32"
     try:
         check_backend(backend, dtype, getattr(args, "device", "cpu"),
                       early_exit=bool(getattr(args, "early_exit", None)), onnx_model=getattr(args, "onnx_model", None),
@@ -175,7 +189,7 @@ def backend_problem(e: UnsupportedBackend) -> str:
     library's message names backends, dtypes and devices, not flags)."""
     if e.reason == "dtype":
         return (f"--backend {e.backend} runs --dtype {' / '.join(BACKEND_DTYPES[e.backend])}, not {e.dtype}"
-                + (" (int8 runs with --backend onnxruntime)" if e.dtype == "int8" else ""))
+                + (" (int8 runs with --backend onnxruntime or openvino)" if e.dtype == "int8" else ""))
     if e.reason == "early_exit":
         return "--early-exit needs --backend torch (an exported graph runs every layer)"
     if e.reason == "onnx_model":
@@ -185,10 +199,24 @@ def backend_problem(e: UnsupportedBackend) -> str:
     return f"--backend {e.backend} --dtype {e.dtype} --device {e.device}: {e.detail}"
 
 
-def engine_options(args: argparse.Namespace) -> Dict[str, Optional[str]]:
-    """Keyword arguments of :func:`sew_fairseq.engines.load_engine` (and ``Transcriber.from_checkpoint``)."""
+def engine_options(args: argparse.Namespace, prog: str = "") -> Dict[str, object]:
+    """Keyword arguments of :func:`sew_fairseq.engines.load_engine` (and ``Transcriber.from_checkpoint``):
+    ``--backend auto`` is resolved here (``args.backend`` / ``args.dtype`` become what it chose, printed once on
+    stderr as ``<prog>: --backend auto: openvino fp32``), ``--calibration`` read
+    (:func:`sew_fairseq.transcribe.read_calibration`: an InputError, a ValueError, for one that names nothing)."""
+    import sys
+
+    from ..engines import resolve_backend
+    from ..transcribe.calibration import read_calibration
+
+    calibration = read_calibration(args.calibration) if getattr(args, "calibration", None) else None
+    if args.backend == "auto":
+        args.backend, args.dtype = resolve_backend("auto", args.dtype, getattr(args, "device", "cpu"), calibration,
+                                                   getattr(args, "early_exit", None), getattr(args, "onnx_model", None))
+        print(f"{prog or 'sew-fairseq'}: --backend auto: {args.backend} {args.dtype}", file=sys.stderr)
+    args.dtype = args.dtype or "fp32"
     return {"backend": args.backend, "dtype": args.dtype, "onnx_cache": getattr(args, "onnx_cache", None),
-            "onnx_model": getattr(args, "onnx_model", None)}
+            "onnx_model": getattr(args, "onnx_model", None), "calibration": calibration}
 
 
 def add_split_arguments(p: argparse.ArgumentParser, checkpoint: str = "fine-tuned CTC checkpoint",

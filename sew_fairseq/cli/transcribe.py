@@ -98,7 +98,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                          batch_size=args.batch_size, stitch=args.stitch,
                                          exit_rule=exit_rule_from_arguments(args),
                                          decoder=lambda dictionary: decoder_from_arguments(args, dictionary),
-                                         **engine_options(args))
+                                         **engine_options(args, PROG))
         summary = transcribe_files(tr, files, args.output_dir, args.formats, skip_bad=args.skip_bad,
                                    overwrite=args.overwrite, channel=args.channel, progress=not args.quiet,
                                    setup_seconds=time.perf_counter() - start, references=references,

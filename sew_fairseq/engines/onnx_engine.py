@@ -11,9 +11,7 @@ export; the graphs of its old key are deleted then. Hashing reads the whole file
 Running: one ``InferenceSession`` with graph optimisation ``ORT_ENABLE_ALL`` (fusions: LayerNorm, GELU with its
 bias, skip-LayerNorm, ...), ``intra_op_num_threads`` = torch's thread count unless ``threads`` is given, one
 inter-op thread, sequential execution, and no spinning of idle threads (see :func:`_session`). The graph has no
-padding input: waves of equal length run as one batch (the chunks of long-form inference are equal-length), waves
-of other lengths in their own batches, so each wave gets what it gets alone, as the torch backend's padded batches
-do. Logits come back as fp32; the log-softmax is computed in fp32 torch.
+padding input: equal lengths run as one batch (:class:`sew_fairseq.engines.base.GraphEngine`).
 """
 from __future__ import annotations
 
@@ -21,13 +19,12 @@ import logging
 import os
 import re
 import time
-from collections import defaultdict
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 import torch
 
-from .base import Engine, EngineOutput, Setup, normalized
+from .base import GraphEngine, Setup
 from .hardware import UnsupportedBackend, check_backend
 
 logger = logging.getLogger(__name__)
@@ -50,15 +47,9 @@ def cache_key(checkpoint: str, sha256: Optional[str] = None) -> str:
     return hashlib.sha256(f"{digest} opset {OPSET} format {FORMAT}".encode()).hexdigest()[:16]
 
 
-def cached_onnx(checkpoint: str, dtype: str = "fp32", cache_dir: Optional[str] = None) -> CachedGraph:
-    """The path of the checkpoint's ``dtype`` graph in the cache, exported (and quantised) first if absent, and
-    how long that took (:class:`sew_fairseq.engines.base.Setup`)."""
-    from ..checkpoints.onnx import file_sha256, quantize_int8, to_onnx
-
-    start = time.perf_counter()
-    sha = file_sha256(checkpoint)
-    key = cache_key(checkpoint, sha)
-    hash_s = time.perf_counter() - start
+def cache_folder(checkpoint: str, cache_dir: Optional[str] = None) -> Tuple[str, bool]:
+    """(the cache folder of a checkpoint's exported models, made if absent; whether it was made now): ``cache_dir``,
+    or ``<checkpoint dir>/onnx-cache``. A folder that cannot be made is a ValueError naming it."""
     folder = cache_dir or os.path.join(os.path.dirname(os.path.abspath(checkpoint)), CACHE_DIR)
     created = not os.path.isdir(folder)
     try:
@@ -66,6 +57,32 @@ def cached_onnx(checkpoint: str, dtype: str = "fp32", cache_dir: Optional[str] =
     except OSError as e:
         raise ValueError(f"cannot create the ONNX cache {folder} ({e.strerror}): give a writable cache folder "
                          f"(onnx_cache)") from None
+    return folder, created
+
+
+def remove_stale(folder: str, checkpoint: str, key: str) -> None:
+    """Delete the cached models of earlier versions of ``checkpoint`` (``<stem>.<other key>.<kind>.<ext>``: ONNX
+    graphs and OpenVINO models) from ``folder``."""
+    stem = os.path.splitext(os.path.basename(checkpoint))[0]
+    mine = re.compile(re.escape(stem) + r"\.([0-9a-f]{16})\.(fp32|int8)(-[0-9a-f]{16})?\.(onnx|xml|bin)")
+    for old in os.listdir(folder):
+        match = mine.fullmatch(old)
+        if match and match.group(1) != key:  # a model of an earlier version of this checkpoint
+            logger.info("removing the stale cached model %s", old)
+            os.unlink(os.path.join(folder, old))
+
+
+def cached_onnx(checkpoint: str, dtype: str = "fp32", cache_dir: Optional[str] = None,
+                sha256: Optional[str] = None) -> CachedGraph:
+    """The path of the checkpoint's ``dtype`` graph in the cache, exported (and quantised) first if absent, and
+    how long that took (:class:`sew_fairseq.engines.base.Setup`). ``sha256``: the checkpoint's, if already known."""
+    from ..checkpoints.onnx import file_sha256, quantize_int8, to_onnx
+
+    start = time.perf_counter()
+    sha = sha256 or file_sha256(checkpoint)
+    key = cache_key(checkpoint, sha)
+    hash_s = time.perf_counter() - start
+    folder, created = cache_folder(checkpoint, cache_dir)
     stem = os.path.splitext(os.path.basename(checkpoint))[0]
 
     def name(kind: str) -> str:
@@ -90,12 +107,7 @@ def cached_onnx(checkpoint: str, dtype: str = "fp32", cache_dir: Optional[str] =
         t = time.perf_counter()
         quantize_int8(fp32, target)
         quantize_s = time.perf_counter() - t
-    mine = re.compile(re.escape(stem) + r"\.([0-9a-f]{16})\.(fp32|int8)\.onnx")
-    for old in os.listdir(folder):
-        match = mine.fullmatch(old)
-        if match and match.group(1) != key:  # a graph of an earlier version of this checkpoint
-            logger.info("removing the stale ONNX graph %s", old)
-            os.unlink(os.path.join(folder, old))
+    remove_stale(folder, checkpoint, key)
     return CachedGraph(target, Setup(hash_seconds=hash_s, export_seconds=export_s, quantize_seconds=quantize_s,
                                      reused=False, path=target))
 
@@ -148,7 +160,7 @@ def _session(path: str, device: str, threads: Optional[int]):
     return session
 
 
-class OnnxRuntimeEngine(Engine):
+class OnnxRuntimeEngine(GraphEngine):
     """A graph of :func:`sew_fairseq.checkpoints.onnx.to_onnx` in ONNX Runtime (see the module docstring).
 
     Args:
@@ -182,21 +194,5 @@ class OnnxRuntimeEngine(Engine):
         graph = cached_onnx(checkpoint, dtype, onnx_cache)
         return cls(graph.path, device, dtype, normalize, threads, graph.setup)
 
-    def log_probs(self, waves: Sequence[np.ndarray]) -> EngineOutput:
-        groups: Dict[int, List[int]] = defaultdict(list)  # length -> indices: equal lengths run as one batch
-        for i, w in enumerate(waves):
-            groups[len(w)].append(i)
-        result: List[Optional[torch.Tensor]] = [None] * len(waves)
-        for indices in groups.values():
-            source = np.stack([self._prepare(waves[i]) for i in indices])  # [b, L]
-            logits = self.session.run(["logits"], {"source": source})[0]  # [b, T, V]
-            log_probs = torch.log_softmax(torch.from_numpy(logits).float(), dim=-1)
-            for row, i in enumerate(indices):
-                result[i] = log_probs[row].contiguous()
-        return EngineOutput([r for r in result if r is not None], [None] * len(waves))
-
-    def _prepare(self, wave: np.ndarray) -> np.ndarray:
-        w = np.asarray(wave, dtype=np.float32)
-        if self.normalize:
-            w = normalized(torch.from_numpy(w)).numpy()
-        return w
+    def run(self, source: np.ndarray) -> np.ndarray:
+        return self.session.run(["logits"], {"source": source})[0]  # [b, T, V]

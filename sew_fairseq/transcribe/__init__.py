@@ -8,9 +8,11 @@
     from sew_fairseq.transcribe import Transcriber
     t = Transcriber.from_checkpoint("ckpt/checkpoint_best.pt").transcribe("talk.mp3")
 """
+from .calibration import read_calibration
 from .files import InputError, InputFile, Shard, resolve_inputs, score_transcripts, transcribe_files
 from .transcriber import (DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, Transcriber, Transcript,
                           Word)
 
 __all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_CHUNK_SECONDS", "DEFAULT_OVERLAP_SECONDS", "InputError", "InputFile",
-           "Shard", "Transcriber", "Transcript", "Word", "resolve_inputs", "score_transcripts", "transcribe_files"]
+           "Shard", "Transcriber", "Transcript", "Word", "read_calibration", "resolve_inputs", "score_transcripts",
+           "transcribe_files"]

@@ -167,18 +167,21 @@ class Transcriber:
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "cpu", dictionary: Optional[str] = None, *,
-                        backend: str = "torch", dtype: str = "fp32", exit_rule=None, onnx_cache: Optional[str] = None,
-                        onnx_model: Optional[str] = None, threads: Optional[int] = None, **kwargs) -> "Transcriber":
+                        backend: str = "torch", dtype: Optional[str] = None, exit_rule=None,
+                        onnx_cache: Optional[str] = None, onnx_model: Optional[str] = None,
+                        threads: Optional[int] = None, calibration=None, **kwargs) -> "Transcriber":
         """Load a fine-tuned fairseq CTC checkpoint; its output dictionary is inside it (``dictionary``: the path of
-        a ``dict.ltr.txt`` for one without). ``backend`` (torch, onnxruntime) and ``dtype`` (fp32, bf16, fp16,
-        int8) choose the engine, ``onnx_cache`` / ``onnx_model`` / ``threads`` configure ONNX Runtime (see
-        :func:`sew_fairseq.engines.load_engine`); a combination this machine cannot run raises ValueError.
+        a ``dict.ltr.txt`` for one without). ``backend`` (torch, onnxruntime, openvino, auto) and ``dtype`` (fp32,
+        bf16, fp16, int8; None with auto: chosen) choose the engine, ``onnx_cache`` / ``onnx_model`` / ``threads``
+        configure the exported graphs, ``calibration`` (:func:`sew_fairseq.transcribe.read_calibration` of a
+        folder, @LIST or manifest .tsv, or 1-D float32 waves at 16 kHz) is the audio openvino int8 is calibrated on
+        (see :func:`sew_fairseq.engines.load_engine`); a combination this machine cannot run raises ValueError.
         ``kwargs`` go to the constructor."""
         from ..checkpoints.ctc import sample_rate
         from ..engines import load_engine
 
         loaded = load_engine(path, backend, dtype, device, dictionary=dictionary, exit_rule=exit_rule,
-                             onnx_cache=onnx_cache, onnx_model=onnx_model, threads=threads)
+                             onnx_cache=onnx_cache, onnx_model=onnx_model, threads=threads, calibration=calibration)
         return cls(loaded.model, loaded.dictionary, sample_rate=sample_rate(loaded.cfg), engine=loaded.engine,
                    **kwargs)
 

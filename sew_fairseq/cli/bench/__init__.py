@@ -3,7 +3,7 @@ its options (``add_parser``) and its printing (``run``); the measuring is in :mo
 
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2
     sew-bench speed --presets sew_d_mid sew_tiny --seconds 10 --threads 2 --against hf
-    sew-bench speed --presets sew_tiny --seconds 11 --threads 2 --backend torch onnxruntime \
+    sew-bench speed --presets sew_tiny --seconds 11 --threads 2 --backend torch onnxruntime openvino \
         --dtype fp32 bf16 int8 --against hf                                # every backend (bench/engines.py)
     sew-bench accuracy ckpt/checkpoint_best.pt --data corpus --split valid  # greedy WER per backend vs torch fp32
     sew-bench decode --utterances 200 --beam 50 --lm-weight 2 --word-score -1 --json decode.json
@@ -25,9 +25,11 @@ the ratio HF time / our time.
 
 ``speed --backend B [B ...] --dtype D [D ...]`` times each preset as a CTC model from the wave to the
 log-probabilities through each engine of :mod:`sew_fairseq.engines` (every valid pair; ``--against hf`` adds
-transformers fp32 and transformers under autocast with the same dtype, in the same process), and ONNX Runtime's
-export and quantisation times separately; ``accuracy`` gives each engine's greedy WER on a split and its largest
-log-probability difference against torch fp32. See :mod:`sew_fairseq.bench.engines`.
+transformers fp32 and transformers under autocast with the same dtype, in the same process; with openvino,
+OpenVINO's plain run of the to-onnx export as the anchor row), each path's GFLOP/s and share of the matrix-product
+peak timed in the same run, and the export, quantisation and compilation times separately; ``accuracy`` gives each
+engine's greedy WER on a split and its largest log-probability difference against torch fp32. See
+:mod:`sew_fairseq.bench.engines`.
 
 ``decode`` times the KenLM beam search per second of audio: our flashlight-text lexicon decoder against
 pyctcdecode (+ the ``kenlm`` module) on the same synthetic CTC emissions (50 frames/s), at the same beam

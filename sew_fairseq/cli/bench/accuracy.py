@@ -12,7 +12,8 @@ def add_parser(sub) -> None:
     acc = sub.add_parser("accuracy", help="greedy WER and log-probability differences of every backend against "
                                           "torch fp32 on a split",
                          description="Example: sew-bench accuracy ckpt/checkpoint_best.pt --data corpus --split valid "
-                                     "--backend torch onnxruntime --dtype fp32 bf16 int8 --threads 2")
+                                     "--backend torch onnxruntime openvino --dtype fp32 bf16 int8 --calibration "
+                                     "corpus/train.tsv --threads 2")
     add_split_arguments(acc)
     acc.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime threads (default 2)")
     acc.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -35,8 +36,11 @@ def run(args: argparse.Namespace) -> int:
     if pairs is None:
         return 2
     try:
+        from ...transcribe.calibration import read_calibration
+
+        calibration = read_calibration(args.calibration) if args.calibration else None
         rows = accuracy(args.checkpoint, args.data, args.split, pairs, args.device, args.threads, args.max_samples,
-                        args.onnx_cache)
+                        args.onnx_cache, calibration)
     except (ValueError, FileNotFoundError, OSError) as e:
         return cli_error(PROG, e)
     print(format_accuracy_rows(rows, args.checkpoint, args.split, args.threads))

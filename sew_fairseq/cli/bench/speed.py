@@ -63,7 +63,9 @@ def run_backends(args: argparse.Namespace) -> int:
                                   attn_implementation=args.hf_attention)
     except (ImportError, ValueError) as e:
         return cli_error(PROG, e, 2)
-    print(speed_header(args.seconds, args.threads, args.repeats, args.batch, args.device) + format_speed_rows(rows))
+    print(speed_header(args.seconds, args.threads, args.repeats, args.batch, args.device, rows[0].get("peaks") if rows
+                       else None)
+          + format_speed_rows(rows))
     failures = fp32_failures(rows)
     for f in failures:
         cli_error(PROG, f"fp32 outputs differ by more than 1e-4: {f}")
