@@ -114,6 +114,12 @@ def test_cache_is_reused_and_int8_follows_its_calibration(model, waves, fixtures
     assert cached.setup.reused and cached.path == model["int8"].path
     # the same calibration: reused; another: a new int8 model that replaces the first
     assert cached_openvino(ckpt, "int8", calibration=model["calibration"]).setup.reused
+    # Transcriber.from_checkpoint takes the calibration as the command line names it (the fixture's @LIST): the same
+    from sew_fairseq.transcribe import Transcriber
+
+    listed = "@" + str(Path(ckpt).parent / "calibration.txt")
+    tr = Transcriber.from_checkpoint(ckpt, backend="openvino", dtype="int8", calibration=listed)
+    assert tr.engine.setup.reused and tr.engine.path == model["int8"].path
     other = cached_openvino(ckpt, "int8", calibration=waves_calibration(waves[:2]))
     assert not other.setup.reused and other.setup.export_seconds == 0 and other.setup.quantize_seconds > 0
     names = sorted(p.name for p in cache.iterdir() if p.name.endswith((".xml", ".bin")))

@@ -11,7 +11,8 @@ from typing import List, NamedTuple, Optional, Sequence
 
 from manifests.audio import AudioError, audio_info
 
-from ..transcribe.files import InputError, list_entries, output_stems, outputs_exist
+from ..transcribe.files import outputs_exist
+from ..transcribe.inputs import InputError, list_entries, output_stems
 from .aligner import Aligner
 from .segments import Alignment, alignment_from_dict
 from .text import Line, read_text

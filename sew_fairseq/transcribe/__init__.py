@@ -9,7 +9,8 @@
     t = Transcriber.from_checkpoint("ckpt/checkpoint_best.pt").transcribe("talk.mp3")
 """
 from .calibration import read_calibration
-from .files import InputError, InputFile, Shard, resolve_inputs, score_transcripts, transcribe_files
+from .files import Shard, score_transcripts, transcribe_files
+from .inputs import InputError, InputFile, resolve_inputs
 from .transcriber import (DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, Transcriber, Transcript,
                           Word)
 

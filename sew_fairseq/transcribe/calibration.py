@@ -1,10 +1,10 @@
 """``--calibration DIR|@LIST|MANIFEST``: the audio that OpenVINO int8 is calibrated on, named as sew-transcribe's
-inputs are (a folder searched recursively, an ``@LIST`` of paths, an audio file: :func:`.files.resolve_inputs`) or as
+inputs are (a folder searched recursively, an ``@LIST`` of paths, an audio file: :func:`.inputs.resolve_inputs`) or as
 a fairseq manifest (``.tsv``: :func:`sew_fairseq.evaluate.splits.read_split`).
 
     calibration = read_calibration("corpus/train.tsv")    # a sew_fairseq.engines.Calibration (files not read yet)
-    # (Transcriber.from_checkpoint takes the Calibration, or waves, not the string: transcriber.py cannot import this)
     Transcriber.from_checkpoint(ckpt, backend="openvino", dtype="int8", calibration=calibration)
+    Transcriber.from_checkpoint(ckpt, backend="openvino", dtype="int8", calibration="corpus/train.tsv")  # the same
 
 Use speech like the audio to be transcribed (a few hundred utterances at most are used: NNCF's subset size, and
 each recording's first :data:`sew_fairseq.engines.calibration.MAX_SECONDS` s). A path that does not exist, an empty
@@ -16,11 +16,11 @@ import logging
 import os
 
 from ..engines.calibration import Calibration, files_calibration
-from .files import InputError, resolve_inputs
+from .inputs import InputError, resolve_inputs
 
 
 def read_calibration(spec: str) -> Calibration:
-    """The calibration set named by ``spec`` (see the module docstring); raises :class:`.files.InputError` (a
+    """The calibration set named by ``spec`` (see the module docstring); raises :class:`.inputs.InputError` (a
     ValueError) for one that names nothing."""
     if isinstance(spec, Calibration):
         return spec

@@ -173,13 +173,17 @@ class Transcriber:
         """Load a fine-tuned fairseq CTC checkpoint; its output dictionary is inside it (``dictionary``: the path of
         a ``dict.ltr.txt`` for one without). ``backend`` (torch, onnxruntime, openvino, auto) and ``dtype`` (fp32,
         bf16, fp16, int8; None with auto: chosen) choose the engine, ``onnx_cache`` / ``onnx_model`` / ``threads``
-        configure the exported graphs, ``calibration`` (:func:`sew_fairseq.transcribe.read_calibration` of a
-        folder, @LIST or manifest .tsv, or 1-D float32 waves at 16 kHz) is the audio openvino int8 is calibrated on
+        configure the exported graphs, ``calibration`` (a folder, ``@LIST`` or manifest ``.tsv`` as on the command
+        line, its :func:`.calibration.read_calibration`, or 1-D float32 waves at 16 kHz) is the audio openvino int8
+        is calibrated on
         (see :func:`sew_fairseq.engines.load_engine`); a combination this machine cannot run raises ValueError.
         ``kwargs`` go to the constructor."""
         from ..checkpoints.ctc import sample_rate
         from ..engines import load_engine
+        from .calibration import read_calibration
 
+        if isinstance(calibration, str):
+            calibration = read_calibration(calibration)
         loaded = load_engine(path, backend, dtype, device, dictionary=dictionary, exit_rule=exit_rule,
                              onnx_cache=onnx_cache, onnx_model=onnx_model, threads=threads, calibration=calibration)
         return cls(loaded.model, loaded.dictionary, sample_rate=sample_rate(loaded.cfg), engine=loaded.engine,
