@@ -4,7 +4,10 @@ FileAudioDataset gives the same batches over the packed manifest as over the ori
 from __future__ import annotations
 
 import io
+import json
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Dict, List
@@ -241,10 +244,17 @@ def test_pack_errors(corpus: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_loader_bench_reads_the_same_audio_from_files_and_shards(corpus: Path, packed: Path) -> None:
-    """``sew-bench loader``: one worker process and none deliver the same batches and audio from both manifests."""
-    from sew_fairseq.bench.loader import run_loader_bench
+    """``sew-bench loader``: one worker process and none deliver the same batches and audio from both manifests.
 
-    rows = run_loader_bench(str(corpus), "libri", str(packed), workers=(0, 1), max_tokens=200_000)
+    In a child process, as the command runs: the loader forks its worker, and a fork of this test process (with the
+    thread pools of OpenVINO and ONNX Runtime that earlier tests started) died with SIGSEGV now and then."""
+    code = ("import json, sys; from sew_fairseq.bench.loader import run_loader_bench; "
+            "rows = run_loader_bench(sys.argv[1], 'libri', sys.argv[2], workers=(0, 1), max_tokens=200_000); "
+            "print(json.dumps(rows))")
+    proc = subprocess.run([sys.executable, "-c", code, str(corpus), str(packed)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [(r["kind"], r["workers"]) for r in rows] == [("files", 0), ("packed", 0), ("files", 1), ("packed", 1)]
     assert len({(r["batches"], round(r["audio_hours"], 9)) for r in rows}) == 1 and rows[0]["audio_hours"] > 0
     assert all(r["hours_per_second"] > 0 and r["per_worker"] == r["hours_per_second"] for r in rows)
