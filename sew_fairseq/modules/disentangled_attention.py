@@ -140,18 +140,21 @@ class DisentangledSelfAttention(nn.Module):
             self._cache = (key, (qr, kr))
         return qr, kr
 
-    def relative_projections_traced(self, rel: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(Qr, Kr) of the whole table rel [2k, D] for a traced graph, each [H, 2k, d] and times the score scale
-        (so the bias needs no multiplication of [B, H, S, S]).
+    def relative_projections_traced(self, rel: torch.Tensor, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(Qr, Kr) of the table rows ``rows`` [U] of rel [2k, D] for a traced graph, each [H, U, d] and times the
+        score scale (so the bias needs no multiplication of [B, H, S, S]).
 
-        They depend on weights only, and ONNX Runtime and OpenVINO fold them into constants when they load the
-        graph. The table is projected as [1, 2k, D], so that the exporter writes the same MatMul weights as for the
-        content projections and the file holds each weight once (a 2-D input would export a Gemm with a second,
-        untransposed copy)."""
+        The whole table is projected, from weights only: ONNX Runtime and OpenVINO fold that into constants when
+        they load the graph; then the band's rows are gathered (along the first axis, contiguous rows: a gather
+        along a later axis ran several times slower in ONNX Runtime). The table is projected as [1, 2k, D], so that
+        the exporter writes the same MatMul weights as for the content projections and the file holds each weight
+        once (a 2-D input would export a Gemm with a second, untransposed copy)."""
         table = self.pos_dropout(rel)[None]  # [1, 2k, D]
-        qr = self._split(self.query_proj(table))[0] * self.scale  # [H, 2k, d]
-        kr = self._split(self.key_proj(table))[0] * self.scale  # [H, 2k, d]
-        return qr, kr
+        u = rows.size(0)
+        qr = (self.query_proj(table)[0] * self.scale).index_select(0, rows)  # [U, D]
+        kr = (self.key_proj(table)[0] * self.scale).index_select(0, rows)  # [U, D]
+        return (qr.view(u, self.heads, self.head_dim).transpose(0, 1),
+                kr.view(u, self.heads, self.head_dim).transpose(0, 1))  # [H, U, d] each
 
     def forward(self, hidden: torch.Tensor, rel: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None,
                 rel_key: Optional[tuple] = None,
@@ -171,10 +174,10 @@ class DisentangledSelfAttention(nn.Module):
                 traced_index = relative_index_traced(hidden, self.heads, self.position_buckets,
                                                      self.max_relative_positions)
             idx, rows = traced_index  # [B, H, S, S] into the band, [U] rows of the table
-            qr, kr = self.relative_projections_traced(rel)  # [H, 2k, d] each, times the score scale
-            c2p = torch.matmul(q, kr.transpose(-1, -2).index_select(-1, rows)).gather(-1, idx)  # [B, H, S, S]
+            qr, kr = self.relative_projections_traced(rel, rows)  # [H, U, d] each, times the score scale
+            c2p = torch.matmul(q, kr.transpose(-1, -2)).gather(-1, idx)  # [B, H, S, S]
             # p2c: K_j . Qr[c(i, j)] is row c(i, j), column j of Qr K^T [B, H, U, S]: no transposes of [S, S]
-            p2c = torch.matmul(qr.index_select(1, rows), k.transpose(-1, -2)).gather(-2, idx)  # [B, H, S, S]
+            p2c = torch.matmul(qr, k.transpose(-1, -2)).gather(-2, idx)  # [B, H, S, S]
             bias = c2p + p2c
         else:
             index, lo, hi = _relative_index(s, self.position_buckets, self.max_relative_positions, hidden.device)
