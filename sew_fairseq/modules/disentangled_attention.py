@@ -150,11 +150,11 @@ class DisentangledSelfAttention(nn.Module):
         the exporter writes the same MatMul weights as for the content projections and the file holds each weight
         once (a 2-D input would export a Gemm with a second, untransposed copy)."""
         table = self.pos_dropout(rel)[None]  # [1, 2k, D]
-        u = rows.size(0)
         qr = (self.query_proj(table)[0] * self.scale).index_select(0, rows)  # [U, D]
         kr = (self.key_proj(table)[0] * self.scale).index_select(0, rows)  # [U, D]
-        return (qr.view(u, self.heads, self.head_dim).transpose(0, 1),
-                kr.view(u, self.heads, self.head_dim).transpose(0, 1))  # [H, U, d] each
+        # -1, not U: a constant shape, without a Shape -> Gather -> Concat chain in the graph
+        return (qr.view(-1, self.heads, self.head_dim).transpose(0, 1),
+                kr.view(-1, self.heads, self.head_dim).transpose(0, 1))  # [H, U, d] each
 
     def forward(self, hidden: torch.Tensor, rel: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None,
                 rel_key: Optional[tuple] = None,
