@@ -302,7 +302,7 @@ class DisentangledEncoder(nn.Module):
         keep = draws > self.layer.p if self.layer.training else None
         attn_mask = padding_mask if padding_mask is not None and padding_mask.any() else None
         traced_index = None
-        if torch.jit.is_tracing():  # once per forward, not in every layer
+        if torch.jit.is_tracing() and len(self.layer):  # once per forward, not in every layer
             first = self.layer[0].attention.self
             traced_index = relative_index_traced(x, first.heads, first.position_buckets, first.max_relative_positions)
         return RelativeLayerPass(x, attn_mask, padding_mask, x.size(1), len(self.layer), keep=keep, rel=rel,
