@@ -83,3 +83,32 @@ def test_pretrained_checkpoint_is_refused(tmp_path):
     with pytest.raises(ConversionError, match="CTC"):
         to_onnx(str(ckpt), str(tmp_path / "model.onnx"))
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_sew_d_graph_computes_the_relative_index_once_and_stays_exact(tmp_path):
+    """The SEW-D export computes the relative-position index once per forward (one Log of the log buckets, not
+    one per layer), has no per-layer Gemm of the relative table (whose second, untransposed copy of the query and
+    key weights made the file larger than the weights) and stays within 1e-4 of torch fp32 on lengths not seen at
+    export, up to S > position_buckets / 2 squeezed steps (the log buckets) with position_buckets = 256."""
+    ckpt = write_plugin_checkpoint(tmp_path / "ours.pt", "sew_d_c", ctc=True)
+    to_onnx(str(ckpt), str(tmp_path / "model.onnx"))
+    model, _ = ctc_inference_model(str(ckpt))
+    layers = len(model.encoder.encoder.encoder.layer)
+    buckets = model.encoder.encoder.encoder.layer[0].attention.self.position_buckets
+    assert layers == 2 and buckets == 256
+    proto = onnx.load(str(tmp_path / "model.onnx"))
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Log") == 1 and ops.count("Ceil") == 1 and ops.count("Range") == 2, "index per layer"
+    assert ops.count("GatherElements") == 2 * layers and "Gemm" not in ops
+    weights = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
+    assert weights <= sum(p.numel() for p in model.parameters()), "a weight stored twice"
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    squeezed = []
+    for i, (seconds, batch) in enumerate(((0.53, 2), (3.01, 1), (5.33, 1))):  # 13, 75 and 133 squeezed steps
+        wav = torch.stack([audio(seconds, 10 * i + b) for b in range(batch)])
+        with torch.no_grad():
+            expected = model(wav).log_softmax(-1).numpy()
+        got = torch.from_numpy(session.run(["logits"], {"source": wav.numpy()})[0]).log_softmax(-1).numpy()
+        assert got.shape == expected.shape and np.abs(got - expected).max() <= TOL, (seconds, batch)
+        squeezed.append(expected.shape[1] // 2)
+    assert max(squeezed) > buckets // 2

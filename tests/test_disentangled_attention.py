@@ -243,3 +243,15 @@ def test_layer_is_a_position_in_the_stack_under_layerdrop():
         if kept == [0, 1, 2, 3]:
             assert torch.equal(y, full)
     assert skipped_then_ran_on > 0, "no seed exercised a skipped layer before position i"
+
+
+@pytest.mark.parametrize("k,m,length", [(256, 512, 300), (256, 512, 1), (8, 32, 40), (8, 32, 2)])
+def test_traced_relative_index_is_the_band(k, m, length):
+    """relative_index_traced (the ONNX export's, once per forward) gives the eager band: its rows [lo, hi) and the
+    index into them, expanded to [B, H, S, S]."""
+    from sew_fairseq.modules.disentangled_attention import relative_index_traced
+
+    index, lo, hi = _relative_index(length, k, m, torch.device("cpu"))
+    idx, rows = relative_index_traced(torch.zeros(2, length, 4), 3, k, m)
+    assert idx.shape == (2, 3, length, length) and torch.equal(idx[1, 2], index)
+    assert rows.tolist() == list(range(lo, hi))

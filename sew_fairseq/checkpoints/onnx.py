@@ -8,7 +8,8 @@ one utterance, or a batch of equal lengths. The letters are stored in the model'
 Export uses torch's TorchScript-based exporter (``torch.onnx.export(..., dynamo=False)``, opset 17), which
 torch 2.13 still ships and which needs only the ``onnx`` package. Length-dependent logic that eager mode
 computes with Python ints (the SEW-D relative-position index, the zero padding of odd frame counts) has traced
-equivalents (``torch.jit.is_tracing()`` branches in ``modules/``), so the graph is valid for every length;
+equivalents (``torch.jit.is_tracing()`` branches in ``modules/``; SEW-D's index is computed once per forward, not in
+every layer: ``modules/disentangled_attention.py``), so the graph is valid for every length;
 the tests run ONNX Runtime on lengths that were not seen at export. wav2vec 2.0 and HuBERT backbones (fairseq's
 ``TransformerEncoder``) export without its padding of the frames to ``required_seq_len_multiple`` (exact without a
 padding input: :func:`ctc_inference_model`, :func:`_traceable_fairseq_padding`).
@@ -36,8 +37,8 @@ from manifests.atomic import atomic_file
 from .plugin import FAIRSEQ_FAMILIES, ConversionError, build_encoder, read_plugin_checkpoint
 
 OPSET = 17
-#: version of what this module exports; cached graphs of another format are rebuilt
-FORMAT = "1"
+#: version of what this module exports; cached graphs of another format are rebuilt (2: SEW-D's relative index once)
+FORMAT = "2"
 QUANTIZE = ("int8",)
 
 

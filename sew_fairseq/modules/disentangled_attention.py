@@ -17,6 +17,11 @@ What differs from the reference implementation, for speed, with equal results (t
 * only the contiguous band of relative rows that S frames can reach is projected and gathered;
 * content scores, the relative bias and the softmax-times-V run in one ``scaled_dot_product_attention``.
 
+A traced graph (ONNX export) cannot cache by length: :class:`DisentangledEncoder` computes the index and the band's
+rows from the traced length once per forward (:func:`relative_index_traced`) and passes them to every layer; each
+layer projects the whole table from weights only (folded into constants by ONNX Runtime and OpenVINO when they load
+the graph), with the score scale, and gathers the band's rows of the projections.
+
 Parameter names are the original release's (DeBERTa's): ``layer.{n}.attention.self.{query,key,value}_proj``,
 ``.attention.output.{dense,LayerNorm}``, ``.intermediate.dense``, ``.output.{dense,LayerNorm}``,
 ``rel_embeddings``, ``LayerNorm``.
@@ -75,14 +80,20 @@ def _relative_index(length: int, bucket_size: int, max_position: int, device: to
         return (index - lo).contiguous(), lo, hi
 
 
-def relative_index_traced(hidden: torch.Tensor, bucket_size: int, max_position: int) -> torch.Tensor:
-    """c(i, j) = clamp(bucket(i - j) + k, 0, 2k - 1) as [S, S] for hidden [B, S, D], from tensor ops only.
+def relative_index_traced(hidden: torch.Tensor, heads: int, bucket_size: int, max_position: int
+                          ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The traced form of :func:`_relative_index` for hidden [B, S, D], from tensor ops only: (index
+    [B, heads, S, S] into the band of table rows, the band's rows [U] of the table).
 
-    The eager path caches the index per length and gathers from a band of the table (Python ints); a traced
-    graph (ONNX export) must compute it from the traced length instead, over the whole table."""
+    The eager path caches the index per length and slices the band with Python ints; a traced graph (ONNX export)
+    must compute them from the traced length. :class:`DisentangledEncoder` computes them once per forward for all
+    its layers (the index already expanded to the layers' [B, H, S, S], as ``gather`` needs)."""
     pos = torch.arange(hidden.size(1), device=hidden.device)  # [S]
     rel = log_bucket_position(pos[:, None] - pos[None, :], bucket_size, max_position)
-    return (rel + bucket_size).clamp(0, 2 * bucket_size - 1)
+    index = (rel + bucket_size).clamp(0, 2 * bucket_size - 1)  # [S, S]
+    lo, hi = index[0, -1], index[-1, 0] + 1  # c(0, S-1) and c(S-1, 0): the band's ends (c is monotonic)
+    rows = torch.arange(lo, hi, device=hidden.device)  # [U]
+    return (index - lo).expand(hidden.size(0), heads, -1, -1), rows
 
 
 class DisentangledSelfAttention(nn.Module):
@@ -129,9 +140,27 @@ class DisentangledSelfAttention(nn.Module):
             self._cache = (key, (qr, kr))
         return qr, kr
 
+    def relative_projections_traced(self, rel: torch.Tensor, rows: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(Qr, Kr) of the table rows ``rows`` [U] of rel [2k, D] for a traced graph, each [H, U, d] and times the
+        score scale (so the bias needs no multiplication of [B, H, S, S]).
+
+        The whole table is projected, from weights only: ONNX Runtime and OpenVINO fold that into constants when
+        they load the graph; then the band's rows are gathered (along the first axis, contiguous rows: a gather
+        along a later axis ran several times slower in ONNX Runtime). The table is projected as [1, 2k, D], so that
+        the exporter writes the same MatMul weights as for the content projections and the file holds each weight
+        once (a 2-D input would export a Gemm with a second, untransposed copy)."""
+        table = self.pos_dropout(rel)[None]  # [1, 2k, D]
+        qr = (self.query_proj(table)[0] * self.scale).index_select(0, rows)  # [U, D]
+        kr = (self.key_proj(table)[0] * self.scale).index_select(0, rows)  # [U, D]
+        # -1, not U: a constant shape, without a Shape -> Gather -> Concat chain in the graph
+        return (qr.view(-1, self.heads, self.head_dim).transpose(0, 1),
+                kr.view(-1, self.heads, self.head_dim).transpose(0, 1))  # [H, U, d] each
+
     def forward(self, hidden: torch.Tensor, rel: torch.Tensor, key_padding_mask: Optional[torch.Tensor] = None,
-                rel_key: Optional[tuple] = None) -> torch.Tensor:
-        """hidden: [B, S, D]; rel: normalised relative table [2k, D]; key_padding_mask: [B, S] True at padding.
+                rel_key: Optional[tuple] = None,
+                traced_index: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+        """hidden: [B, S, D]; rel: normalised relative table [2k, D]; key_padding_mask: [B, S] True at padding;
+        traced_index: :func:`relative_index_traced` of hidden when tracing (computed here if None; unused in eager).
 
         Returns the context [B, S, D] (before the output dense layer).
         """
@@ -140,17 +169,24 @@ class DisentangledSelfAttention(nn.Module):
         k = self._split(self.key_proj(hidden))  # [B, H, S, d]
         v = self._split(self.value_proj(hidden))  # [B, H, S, d]
 
-        if torch.jit.is_tracing():  # ONNX export: the index from traced sizes, so the graph keeps a dynamic S
-            index = relative_index_traced(hidden, self.position_buckets, self.max_relative_positions)  # [S, S]
-            qr, kr = self.relative_projections(rel, 0, rel.size(0))  # [H, 2k, d] each: the whole table
+        if torch.jit.is_tracing():  # ONNX export: sizes are traced, so the graph keeps a dynamic S
+            if traced_index is None:
+                traced_index = relative_index_traced(hidden, self.heads, self.position_buckets,
+                                                     self.max_relative_positions)
+            idx, rows = traced_index  # [B, H, S, S] into the band, [U] rows of the table
+            qr, kr = self.relative_projections_traced(rel, rows)  # [H, U, d] each, times the score scale
+            c2p = torch.matmul(q, kr.transpose(-1, -2)).gather(-1, idx)  # [B, H, S, S]
+            # p2c: K_j . Qr[c(i, j)] is row c(i, j), column j of Qr K^T [B, H, U, S]: no transposes of [S, S]
+            p2c = torch.matmul(qr, k.transpose(-1, -2)).gather(-2, idx)  # [B, H, S, S]
+            bias = c2p + p2c
         else:
             index, lo, hi = _relative_index(s, self.position_buckets, self.max_relative_positions, hidden.device)
             qr, kr = self.relative_projections(rel, lo, hi, rel_key)  # [H, U, d] each
-        idx = index.expand(b, self.heads, s, s)
-        c2p = torch.matmul(q, kr.transpose(-1, -2)).gather(-1, idx)  # [B, H, S, S]: Q_i . Kr[c(i, j)]
-        # p2c: K_j . Qr[c(i, j)]; gather rows j with the transposed index, then transpose back
-        p2c = torch.matmul(k, qr.transpose(-1, -2)).gather(-1, idx.transpose(-1, -2)).transpose(-1, -2)
-        bias = (c2p + p2c) * self.scale  # [B, H, S, S]
+            idx = index.expand(b, self.heads, s, s)
+            c2p = torch.matmul(q, kr.transpose(-1, -2)).gather(-1, idx)  # [B, H, S, S]: Q_i . Kr[c(i, j)]
+            # p2c: K_j . Qr[c(i, j)]; gather rows j with the transposed index, then transpose back
+            p2c = torch.matmul(k, qr.transpose(-1, -2)).gather(-1, idx.transpose(-1, -2)).transpose(-1, -2)
+            bias = (c2p + p2c) * self.scale  # [B, H, S, S]
         if key_padding_mask is not None:
             bias = bias.masked_fill(key_padding_mask[:, None, None, :], float("-inf"))
         context = F.scaled_dot_product_attention(
@@ -201,9 +237,10 @@ class DisentangledLayer(nn.Module):
         self.output = _DenseLayerNorm(ffn_dim, dim, hidden_dropout, eps)
 
     def forward(self, x: torch.Tensor, rel: torch.Tensor, key_padding_mask: Optional[torch.Tensor],
-                rel_key: Optional[tuple] = None) -> torch.Tensor:
-        """x: [B, S, D] -> [B, S, D]"""
-        attended = self.attention.output(self.attention.self(x, rel, key_padding_mask, rel_key), x)
+                rel_key: Optional[tuple] = None,
+                traced_index: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+        """x: [B, S, D] -> [B, S, D] (``traced_index``: see :meth:`DisentangledSelfAttention.forward`)"""
+        attended = self.attention.output(self.attention.self(x, rel, key_padding_mask, rel_key, traced_index), x)
         return self.output(self.intermediate(attended), attended)
 
 
@@ -213,6 +250,8 @@ class RelativeLayerPass(LayerPass):
 
     rel: Optional[torch.Tensor] = None  # LayerNorm(rel_embeddings) [2k, D]
     rel_key: Optional[tuple] = None  # identity of the weights rel came from (eval without autograd), else None
+    # when tracing: relative_index_traced of the pass's length, computed once for all layers; None in eager
+    traced_index: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
 
 
 class DisentangledEncoder(nn.Module):
@@ -262,14 +301,18 @@ class DisentangledEncoder(nn.Module):
         draws = torch.empty(len(self.layer)).uniform_()  # [L]
         keep = draws > self.layer.p if self.layer.training else None
         attn_mask = padding_mask if padding_mask is not None and padding_mask.any() else None
+        traced_index = None
+        if torch.jit.is_tracing() and len(self.layer):  # once per forward, not in every layer
+            first = self.layer[0].attention.self
+            traced_index = relative_index_traced(x, first.heads, first.position_buckets, first.max_relative_positions)
         return RelativeLayerPass(x, attn_mask, padding_mask, x.size(1), len(self.layer), keep=keep, rel=rel,
-                                 rel_key=rel_key)
+                                 rel_key=rel_key, traced_index=traced_index)
 
     def run_layer(self, p: RelativeLayerPass) -> bool:
         """The layer at position ``p.index`` on p.x [B, S, D], unless layerdrop dropped that position."""
         if p.keep is not None and not bool(p.keep[p.index]):
             return p.advance(False)
-        p.x = self.layer[p.index](p.x, p.rel, p.attn_mask, p.rel_key)
+        p.x = self.layer[p.index](p.x, p.rel, p.attn_mask, p.rel_key, p.traced_index)
         return p.advance(True)
 
     def hidden_states(self, p: LayerPass) -> torch.Tensor:
