@@ -347,8 +347,9 @@ def format_speed_rows(rows: List[dict]) -> str:
     if any(r.get("same_dtype_ref") == "transformers fp32" and r.get("dtype") == "int8" for r in rows):
         lines.append("* against transformers fp32: transformers has no int8 path here")
     if rows:
-        lines.append(f"GFLOP/s: {rows[0]['gflop']:.2f} GFLOP per forward (torch's FlopCounterMode on the fairseq "
-                     f"model: matrix products and convolutions) / median time; pk: share of the matrix-product peak")
+        per_model = ", ".join(f"{m} {g:.2f}" for m, g in dict((r["model"], r["gflop"]) for r in rows).items())
+        lines.append(f"GFLOP/s: GFLOP per forward ({per_model}; torch's FlopCounterMode on the fairseq model: matrix "
+                     f"products and convolutions) / median time; pk: share of the matrix-product peak")
     return "\n".join(lines)
 
 
