@@ -33,6 +33,11 @@ from .segments import AlignedWord, Alignment, Segment
 from .text import Line, normalize_lines, token_ids
 from .viterbi import LETTER_STATE, build_graph, viterbi
 
+#: how sew-align runs a long recording through the network: 12 s chunks handed over in the middle of their 1.6 s
+#: overlap, the settings its accuracy was measured with (README, "Aligning"; sew-transcribe's defaults moved to 6 s
+#: chunks and the blank hand-over later, chosen on WER)
+ALIGN_CHUNK_SECONDS = 12.0
+ALIGN_STITCH = "middle"
 #: per-frame cost of speech that is not in the text (garbage), in nats: the line/garbage trade-off, chosen from
 #: measurements on the demo models (README, "Aligning")
 DEFAULT_GARBAGE_PENALTY = 4.0
@@ -67,17 +72,17 @@ class Aligner:
     def from_checkpoint(cls, path: str, device: str = "cpu", dictionary: Optional[str] = None, *,
                         backend: str = "torch", dtype: Optional[str] = None, onnx_cache: Optional[str] = None,
                         onnx_model: Optional[str] = None, threads: Optional[int] = None, calibration=None,
-                        chunk_seconds: Optional[float] = None, overlap_seconds: Optional[float] = None,
-                        batch_size: Optional[int] = None, **kwargs) -> "Aligner":
-        """Load a fine-tuned CTC checkpoint as :meth:`Transcriber.from_checkpoint` does (engine, dtype, chunking);
-        ``kwargs`` go to the constructor."""
+                        chunk_seconds: float = ALIGN_CHUNK_SECONDS, overlap_seconds: Optional[float] = None,
+                        batch_size: Optional[int] = None, stitch: str = ALIGN_STITCH, **kwargs) -> "Aligner":
+        """Load a fine-tuned CTC checkpoint as :meth:`Transcriber.from_checkpoint` does (engine, dtype, chunking;
+        :data:`ALIGN_CHUNK_SECONDS`, :data:`ALIGN_STITCH`); ``kwargs`` go to the constructor."""
         from ..transcribe import Transcriber
 
         chunking = {k: v for k, v in (("chunk_seconds", chunk_seconds), ("overlap_seconds", overlap_seconds),
                                       ("batch_size", batch_size)) if v is not None}
         tr = Transcriber.from_checkpoint(path, device, dictionary, backend=backend, dtype=dtype, onnx_cache=onnx_cache,
                                          onnx_model=onnx_model, threads=threads, calibration=calibration,
-                                         **chunking)
+                                         stitch=stitch, **chunking)
         return cls(tr, **kwargs)
 
     @property

@@ -46,7 +46,8 @@ FORMATS = ("json", "ctm", "TextGrid", "srt")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..align.aligner import DEFAULT_BEAM, DEFAULT_GARBAGE_PENALTY, DEFAULT_MIN_SCORE, DEFAULT_SKIP_COST
+    from ..align.aligner import (ALIGN_CHUNK_SECONDS, DEFAULT_BEAM, DEFAULT_GARBAGE_PENALTY, DEFAULT_MIN_SCORE,
+                                 DEFAULT_SKIP_COST)
 
     p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="fine-tuned CTC letter checkpoint (sew_ctc, wav2vec_ctc)")
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cost of leaving a line out (default %(default)s; inf: every line must be placed)")
     g.add_argument("--beam", type=float, default=DEFAULT_BEAM,
                    help="search beam in nats (default %(default)s; small inputs are searched exactly)")
-    add_chunking_arguments(p)
+    add_chunking_arguments(p, chunk_seconds=ALIGN_CHUNK_SECONDS)
     add_device_argument(p)
     add_backend_arguments(p)
     m = p.add_argument_group("training manifest")

@@ -229,13 +229,14 @@ def add_split_arguments(p: argparse.ArgumentParser, checkpoint: str = "fine-tune
     p.add_argument("--split", required=True, help=split)
 
 
-def add_chunking_arguments(p: argparse.ArgumentParser) -> None:
+def add_chunking_arguments(p: argparse.ArgumentParser, chunk_seconds: Optional[float] = None) -> None:
     """``--chunk-seconds``, ``--overlap-seconds``, ``--batch-size``: how a long recording runs through the network
-    (:class:`sew_fairseq.transcribe.Transcriber`), the same for every command that reads recordings."""
+    (:class:`sew_fairseq.transcribe.Transcriber`), the same for every command that reads recordings;
+    ``chunk_seconds``: a command's own default (sew-align's), else the Transcriber's."""
     from ..transcribe.transcriber import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
 
     g = p.add_argument_group("long recordings")
-    g.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS,
+    g.add_argument("--chunk-seconds", type=float, default=chunk_seconds or DEFAULT_CHUNK_SECONDS,
                    help="chunk length for long recordings (default %(default)s)")
     g.add_argument("--overlap-seconds", type=float, default=DEFAULT_OVERLAP_SECONDS,
                    help="context on each side of a chunk (default %(default)s)")

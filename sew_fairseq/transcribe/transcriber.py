@@ -43,13 +43,15 @@ from manifests.audio import AudioError, AudioInfo, audio_info, stream_audio
 
 from .chunking import Chunk, Stitcher, check_stitch_rule, chunk_stream
 
-#: Chunking defaults, chosen from a sweep on 3- and 10-minute recordings (README, "Transcribing"): 12 s chunks with
-#: 1.6 s of context on each side (8.8 s kept from each), the lowest WER there at less overlap than 10 s chunks.
-DEFAULT_CHUNK_SECONDS = 12.0
+#: Chunking defaults, chosen from `sew-bench longform` sweeps on demo models trained apart (README, "Transcribing"):
+#: 6 s chunks with 1.6 s of context on each side (2.8 s kept from each), handed over in a pause both chunks hear
+#: (``blank``). Against 12 s / middle: lower WER on every model and nearly every recording (these models were
+#: fine-tuned on 1.5-4 s utterances and degrade on longer context), for about 1.6x the forward compute.
+DEFAULT_CHUNK_SECONDS = 6.0
 DEFAULT_OVERLAP_SECONDS = 1.6
 DEFAULT_BATCH_SIZE = 4
 #: where overlapping chunks hand over (:class:`~.chunking.Stitcher`)
-DEFAULT_STITCH = "middle"
+DEFAULT_STITCH = "blank"
 
 
 class Emissions(NamedTuple):
