@@ -127,3 +127,12 @@ def test_success_prints_what_it_wrote(tmp_path, capsys):
     ckpt = write_plugin_checkpoint(tmp_path / "ours.pt", "sew_c", ctc=False)
     assert main(["to-hf", str(ckpt), str(tmp_path / "hf")]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'hf'}"
+
+
+def test_a_missing_optional_package_names_the_extra_that_brings_it():
+    from sew_fairseq.checkpoints.plugin import ConversionError, optional_package
+
+    assert optional_package("json", "JSON needs json", "json").dumps([1]) == "[1]"
+    with pytest.raises(ConversionError, match=r"^OpenVINO models need it \(pip install 'sew-fairseq\[openvino\]'\): "
+                                              r"No module named 'sew_fairseq_no_such_package'$"):
+        optional_package("sew_fairseq_no_such_package", "OpenVINO models need it", "openvino")

@@ -31,7 +31,7 @@ from manifests.atomic import atomic_directory
 
 from .plugin import (FAIRSEQ_FAMILIES, HEAD_PREFIXES, PROJ_PREFIX, W2V_PREFIX, ConversionError, PluginCheckpoint,
                      atomic_save, build_encoder, build_pretraining_model, check_state, checkpoint_dict,
-                     finetuning_cfg, pretraining_cfg, pretraining_task_state, read_plugin_checkpoint)
+                     finetuning_cfg, optional_package, pretraining_cfg, pretraining_task_state, read_plugin_checkpoint)
 
 logger = logging.getLogger(__name__)
 
@@ -93,12 +93,7 @@ def hf_to_ours_state(hf_state: Mapping[str, torch.Tensor], layer_mode: bool) -> 
 
 
 def _transformers():
-    try:
-        import transformers
-    except ImportError as e:
-        raise ConversionError(f"Hugging Face conversion needs transformers (pip install 'sew-fairseq[hf]'): "
-                              f"{e}") from None
-    return transformers
+    return optional_package("transformers", "Hugging Face conversion needs transformers", "hf")
 
 
 # ---------------------------------------------------------------- configs

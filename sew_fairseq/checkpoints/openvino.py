@@ -31,7 +31,7 @@ from typing import Dict, Iterable
 import numpy as np
 
 from manifests.atomic import atomic_files
-from .plugin import ConversionError
+from .plugin import ConversionError, optional_package
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,7 @@ SUBSET_SIZE = 300
 
 
 def _openvino():
-    try:
-        import openvino
-    except ImportError as e:
-        raise ConversionError(f"OpenVINO models need the openvino package (pip install 'sew-fairseq[openvino]'): "
-                              f"{e}") from None
-    return openvino
+    return optional_package("openvino", "OpenVINO models need the openvino package", "openvino")
 
 
 def metadata(model) -> Dict[str, str]:

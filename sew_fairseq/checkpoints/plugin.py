@@ -31,6 +31,17 @@ class ConversionError(ValueError):
     """A checkpoint or directory cannot be converted; the message says what does not match."""
 
 
+def optional_package(name: str, purpose: str, extra: str) -> Any:
+    """The optional package ``name`` imported, or :class:`ConversionError` saying which ``sew-fairseq[extra]`` brings
+    it (``purpose``: what needs it, e.g. "OpenVINO models need the openvino package")."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        raise ConversionError(f"{purpose} (pip install 'sew-fairseq[{extra}]'): {e}") from None
+
+
 class Mismatch(NamedTuple):
     missing: List[Tuple[str, Tuple[int, ...]]]  # expected but absent: (name, expected shape)
     unexpected: List[Tuple[str, Tuple[int, ...]]]  # present but not expected: (name, actual shape)
