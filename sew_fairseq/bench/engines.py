@@ -41,6 +41,7 @@ from ..engines import Engine, UnsupportedBackend, check_backend, load_engine, wa
 from ..engines.base import GraphEngine
 from ..engines.hardware import cpu_bf16, cpu_description
 from ..engines.torch_engine import TORCH_DTYPES
+from .speed import time_forward
 
 #: fp32 paths must agree with their reference this closely (max abs log-probability)
 FP32_TOL = 1e-4
@@ -136,17 +137,7 @@ def matmul_call(dtype: torch.dtype = torch.float32, n: int = 2048) -> Tuple[Call
 def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
     """FLOP/s of :func:`matmul_call` (median of ``repeats`` after a warm-up), alone."""
     fn, flops = matmul_call(dtype, n)
-    return flops / statistics.median(time_calls(fn, repeats))
-
-
-def time_calls(fn: Callable[[], object], repeats: int) -> List[float]:
-    fn()
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+    return flops / statistics.median(time_forward(fn, repeats))
 
 
 class PlainOpenVino(GraphEngine):
@@ -246,7 +237,7 @@ def run_backends_speed(presets: Sequence[str], pairs: Sequence[Pair], seconds: f
                     _sync(device)
                     times[name].append(time.perf_counter() - t)
                 for dtype, (fn, _) in peak_calls.items():
-                    peak_times[dtype] += time_calls(fn, 1)[:1]
+                    peak_times[dtype] += time_forward(fn, 1)
             peaks = {dtype: flop / statistics.median(peak_times[dtype]) for dtype, (_, flop) in peak_calls.items()}
             params = sum(v.numel() for k, v in torch.load(ckpt, weights_only=False)["model"].items()) / 1e6
             for name in paths:
