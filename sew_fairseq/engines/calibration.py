@@ -18,9 +18,10 @@ from typing import Callable, Iterator, List, NamedTuple, Sequence
 
 import numpy as np
 
+from manifests.audio import SAMPLE_RATE
+
 #: each calibration recording is cut to its first MAX_SECONDS (the chunk length sew-transcribe runs is 30 s or less)
 MAX_SECONDS = 20.0
-SAMPLE_RATE = 16000
 
 
 class Calibration(NamedTuple):
